@@ -1,0 +1,353 @@
+"""What to label next: image ranking, superpixel scores, the in-image split, baselines, budget.
+
+The DBSAL split divides one image's superpixel scores into a high- and a low-uncertainty group
+with the exact two-class natural breaks (:func:`natural_breaks_split`); only the high group is
+queried. :func:`kmeans_split` (a heuristic) and :func:`static_split` (a fixed top fraction, the
+static-budget baseline) are the alternatives. Every split returns a boolean "high" mask.
+
+Edge cases shared by the natural-breaks and k-means splits: an empty input gives an empty mask;
+fewer than two distinct values (one superpixel, constant scores) gives all ``True``, because
+nothing distinguishes the regions and the whole image is queried; equal scores always land in the
+same group. Scores must be finite.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "BUDGET_UNITS",
+    "Budget",
+    "SPLIT_METHODS",
+    "kmeans_split",
+    "natural_breaks_split",
+    "natural_breaks_threshold",
+    "random_images",
+    "rank_images",
+    "split_superpixels",
+    "static_split",
+    "superpixel_scores",
+    "within_group_sse",
+]
+
+#: Names accepted by :func:`split_superpixels`.
+SPLIT_METHODS = ("natural_breaks", "kmeans", "static")
+
+
+def _scores_1d(scores: Any, name: str = "scores") -> np.ndarray:
+    """``scores`` as a finite 1-D float64 array, or a clear error."""
+    x = np.asarray(scores)
+    if x.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {x.shape}")
+    if x.dtype == bool or not (np.issubdtype(x.dtype, np.integer)
+                               or np.issubdtype(x.dtype, np.floating)):
+        raise TypeError(f"{name} must be real numbers, got dtype {x.dtype}")
+    x = x.astype(np.float64, copy=False)
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} must be finite (no NaN or inf)")
+    return x
+
+
+def _check_count(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return int(value)
+
+
+# ---------------------------------------------------------------- scores
+
+
+def superpixel_scores(pixel_scores: Any, labels: Any, n: int | None = None) -> np.ndarray:
+    """Mean pixel score of every superpixel.
+
+    Parameters
+    ----------
+    pixel_scores : array_like
+        Finite per-pixel uncertainty, ``H x W`` (any shape equal to ``labels``).
+    labels : array_like of int
+        Superpixel id per pixel, ``0 .. n-1``.
+    n : int, optional
+        Number of superpixels; default ``labels.max() + 1`` (0 for an empty map).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``float64[n]``; a superpixel id with no pixels scores 0.
+    """
+    values = np.asarray(pixel_scores)
+    ids = np.asarray(labels)
+    if values.shape != ids.shape:
+        raise ValueError(f"pixel_scores and labels must have the same shape, "
+                         f"got {values.shape} and {ids.shape}")
+    if ids.dtype == bool or not np.issubdtype(ids.dtype, np.integer):
+        raise TypeError(f"labels must be integer superpixel ids, got dtype {ids.dtype}")
+    values = _scores_1d(values.ravel(), "pixel_scores")
+    ids = ids.ravel()
+    if ids.size and ids.min() < 0:
+        raise ValueError(f"labels must be >= 0, got {ids.min()}")
+    needed = int(ids.max()) + 1 if ids.size else 0
+    if n is None:
+        n = needed
+    elif _check_count(n, "n") < needed:
+        raise ValueError(f"labels hold id {needed - 1}, which needs n >= {needed}, got n={n}")
+    ids = ids.astype(np.intp, copy=False)
+    sums = np.bincount(ids, weights=values, minlength=n)
+    counts = np.bincount(ids, minlength=n)
+    return np.divide(sums, counts, out=np.zeros(n), where=counts > 0)
+
+
+def rank_images(scores: Mapping[Hashable, float] | Any, k: int,
+                exclude: Iterable[Hashable] = ()) -> list:
+    """The ``k`` highest-scoring images, most uncertain first.
+
+    Parameters
+    ----------
+    scores : mapping or array_like
+        ``key -> score`` (e.g. task id -> uncertainty) or a 1-D array indexed by image.
+    k : int
+        How many to return; fewer if fewer are left after ``exclude``.
+    exclude : iterable
+        Keys (or indices) never returned, e.g. images already labeled.
+
+    Returns
+    -------
+    list
+        Keys (for a mapping) or ``int`` indices (for an array). Ties go to the smaller key or
+        index, so the result is deterministic; mapping keys must therefore be mutually comparable.
+    """
+    k = _check_count(k, "k")
+    excluded = set(exclude)
+    if isinstance(scores, Mapping):
+        keys = list(scores)
+        values = _scores_1d(np.array([scores[key] for key in keys], dtype=float))
+        try:
+            order = sorted(range(len(keys)), key=lambda i: (-values[i], keys[i]))
+        except TypeError as err:
+            raise TypeError("score keys must be mutually comparable to break ties") from err
+        ranked = [keys[i] for i in order]
+    else:
+        values = _scores_1d(scores)
+        ranked = np.argsort(-values, kind="stable").tolist()
+    return [key for key in ranked if key not in excluded][:k]
+
+
+# ---------------------------------------------------------------- splits
+
+
+def within_group_sse(scores: Any, high: Any) -> float:
+    """Total within-group sum of squared deviations of a two-group split (the Jenks cost).
+
+    Parameters
+    ----------
+    scores : array_like
+        Finite 1-D scores.
+    high : array_like of bool
+        The high-group mask, same length.
+    """
+    x = _scores_1d(scores)
+    mask = np.asarray(high)
+    if mask.dtype != bool or mask.shape != x.shape:
+        raise ValueError(f"high must be a boolean mask of shape {x.shape}")
+    return float(sum(((g - g.mean()) ** 2).sum() for g in (x[mask], x[~mask]) if g.size))
+
+
+def natural_breaks_threshold(scores: Any) -> float:
+    """Threshold of the exact two-class natural breaks: the high group is ``scores > threshold``.
+
+    Two-class Jenks natural breaks is 1-D 2-means solved exactly: among all splits of the sorted
+    scores between two consecutive *distinct* values, take the one with the smallest total
+    within-group sum of squares. Computed in ``O(n log n)``: sort, centre (for numerical
+    stability), prefix sums of ``x`` and ``x**2``, evaluate every split.
+
+    Returns
+    -------
+    float
+        The largest score of the low group; ``-inf`` when there are fewer than two distinct
+        scores (everything is high). Among splits whose costs are equal up to a relative
+        tolerance of ``1e-9`` of the total sum of squares, the highest threshold (the smallest
+        high group) is taken.
+    """
+    x = np.sort(_scores_1d(scores))
+    n = x.size
+    if n == 0 or x[0] == x[-1]:
+        return -math.inf
+    c = x - x.mean()
+    s1 = np.cumsum(c)
+    s2 = np.cumsum(c * c)
+    split = np.flatnonzero(x[1:] != x[:-1]) + 1  # low = x[:i], high = x[i:]
+    n_low = split.astype(np.float64)
+    n_high = n - n_low
+    low_sum, low_sq = s1[split - 1], s2[split - 1]
+    high_sum, high_sq = s1[-1] - low_sum, s2[-1] - low_sq
+    cost = (low_sq - low_sum**2 / n_low) + (high_sq - high_sum**2 / n_high)
+    tolerance = 1e-9 * s2[-1]
+    best = split[np.flatnonzero(cost <= cost.min() + tolerance)[-1]]
+    return float(x[best - 1])
+
+
+def natural_breaks_split(scores: Any) -> np.ndarray:
+    """High-group mask of the exact two-class natural breaks (see
+    :func:`natural_breaks_threshold`); ``bool[n]``. Edge cases as in the module docstring."""
+    x = _scores_1d(scores)
+    return x > natural_breaks_threshold(x)
+
+
+def kmeans_split(scores: Any, seed: int = 0) -> np.ndarray:
+    """High-group mask from scikit-learn ``KMeans(n_clusters=2, n_init=10)`` on the scores.
+
+    A heuristic alternative to :func:`natural_breaks_split` (which it usually, but not always,
+    matches). High is the cluster with the larger centre. Edge cases as in the module docstring.
+    """
+    from sklearn.cluster import KMeans
+
+    x = _scores_1d(scores)
+    if x.size == 0 or x.min() == x.max():
+        return np.ones(x.size, dtype=bool)
+    model = KMeans(n_clusters=2, n_init=10, random_state=seed).fit(x.reshape(-1, 1))
+    return model.labels_ == int(np.argmax(model.cluster_centers_[:, 0]))
+
+
+def static_split(scores: Any, fraction: float) -> np.ndarray:
+    """High mask of the top ``ceil(fraction * n)`` scores (the static-budget baseline).
+
+    Ties are broken by index (earlier first), so equal scores may fall on both sides. The
+    product ``fraction * n`` is rounded to 9 decimals before the ceiling, so that e.g.
+    ``0.3 * 10`` selects 3, not 4. The DBSAL authors' static baseline used 0.275.
+    """
+    x = _scores_1d(scores)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating)):
+        raise TypeError(f"fraction must be a number, got {type(fraction).__name__}")
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    count = math.ceil(round(fraction * x.size, 9))
+    mask = np.zeros(x.size, dtype=bool)
+    mask[np.argsort(-x, kind="stable")[:count]] = True
+    return mask
+
+
+def split_superpixels(scores: Any, method: str = "natural_breaks", fraction: float = 0.275,
+                      seed: int = 0) -> np.ndarray:
+    """Split one image's superpixel scores; returns the ``bool[n]`` mask of the group to query.
+
+    ``method`` is one of :data:`SPLIT_METHODS`; ``fraction`` is used by ``"static"`` only and
+    ``seed`` by ``"kmeans"`` only.
+    """
+    if method == "natural_breaks":
+        return natural_breaks_split(scores)
+    if method == "kmeans":
+        return kmeans_split(scores, seed=seed)
+    if method == "static":
+        return static_split(scores, fraction)
+    raise ValueError(f"unknown split method {method!r}; expected one of {SPLIT_METHODS}")
+
+
+def random_images(candidates: Sequence[Hashable], k: int, rng: np.random.Generator) -> list:
+    """``min(k, len(candidates))`` distinct candidates drawn uniformly (random-images baseline).
+
+    Parameters
+    ----------
+    candidates : sequence
+        Distinct image keys.
+    k : int
+        How many to draw.
+    rng : numpy.random.Generator
+        Source of randomness.
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    k = _check_count(k, "k")
+    pool = list(candidates)
+    if len(set(pool)) != len(pool):
+        raise ValueError("candidates must be distinct")
+    picked = rng.choice(len(pool), size=min(k, len(pool)), replace=False)
+    return [pool[i] for i in picked]
+
+
+# ---------------------------------------------------------------- budget
+
+
+#: Units a :class:`Budget` limit can be expressed in.
+BUDGET_UNITS = ("superpixels", "pixels", "images")
+
+
+@dataclass
+class Budget:
+    """Labeling budget and what has been spent, in images, superpixels and pixels.
+
+    Parameters
+    ----------
+    unit : {"superpixels", "pixels", "images"}
+        The counter that ``limit`` applies to.
+    limit : int or None
+        Total allowed in ``unit``; ``None`` means unlimited.
+    images, superpixels, pixels : int
+        Spent so far.
+
+    Notes
+    -----
+    :meth:`charge` records what was labeled and never refuses: the last step of a dynamic
+    budget may overshoot the limit, which ``spent`` then shows (``remaining`` is clamped to 0).
+    """
+
+    unit: str = "superpixels"
+    limit: int | None = None
+    images: int = 0
+    superpixels: int = 0
+    pixels: int = 0
+
+    def __post_init__(self) -> None:
+        if self.unit not in BUDGET_UNITS:
+            raise ValueError(f"unit must be one of {BUDGET_UNITS}, got {self.unit!r}")
+        if self.limit is not None:
+            self.limit = _check_count(self.limit, "limit")
+        for name in BUDGET_UNITS:
+            setattr(self, name, _check_count(getattr(self, name), name))
+
+    def charge(self, images: int = 0, superpixels: int = 0, pixels: int = 0) -> None:
+        """Add labeled images, superpixels and pixels to the counters."""
+        amounts = {"images": images, "superpixels": superpixels, "pixels": pixels}
+        amounts = {name: _check_count(value, name) for name, value in amounts.items()}
+        for name, value in amounts.items():
+            setattr(self, name, getattr(self, name) + value)
+
+    @property
+    def spent(self) -> int:
+        """Amount spent in :attr:`unit`."""
+        return getattr(self, self.unit)
+
+    @property
+    def remaining(self) -> int | None:
+        """What is left in :attr:`unit` (at least 0); ``None`` when unlimited."""
+        return None if self.limit is None else max(self.limit - self.spent, 0)
+
+    @property
+    def exhausted(self) -> bool:
+        """Whether the limit is reached (never for an unlimited budget)."""
+        return self.limit is not None and self.spent >= self.limit
+
+    def fraction_of(self, total_pixels: int) -> float:
+        """Labeled pixels as a fraction of ``total_pixels`` (e.g. all pixels of the pool)."""
+        if _check_count(total_pixels, "total_pixels") == 0:
+            raise ValueError("total_pixels must be > 0")
+        return self.pixels / total_pixels
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict; :meth:`from_dict` reverses it."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Budget:
+        """Rebuild a budget from :meth:`to_dict` output (validated; unknown keys rejected)."""
+        if not isinstance(data, Mapping):
+            raise TypeError(f"data must be a mapping, got {type(data).__name__}")
+        unknown = set(data) - {"unit", "limit", *BUDGET_UNITS}
+        if unknown:
+            raise ValueError(f"unknown Budget fields: {sorted(unknown)}")
+        return cls(**data)

@@ -1,0 +1,315 @@
+"""MC-dropout uncertainty for segmentation models and pixel-wise heuristics.
+
+A model follows the contract of :mod:`dbsal_backend.networks`: ``encode(x)`` is deterministic in
+eval mode and holds no dropout, ``decode(features)`` holds every dropout layer and returns logits
+``B x C x H x W`` at the input size, and ``forward(x) == decode(encode(x))``.
+
+:func:`mc_dropout` runs ``T`` stochastic passes with dropout on and batch norm in eval mode and
+keeps running sums only, so memory does not grow with ``T``. The result, :class:`McStats`, holds
+what every heuristic needs: the mean softmax over the passes and the mean per-pass entropy.
+
+Heuristics map :class:`McStats` to a ``B x H x W`` map where higher means more uncertain:
+
+==============  ================================================  =====================
+name            formula                                           range
+==============  ================================================  =====================
+``entropy``     ``H[mean p]`` (predictive entropy)                ``[0, log2 C]`` bits
+``bald``        ``H[mean p] - E[H[p]]`` (mutual information)      ``[0, log2 C]`` bits
+``margin``      ``1 - (p1 - p2)`` of the mean probabilities       ``[0, 1]``
+``authors``     ``H[mean p] + E[H[p]]`` (DBSAL authors' "BALD")   ``[0, 2 log2 C]`` bits
+==============  ================================================  =====================
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple
+
+import torch
+from torch import nn
+
+__all__ = [
+    "DROPOUT_TYPES",
+    "HEURISTICS",
+    "McStats",
+    "authors_bald",
+    "bald",
+    "enable_mc_dropout",
+    "entropy",
+    "image_scores",
+    "margin",
+    "mc_dropout",
+    "pixel_uncertainty",
+    "predictive_entropy",
+]
+
+#: Module types switched back to train mode by :func:`enable_mc_dropout`.
+DROPOUT_TYPES: tuple[type[nn.Module], ...] = (
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.FeatureAlphaDropout,
+)
+
+_MODES = ("head", "full")
+_LN2 = math.log(2.0)
+
+
+class McStats(NamedTuple):
+    """Summary of ``T`` MC-dropout passes over a batch.
+
+    Attributes
+    ----------
+    mean_probs : torch.Tensor
+        ``B x C x H x W`` float32, the softmax averaged over the passes.
+    expected_entropy : torch.Tensor
+        ``B x H x W`` float32, the entropy of each pass's softmax averaged over the passes, in bits.
+    """
+
+    mean_probs: torch.Tensor
+    expected_entropy: torch.Tensor
+
+
+def entropy(probs: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Shannon entropy in bits along ``dim``, with ``0 * log 0 = 0``.
+
+    Parameters
+    ----------
+    probs : torch.Tensor
+        Probabilities (non-negative, summing to 1 along ``dim``).
+    dim : int
+        The class dimension (1 for ``B x C x H x W``).
+
+    Returns
+    -------
+    torch.Tensor
+        ``probs`` with ``dim`` reduced.
+    """
+    if not isinstance(probs, torch.Tensor):
+        raise TypeError(f"probs must be a torch.Tensor, got {type(probs).__name__}")
+    return -torch.special.xlogy(probs, probs).sum(dim=dim) / _LN2
+
+
+def enable_mc_dropout(model: nn.Module) -> nn.Module:
+    """Put ``model`` in eval mode, then every dropout module back in train mode.
+
+    Batch norm then uses its running statistics (and does not update them) while dropout stays
+    stochastic. Modules of :data:`DROPOUT_TYPES` (and their subclasses) count as dropout.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``model`` itself, changed in place.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    model.eval()
+    for module in model.modules():
+        if isinstance(module, DROPOUT_TYPES):
+            module.train()
+    return model
+
+
+def _check_images(images: torch.Tensor) -> None:
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must have shape B x 3 x H x W, got {tuple(images.shape)}")
+    if not images.is_floating_point():
+        raise TypeError(f"images must be a float tensor in [0, 1], got dtype {images.dtype}")
+    if min(images.shape) == 0:
+        raise ValueError(f"images must not be empty, got shape {tuple(images.shape)}")
+
+
+def mc_dropout(
+    model: nn.Module, images: torch.Tensor, n_samples: int = 20, mode: str = "head"
+) -> McStats:
+    """Run ``n_samples`` MC-dropout passes and summarise them online.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A segmentation model; with ``mode="head"`` it must have ``encode`` and ``decode``.
+    images : torch.Tensor
+        ``B x 3 x H x W`` float in ``[0, 1]``, on the model's device.
+    n_samples : int
+        Number of stochastic passes ``T >= 1``.
+    mode : {"head", "full"}
+        ``"head"`` runs ``encode`` once and ``decode`` ``T`` times (valid because the encoder is
+        deterministic); ``"full"`` runs the whole model ``T`` times (the reference). Both consume
+        the random number generator identically, so the same seed gives the same result.
+
+    Returns
+    -------
+    McStats
+        Mean softmax and mean per-pass entropy (bits), float32 on the images' device.
+
+    Notes
+    -----
+    Runs under ``torch.no_grad``. Only running sums are kept (``B x C x H x W`` plus ``B x H x W``),
+    never the ``T`` passes. On CUDA the network runs under autocast; softmax and entropy are
+    computed in float32. Every module's train/eval flag is restored afterwards, also on error.
+    """
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int):
+        raise TypeError(f"n_samples must be an int, got {type(n_samples).__name__}")
+    if n_samples < 1:
+        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+    if mode not in _MODES:
+        raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if mode == "head" and not (callable(getattr(model, "encode", None))
+                               and callable(getattr(model, "decode", None))):
+        raise TypeError(f"mode='head' needs a model with encode() and decode(), "
+                        f"got {type(model).__name__}")
+    _check_images(images)
+
+    batch, _, height, width = images.shape
+    autocast = torch.autocast(device_type=images.device.type, enabled=images.device.type == "cuda")
+    decode: Callable[[Any], torch.Tensor] = model.decode if mode == "head" else model
+    previous = [(module, module.training) for module in model.modules()]
+    try:
+        enable_mc_dropout(model)
+        with torch.no_grad():
+            with autocast:
+                inputs = model.encode(images) if mode == "head" else images
+            sum_probs = sum_nats = None
+            for _ in range(n_samples):
+                with autocast:
+                    logits = decode(inputs)
+                size = logits.shape[:1] + logits.shape[2:]
+                if logits.ndim != 4 or size != (batch, height, width):
+                    raise ValueError(f"model must return logits B x C x {height} x {width} with "
+                                     f"B = {batch}, got {tuple(logits.shape)}")
+                probs, nats = _softmax_and_entropy(logits)
+                if sum_probs is None:
+                    sum_probs, sum_nats = probs, nats
+                else:
+                    sum_probs += probs
+                    sum_nats += nats
+    finally:
+        for module, training in previous:
+            module.train(training)
+    return McStats(sum_probs / n_samples, sum_nats / (n_samples * _LN2))
+
+
+def _softmax_and_entropy(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float32 softmax over dim 1 and its entropy in nats, from one ``log_softmax``.
+
+    Cheaper than ``entropy(softmax(logits))`` and exact for underflowing probabilities; the
+    clamp keeps ``0 * log 0 = 0`` for logits of ``-inf``.
+    """
+    log_probs = torch.log_softmax(logits.float(), dim=1).clamp_(min=torch.finfo(torch.float32).min)
+    probs = log_probs.exp()
+    return probs, -(probs * log_probs).sum(dim=1)
+
+
+def _check_stats(stats: McStats) -> None:
+    if not isinstance(stats, McStats):
+        raise TypeError(f"stats must be McStats, got {type(stats).__name__}")
+    probs, expected = stats
+    if probs.ndim != 4 or expected.shape != probs.shape[:1] + probs.shape[2:]:
+        raise ValueError(f"McStats must hold mean_probs B x C x H x W and expected_entropy "
+                         f"B x H x W, got {tuple(probs.shape)} and {tuple(expected.shape)}")
+
+
+def predictive_entropy(stats: McStats) -> torch.Tensor:
+    """Entropy of the mean softmax, ``H[mean p]``, in bits (``B x H x W``).
+
+    Total uncertainty: high when the averaged prediction is spread over classes.
+    """
+    _check_stats(stats)
+    return entropy(stats.mean_probs, dim=1)
+
+
+def bald(stats: McStats) -> torch.Tensor:
+    """BALD mutual information ``H[mean p] - E[H[p]]`` in bits (``B x H x W``).
+
+    Epistemic uncertainty: zero when every pass predicts the same distribution, high when the
+    passes disagree. Tiny negative values from rounding are clamped to 0.
+    """
+    _check_stats(stats)
+    return (entropy(stats.mean_probs, dim=1) - stats.expected_entropy).clamp_min(0.0)
+
+
+def margin(stats: McStats) -> torch.Tensor:
+    """Margin uncertainty ``1 - (p1 - p2)`` of the mean softmax (``B x H x W``, in ``[0, 1]``).
+
+    ``p1`` and ``p2`` are the largest and second-largest mean class probabilities; the value is
+    flipped so that, like the other heuristics, higher means more uncertain. Not in bits.
+    Needs at least two classes.
+    """
+    _check_stats(stats)
+    if stats.mean_probs.shape[1] < 2:
+        raise ValueError(f"margin needs at least 2 classes, got {stats.mean_probs.shape[1]}")
+    top2 = stats.mean_probs.topk(2, dim=1).values
+    return 1.0 - (top2[:, 0] - top2[:, 1])
+
+
+def authors_bald(stats: McStats) -> torch.Tensor:
+    """``H[mean p] + E[H[p]]`` in bits (``B x H x W``): the DBSAL authors' "BALD" mode.
+
+    Kept to reproduce the paper's code. It is not BALD: it adds the mean per-pass entropy
+    instead of subtracting it, so it mostly ranks like predictive entropy (aleatoric plus
+    epistemic) rather than measuring disagreement between passes. Range ``[0, 2 log2 C]``.
+    """
+    _check_stats(stats)
+    return entropy(stats.mean_probs, dim=1) + stats.expected_entropy
+
+
+#: Pixel heuristics by name, for :func:`pixel_uncertainty` and settings.
+HEURISTICS: dict[str, Callable[[McStats], torch.Tensor]] = {
+    "entropy": predictive_entropy,
+    "bald": bald,
+    "margin": margin,
+    "authors": authors_bald,
+}
+
+
+def pixel_uncertainty(stats: McStats, method: str = "entropy") -> torch.Tensor:
+    """Apply the heuristic named ``method`` (a key of :data:`HEURISTICS`) to ``stats``.
+
+    Returns
+    -------
+    torch.Tensor
+        ``B x H x W``, higher = more uncertain.
+    """
+    if method not in HEURISTICS:
+        raise ValueError(f"unknown uncertainty method {method!r}; expected one of "
+                         f"{sorted(HEURISTICS)}")
+    return HEURISTICS[method](stats)
+
+
+def image_scores(uncertainty: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean pixel uncertainty per image.
+
+    Parameters
+    ----------
+    uncertainty : torch.Tensor
+        ``B x H x W`` pixel uncertainty.
+    valid : torch.Tensor, optional
+        Boolean mask, ``B x H x W`` or ``H x W`` (shared by the batch); only ``True`` pixels
+        count (e.g. to exclude padding). An image without valid pixels scores 0.
+
+    Returns
+    -------
+    torch.Tensor
+        ``B`` float scores.
+    """
+    if not isinstance(uncertainty, torch.Tensor):
+        raise TypeError(f"uncertainty must be a torch.Tensor, got {type(uncertainty).__name__}")
+    if uncertainty.ndim != 3:
+        raise ValueError(f"uncertainty must have shape B x H x W, got {tuple(uncertainty.shape)}")
+    if valid is None:
+        return uncertainty.flatten(1).mean(dim=1)
+    if not isinstance(valid, torch.Tensor) or valid.dtype != torch.bool:
+        raise TypeError("valid must be a boolean torch.Tensor")
+    if valid.shape not in (uncertainty.shape, uncertainty.shape[1:]):
+        raise ValueError(f"valid must have shape {tuple(uncertainty.shape)} or "
+                         f"{tuple(uncertainty.shape[1:])}, got {tuple(valid.shape)}")
+    mask = valid.expand_as(uncertainty).flatten(1)
+    total = torch.where(mask, uncertainty.flatten(1), 0.0).sum(dim=1)
+    count = mask.sum(dim=1)
+    return torch.where(count > 0, total / count.clamp_min(1), torch.zeros_like(total))

@@ -1,0 +1,327 @@
+"""Tests for dbsal_backend.selection: scores, ranking, splits, baselines and the budget."""
+
+import json
+from fractions import Fraction
+
+import jenkspy
+import numpy as np
+import pytest
+
+from dbsal_backend.selection import (
+    SPLIT_METHODS,
+    Budget,
+    kmeans_split,
+    natural_breaks_split,
+    natural_breaks_threshold,
+    random_images,
+    rank_images,
+    split_superpixels,
+    static_split,
+    superpixel_scores,
+    within_group_sse,
+)
+
+
+def brute_force_splits(x):
+    """Every split between distinct values as (threshold, mask, cost), by direct O(n^2) sums."""
+    out = []
+    for t in np.unique(x)[:-1]:
+        high = x > t
+        cost = sum(((g - g.mean()) ** 2).sum() for g in (x[high], x[~high]))
+        out.append((t, high, cost))
+    return out
+
+
+def exact_reference_mask(values):
+    """Optimal mask for integer scores with exact rational costs; ties -> highest threshold."""
+    best = None
+    for t in sorted(set(values))[:-1]:
+        cost = Fraction(0)
+        for group in ([v for v in values if v > t], [v for v in values if v <= t]):
+            mean = Fraction(sum(group), len(group))
+            cost += sum((v - mean) ** 2 for v in group)
+        if best is None or cost <= best[0]:
+            best = (cost, t)
+    return np.array([v > best[1] for v in values])
+
+
+def assert_consistent(x, high):
+    assert high.dtype == bool and high.shape == x.shape
+    if high.any() and (~high).any():
+        assert x[high].min() > x[~high].max()
+
+
+# ---------------------------------------------------------------- natural breaks
+
+
+def test_natural_breaks_matches_brute_force_on_random_inputs():
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        n = int(rng.integers(2, 60))
+        kind = trial % 3
+        if kind == 0:
+            x = rng.normal(size=n)
+        elif kind == 1:
+            x = rng.exponential(size=n) ** 2
+        else:
+            x = np.concatenate([rng.beta(2, 20, n - n // 4), rng.beta(5, 2, n // 4)])
+        high = natural_breaks_split(x)
+        assert_consistent(x, high)
+        assert high.any() and (~high).any()
+        best = min(cost for _, _, cost in brute_force_splits(x))
+        assert within_group_sse(x, high) == pytest.approx(best, rel=1e-9, abs=1e-12)
+
+
+def test_natural_breaks_exact_on_integer_ties():
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        n = int(rng.integers(2, 30))
+        values = rng.integers(0, int(rng.integers(2, 6)), size=n).tolist()
+        x = np.array(values, dtype=float)
+        high = natural_breaks_split(x)
+        assert_consistent(x, high)
+        if len(set(values)) < 2:
+            assert high.all()
+        else:
+            np.testing.assert_array_equal(high, exact_reference_mask(values))
+
+
+def test_natural_breaks_small_n_and_constant():
+    assert natural_breaks_split([]).shape == (0,)
+    assert natural_breaks_threshold([]) == -np.inf
+    np.testing.assert_array_equal(natural_breaks_split([0.4]), [True])
+    np.testing.assert_array_equal(natural_breaks_split([2.0, 2.0, 2.0]), [True, True, True])
+    assert natural_breaks_threshold([2.0, 2.0]) == -np.inf
+    np.testing.assert_array_equal(natural_breaks_split([0.3, 0.1]), [True, False])
+    # n = 3, tied costs ({0}|{1,2} and {0,1}|{2} both cost 0.5): the higher threshold wins.
+    np.testing.assert_array_equal(natural_breaks_split([2.0, 0.0, 1.0]), [True, False, False])
+    assert natural_breaks_threshold([2.0, 0.0, 1.0]) == 1.0
+    np.testing.assert_array_equal(natural_breaks_split([0.0, 0.1, 5.0]), [False, False, True])
+    np.testing.assert_array_equal(natural_breaks_split([0.0, 4.9, 5.0]), [False, True, True])
+
+
+def test_natural_breaks_two_values_and_equal_values_together():
+    for low_count in range(1, 6):
+        for high_count in range(1, 6):
+            x = np.array([0.2] * low_count + [0.7] * high_count)
+            np.testing.assert_array_equal(natural_breaks_split(x), x == 0.7)
+            assert natural_breaks_threshold(x) == 0.2
+    # Many copies of a middle value move together.
+    x = np.array([0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 3.0, 3.0, 3.0])
+    high = natural_breaks_split(x)
+    assert len(set(x[high]) & set(x[~high])) == 0
+
+
+def test_natural_breaks_sorted_and_reverse_sorted():
+    rng = np.random.default_rng(2)
+    x = rng.gamma(2.0, size=200)
+    expected = natural_breaks_split(x)
+    order = np.argsort(x)
+    np.testing.assert_array_equal(natural_breaks_split(x[order]), expected[order])
+    np.testing.assert_array_equal(natural_breaks_split(x[order[::-1]]), expected[order[::-1]])
+    assert natural_breaks_threshold(x[order]) == natural_breaks_threshold(x)
+
+
+def test_natural_breaks_large_offset_is_stable():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        noise = rng.normal(scale=1e-3, size=int(rng.integers(5, 80)))
+        x = 1e6 + noise
+        high = natural_breaks_split(x)
+        assert_consistent(x, high)
+        centred = x - 1e6  # what the split is about, without the offset
+        best = min(cost for _, _, cost in brute_force_splits(centred))
+        assert within_group_sse(centred, high) == pytest.approx(best, rel=1e-6)
+    x = 1e8 + np.array([0.001, 0.002, 0.010, 0.011, 0.0015])
+    np.testing.assert_array_equal(natural_breaks_split(x), [False, False, True, True, False])
+
+
+def test_natural_breaks_matches_jenkspy_without_ties():
+    rng = np.random.default_rng(4)
+    for _ in range(100):
+        n = int(rng.integers(3, 200))
+        x = np.concatenate([rng.beta(2, 15, n), rng.beta(6, 2, int(rng.integers(1, n)))])
+        rng.shuffle(x)
+        assert np.unique(x).size == x.size
+        breaks = jenkspy.jenks_breaks(x, n_classes=2)
+        np.testing.assert_array_equal(natural_breaks_split(x), x > breaks[1])
+        assert natural_breaks_threshold(x) == breaks[1]
+
+
+def test_splits_reject_bad_scores():
+    for split in (natural_breaks_split, kmeans_split, lambda x: static_split(x, 0.5)):
+        with pytest.raises(ValueError, match="finite"):
+            split([0.1, np.nan, 0.3])
+        with pytest.raises(ValueError, match="finite"):
+            split([0.1, np.inf])
+        with pytest.raises(ValueError, match="1-D"):
+            split(np.zeros((2, 2)))
+        with pytest.raises(TypeError, match="real numbers"):
+            split(["a", "b"])
+
+
+# ---------------------------------------------------------------- k-means and static
+
+
+def test_kmeans_agrees_on_well_separated_data():
+    rng = np.random.default_rng(5)
+    for seed in range(5):
+        x = np.concatenate([rng.uniform(0.0, 0.3, 300), rng.uniform(1.5, 2.0, 40)])
+        rng.shuffle(x)
+        high = kmeans_split(x, seed=seed)
+        np.testing.assert_array_equal(high, natural_breaks_split(x))
+        np.testing.assert_array_equal(high, x > 1.0)
+
+
+def test_kmeans_edge_cases():
+    assert kmeans_split([]).shape == (0,)
+    np.testing.assert_array_equal(kmeans_split([0.5]), [True])
+    np.testing.assert_array_equal(kmeans_split([0.5] * 4), [True] * 4)
+    np.testing.assert_array_equal(kmeans_split([3.0, 1.0, 3.0, 1.0]), [True, False, True, False])
+
+
+def test_static_split_counts_and_ties():
+    rng = np.random.default_rng(6)
+    for n, fraction, count in [(10, 0.3, 3), (40, 0.275, 11), (5, 0.275, 2), (7, 1.0, 7),
+                               (1, 0.01, 1), (0, 0.5, 0), (100, 0.07, 7)]:
+        x = rng.normal(size=n)
+        high = static_split(x, fraction)
+        assert high.sum() == count
+        if 0 < count < n:
+            assert x[high].min() >= x[~high].max()
+    np.testing.assert_array_equal(static_split([1.0, 2.0, 2.0, 2.0, 0.0], 0.4),
+                                  [False, True, True, False, False])
+    for bad in (0, 0.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\]"):
+            static_split([1.0, 2.0], bad)
+    with pytest.raises(TypeError, match="fraction must be a number"):
+        static_split([1.0, 2.0], "0.5")
+
+
+def test_split_superpixels_dispatch():
+    x = np.array([0.1, 0.12, 0.11, 0.9, 0.95, 0.2, 0.13, 0.14])
+    assert SPLIT_METHODS == ("natural_breaks", "kmeans", "static")
+    np.testing.assert_array_equal(split_superpixels(x), natural_breaks_split(x))
+    np.testing.assert_array_equal(split_superpixels(x, "kmeans", seed=3), kmeans_split(x, seed=3))
+    np.testing.assert_array_equal(split_superpixels(x, "static", fraction=0.5),
+                                  static_split(x, 0.5))
+    assert split_superpixels(x, "static").sum() == 3  # default fraction 0.275 of 8
+    with pytest.raises(ValueError, match="unknown split method 'otsu'"):
+        split_superpixels(x, "otsu")
+
+
+# ---------------------------------------------------------------- scores and ranking
+
+
+def test_superpixel_scores_match_naive_loop():
+    rng = np.random.default_rng(7)
+    for _ in range(30):
+        h, w = rng.integers(1, 12, size=2)
+        n = int(rng.integers(1, 15))
+        labels = rng.integers(0, n, size=(h, w))
+        pixels = rng.random((h, w)).astype(np.float32)
+        extra = int(rng.integers(0, 3))
+        got = superpixel_scores(pixels, labels, n=n + extra)
+        assert got.dtype == np.float64 and got.shape == (n + extra,)
+        for i in range(n + extra):
+            members = pixels[labels == i]
+            expected = members.astype(np.float64).mean() if members.size else 0.0
+            assert got[i] == pytest.approx(expected, rel=1e-12)
+
+
+def test_superpixel_scores_default_n_and_errors():
+    labels = np.array([[0, 0, 3], [3, 3, 0]])
+    scores = np.array([[1.0, 2.0, 4.0], [5.0, 6.0, 3.0]])
+    np.testing.assert_allclose(superpixel_scores(scores, labels), [2.0, 0.0, 0.0, 5.0])
+    assert superpixel_scores(np.zeros((0, 4)), np.zeros((0, 4), dtype=int)).shape == (0,)
+    with pytest.raises(ValueError, match="same shape"):
+        superpixel_scores(scores, labels[:, :2])
+    with pytest.raises(TypeError, match="integer superpixel ids"):
+        superpixel_scores(scores, labels.astype(float))
+    with pytest.raises(ValueError, match=">= 0"):
+        superpixel_scores(scores, labels - 1)
+    with pytest.raises(ValueError, match="needs n >= 4"):
+        superpixel_scores(scores, labels, n=3)
+    with pytest.raises(ValueError, match="finite"):
+        superpixel_scores(np.where(labels == 3, np.nan, scores), labels)
+
+
+def test_rank_images_dict_and_array():
+    scores = {"c": 0.5, "a": 0.9, "b": 0.5, "d": 0.1}
+    assert rank_images(scores, 3) == ["a", "b", "c"]
+    assert rank_images(scores, 10) == ["a", "b", "c", "d"]
+    assert rank_images(scores, 2, exclude={"a"}) == ["b", "c"]
+    assert rank_images({12: 0.3, 7: 0.3, 9: 0.8}, 3) == [9, 7, 12]
+    assert rank_images(np.array([0.2, 0.7, 0.2, 0.9]), 3) == [3, 1, 0]
+    assert rank_images([0.2, 0.7, 0.2, 0.9], 3, exclude=[1]) == [3, 0, 2]
+    assert rank_images({}, 3) == [] and rank_images([0.1], 0) == []
+    with pytest.raises(ValueError, match="k must be >= 0"):
+        rank_images(scores, -1)
+    with pytest.raises(ValueError, match="finite"):
+        rank_images({"a": float("nan")}, 1)
+    with pytest.raises(TypeError, match="mutually comparable"):
+        rank_images({"a": 1.0, 2: 1.0}, 2)
+
+
+def test_random_images_distinct_uniform_and_seeded():
+    candidates = ["t1", "t2", "t3", "t4", "t5"]
+    rng = np.random.default_rng(8)
+    counts = dict.fromkeys(candidates, 0)
+    for _ in range(3000):
+        picked = random_images(candidates, 2, rng)
+        assert len(picked) == 2 and len(set(picked)) == 2
+        for key in picked:
+            counts[key] += 1
+    assert all(abs(c - 1200) < 150 for c in counts.values())  # 3000 * 2/5 each
+    assert (random_images(candidates, 3, np.random.default_rng(1))
+            == random_images(candidates, 3, np.random.default_rng(1)))
+    assert sorted(random_images(candidates, 9, rng)) == candidates
+    with pytest.raises(TypeError, match="Generator"):
+        random_images(candidates, 1, 0)
+    with pytest.raises(ValueError, match="distinct"):
+        random_images(["a", "a"], 1, rng)
+
+
+# ---------------------------------------------------------------- budget
+
+
+def test_budget_accounting():
+    budget = Budget(unit="superpixels", limit=100)
+    assert budget.spent == 0 and budget.remaining == 100 and not budget.exhausted
+    budget.charge(images=2, superpixels=60, pixels=6000)
+    budget.charge(superpixels=30, pixels=2500)
+    assert (budget.images, budget.superpixels, budget.pixels) == (2, 90, 8500)
+    assert budget.spent == 90 and budget.remaining == 10 and not budget.exhausted
+    budget.charge(images=1, superpixels=25, pixels=100)
+    assert budget.spent == 115 and budget.remaining == 0 and budget.exhausted
+    assert budget.fraction_of(86000) == pytest.approx(0.1)
+    assert Budget(unit="images", limit=3, images=3).exhausted
+    assert Budget(unit="pixels", pixels=7).spent == 7
+    unlimited = Budget()
+    unlimited.charge(superpixels=10**9)
+    assert unlimited.remaining is None and not unlimited.exhausted
+
+
+def test_budget_round_trip_and_validation():
+    budget = Budget(unit="pixels", limit=50000, images=3, superpixels=41, pixels=12345)
+    data = json.loads(json.dumps(budget.to_dict()))
+    assert Budget.from_dict(data) == budget
+    assert Budget.from_dict(Budget().to_dict()) == Budget()
+    with pytest.raises(ValueError, match="unit must be one of"):
+        Budget(unit="clicks")
+    with pytest.raises(ValueError, match="limit must be >= 0"):
+        Budget(limit=-1)
+    with pytest.raises(TypeError, match="limit must be an int"):
+        Budget(limit=1.5)
+    with pytest.raises(ValueError, match="pixels must be >= 0"):
+        Budget(pixels=-3)
+    with pytest.raises(ValueError, match="superpixels must be >= 0"):
+        Budget().charge(superpixels=-1)
+    with pytest.raises(TypeError, match="images must be an int"):
+        Budget().charge(images=True)
+    with pytest.raises(ValueError, match="total_pixels must be > 0"):
+        Budget().fraction_of(0)
+    with pytest.raises(ValueError, match="unknown Budget fields"):
+        Budget.from_dict({"unit": "images", "cost": 3})
+    with pytest.raises(TypeError, match="mapping"):
+        Budget.from_dict([("unit", "images")])

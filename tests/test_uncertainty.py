@@ -1,0 +1,352 @@
+"""Tests for dbsal_backend.uncertainty: MC dropout and the pixel heuristics."""
+
+import gc
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from dbsal_backend.uncertainty import (
+    HEURISTICS,
+    McStats,
+    authors_bald,
+    bald,
+    enable_mc_dropout,
+    entropy,
+    image_scores,
+    margin,
+    mc_dropout,
+    pixel_uncertainty,
+    predictive_entropy,
+)
+
+
+class TinySegmenter(nn.Module):
+    """The networks contract in miniature: a deterministic encoder and a dropout head."""
+
+    def __init__(self, n_classes: int = 3, p: float = 0.5):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.head = nn.Sequential(nn.Dropout2d(p), nn.Conv2d(8, 8, 1), nn.ReLU(), nn.Dropout(p),
+                                  nn.Conv2d(8, n_classes, 1))
+        self.encode_calls = 0
+
+    def encode(self, x):
+        self.encode_calls += 1
+        return self.encoder(x)
+
+    def decode(self, features):
+        return self.head(features)
+
+    def forward(self, x):
+        return self.decode(self.encode(x))
+
+
+def make_model(n_classes=3, p=0.5, seed=0):
+    torch.manual_seed(seed)
+    model = TinySegmenter(n_classes, p)
+    # Non-trivial running statistics, so that eval-mode batch norm is distinguishable.
+    model.train()
+    with torch.no_grad():
+        model(torch.rand(2, 3, 8, 8))
+    return model
+
+
+def images(batch=2, size=8, seed=1):
+    return torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def stats_from_passes(passes):
+    """McStats from an explicit T x B x C x H x W stack of probabilities (test reference)."""
+    return McStats(passes.mean(0), entropy(passes, dim=2).mean(0))
+
+
+# ---------------------------------------------------------------- entropy and heuristics
+
+
+def test_entropy_uniform_is_log2_c_and_one_hot_is_zero():
+    for c in (2, 3, 11):
+        uniform = torch.full((1, c, 2, 2), 1.0 / c)
+        assert torch.allclose(entropy(uniform, dim=1), torch.full((1, 2, 2), math.log2(c)))
+    one_hot = torch.zeros(1, 4, 2, 2)
+    one_hot[:, 2] = 1.0
+    h = entropy(one_hot, dim=1)
+    assert torch.equal(h, torch.zeros(1, 2, 2))  # 0 * log 0 = 0, no NaN
+
+
+def test_entropy_dim_and_bits():
+    p = torch.tensor([[0.5, 0.25, 0.25], [0.9, 0.1, 0.0]])
+    assert torch.allclose(entropy(p, dim=1), torch.tensor([1.5, 0.4689956]))
+    assert torch.allclose(entropy(p.T, dim=0), entropy(p, dim=1))
+
+
+def test_heuristics_when_all_passes_agree():
+    p = torch.tensor([0.7, 0.2, 0.1]).view(1, 3, 1, 1).expand(1, 3, 2, 2)
+    stats = stats_from_passes(torch.stack([p] * 5))
+    h = entropy(p, dim=1)
+    assert torch.allclose(predictive_entropy(stats), h)
+    assert torch.equal(bald(stats), torch.zeros(1, 2, 2))
+    assert torch.allclose(authors_bald(stats), 2 * h)
+
+
+def test_heuristics_when_passes_disagree():
+    # Two confident passes on different classes: the mean is 50/50, each pass has entropy 0.
+    a = torch.tensor([1.0, 0.0]).view(1, 2, 1, 1)
+    b = torch.tensor([0.0, 1.0]).view(1, 2, 1, 1)
+    stats = stats_from_passes(torch.stack([a, b]))
+    assert torch.allclose(predictive_entropy(stats), torch.ones(1, 1, 1))
+    assert torch.allclose(bald(stats), torch.ones(1, 1, 1))
+    assert torch.allclose(authors_bald(stats), torch.ones(1, 1, 1))
+    assert torch.allclose(margin(stats), torch.ones(1, 1, 1))
+    # Partly disagreeing passes: BALD strictly between 0 and the predictive entropy.
+    c = torch.tensor([0.8, 0.2]).view(1, 2, 1, 1)
+    d = torch.tensor([0.4, 0.6]).view(1, 2, 1, 1)
+    stats = stats_from_passes(torch.stack([c, d]))
+    assert 0 < bald(stats).item() < predictive_entropy(stats).item()
+    assert authors_bald(stats).item() > predictive_entropy(stats).item()
+
+
+def test_bald_clamps_rounding_negatives():
+    p = torch.full((1, 3, 1, 1), 1.0 / 3)
+    stats = McStats(p, entropy(p, dim=1) + 1e-7)
+    assert torch.equal(bald(stats), torch.zeros(1, 1, 1))
+
+
+def test_margin_values_and_ordering():
+    p = torch.tensor([[0.9, 0.1, 0.0], [0.6, 0.4, 0.0], [0.5, 0.5, 0.0], [0.1, 0.3, 0.6]])
+    probs = p.T.reshape(1, 3, 4, 1)
+    stats = McStats(probs, torch.zeros(1, 4, 1))
+    m = margin(stats)[0, :, 0]
+    assert torch.allclose(m, torch.tensor([0.2, 0.8, 1.0, 0.7]))
+    assert m[0] < m[3] < m[1] < m[2]
+
+
+def test_pixel_uncertainty_dispatch_and_unknown_name():
+    torch.manual_seed(0)
+    passes = torch.softmax(torch.randn(4, 2, 3, 5, 5), dim=2)
+    stats = stats_from_passes(passes)
+    assert set(HEURISTICS) == {"entropy", "bald", "margin", "authors"}
+    for name, fn in HEURISTICS.items():
+        out = pixel_uncertainty(stats, name)
+        assert out.shape == (2, 5, 5)
+        assert torch.equal(out, fn(stats))
+        assert (out >= 0).all()
+    assert torch.equal(pixel_uncertainty(stats), predictive_entropy(stats))
+    with pytest.raises(ValueError, match="unknown uncertainty method 'variance'"):
+        pixel_uncertainty(stats, "variance")
+
+
+def test_heuristics_reject_bad_stats():
+    with pytest.raises(TypeError, match="McStats"):
+        bald((torch.ones(1, 2, 3, 3), torch.ones(1, 3, 3)))
+    with pytest.raises(ValueError, match="B x C x H x W"):
+        bald(McStats(torch.ones(1, 2, 3, 3), torch.ones(1, 4, 3)))
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        margin(McStats(torch.ones(1, 1, 3, 3), torch.zeros(1, 3, 3)))
+
+
+def test_image_scores_mean_and_valid_mask():
+    u = torch.arange(2 * 2 * 3, dtype=torch.float32).view(2, 2, 3)
+    assert torch.allclose(image_scores(u), torch.tensor([2.5, 8.5]))
+    valid = torch.zeros(2, 3, dtype=torch.bool)
+    valid[0] = True  # first row of every image
+    assert torch.allclose(image_scores(u, valid), torch.tensor([1.0, 7.0]))
+    per_image = torch.zeros(2, 2, 3, dtype=torch.bool)
+    per_image[0, 1, 2] = True
+    u_nan = u.clone()
+    u_nan[0, 0, 0] = float("nan")  # padding may hold anything
+    assert torch.equal(image_scores(u_nan, per_image), torch.tensor([5.0, 0.0]))
+    with pytest.raises(ValueError, match="B x H x W"):
+        image_scores(u[0])
+    with pytest.raises(TypeError, match="boolean"):
+        image_scores(u, valid.float())
+    with pytest.raises(ValueError, match="valid must have shape"):
+        image_scores(u, torch.ones(3, 2, dtype=torch.bool))
+
+
+# ---------------------------------------------------------------- MC dropout
+
+
+def test_enable_mc_dropout_sets_dropout_train_and_rest_eval():
+    model = nn.Sequential(nn.Conv2d(3, 4, 1), nn.BatchNorm2d(4), nn.Dropout(), nn.Dropout1d(),
+                          nn.Dropout2d(), nn.Dropout3d(), nn.AlphaDropout(),
+                          nn.FeatureAlphaDropout())
+    model.train()
+    assert enable_mc_dropout(model) is model
+    assert not model.training
+    assert not model[0].training and not model[1].training
+    assert all(m.training for m in model[2:])
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        enable_mc_dropout(lambda x: x)
+
+
+def test_head_and_full_identical_with_same_seed():
+    model = make_model()
+    x = images()
+    torch.manual_seed(123)
+    head = mc_dropout(model, x, n_samples=7, mode="head")
+    torch.manual_seed(123)
+    full = mc_dropout(model, x, n_samples=7, mode="full")
+    assert torch.allclose(head.mean_probs, full.mean_probs, atol=1e-6, rtol=0)
+    assert torch.allclose(head.expected_entropy, full.expected_entropy, atol=1e-6, rtol=0)
+    assert head.mean_probs.dtype == head.expected_entropy.dtype == torch.float32
+    assert head.mean_probs.shape == (2, 3, 8, 8) and head.expected_entropy.shape == (2, 8, 8)
+    assert torch.allclose(head.mean_probs.sum(1), torch.ones(2, 8, 8))
+
+
+def test_head_and_full_agree_in_distribution_with_different_seeds():
+    model = make_model(p=0.3)
+    x = images(batch=1, size=6)
+    torch.manual_seed(1)
+    head = mc_dropout(model, x, n_samples=400, mode="head")
+    torch.manual_seed(2)
+    full = mc_dropout(model, x, n_samples=400, mode="full")
+    assert not torch.equal(head.mean_probs, full.mean_probs)
+    assert (head.mean_probs - full.mean_probs).abs().max() < 0.05
+    assert (head.expected_entropy - full.expected_entropy).abs().max() < 0.05
+
+
+def test_head_mode_encodes_once_full_mode_every_pass():
+    model = make_model()
+    model.encode_calls = 0
+    mc_dropout(model, images(), n_samples=5, mode="head")
+    assert model.encode_calls == 1
+    model.encode_calls = 0
+    mc_dropout(model, images(), n_samples=5, mode="full")
+    assert model.encode_calls == 5
+
+
+def test_matches_explicit_stack_of_passes():
+    model = make_model()
+    x = images()
+    torch.manual_seed(5)
+    stats = mc_dropout(model, x, n_samples=6)
+    torch.manual_seed(5)
+    enable_mc_dropout(model)
+    with torch.no_grad():
+        passes = torch.stack([torch.softmax(model(x), dim=1) for _ in range(6)])
+    reference = stats_from_passes(passes)
+    assert torch.allclose(stats.mean_probs, reference.mean_probs, atol=1e-6)
+    assert torch.allclose(stats.expected_entropy, reference.expected_entropy, atol=1e-5)
+
+
+def test_dropout_active_and_batch_norm_frozen():
+    model = make_model()
+    bn = model.encoder[1]
+    running = (bn.running_mean.clone(), bn.running_var.clone(), bn.num_batches_tracked.clone())
+    x = images()
+    stats = mc_dropout(model, x, n_samples=10)
+    # Passes differ, so the passes' mean entropy differs from the entropy of their mean.
+    assert bald(stats).max() > 1e-3
+    assert torch.equal(bn.running_mean, running[0])
+    assert torch.equal(bn.running_var, running[1])
+    assert torch.equal(bn.num_batches_tracked, running[2])
+    # Batch norm used running statistics: the deterministic encoder equals the eval-mode one.
+    model.eval()
+    with torch.no_grad():
+        expected = model.encode(x)
+        model.train()
+        assert not torch.allclose(model.encode(x), expected)
+
+
+def test_no_dropout_means_no_disagreement():
+    model = make_model(p=0.0)
+    stats = mc_dropout(model, images(), n_samples=4)
+    assert torch.allclose(bald(stats), torch.zeros(2, 8, 8), atol=1e-5)
+    model.eval()
+    with torch.no_grad():
+        probs = torch.softmax(model(images()), dim=1)
+    assert torch.allclose(stats.mean_probs, probs, atol=1e-6)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_train_eval_state_restored(training):
+    model = make_model()
+    model.train(training)
+    model.head[0].eval()  # a mixed state must come back exactly as it was
+    before = [m.training for m in model.modules()]
+    mc_dropout(model, images(), n_samples=2)
+    assert [m.training for m in model.modules()] == before
+
+
+def test_state_restored_on_error():
+    class BadShape(TinySegmenter):
+        def decode(self, features):
+            return super().decode(features)[..., :-1]
+
+    torch.manual_seed(0)
+    model = BadShape()
+    model.train()
+    with pytest.raises(ValueError, match="model must return logits"):
+        mc_dropout(model, images(), n_samples=2)
+    assert all(m.training for m in model.modules())
+
+
+def test_memory_does_not_grow_with_passes():
+    """Count live tensors at least as large as one pass's logits during every decode call."""
+    n_classes, size = 5, 24
+    pass_numel = n_classes * size * size
+
+    class Probe(TinySegmenter):
+        counts: list
+
+        def decode(self, features):
+            self.counts.append(sum(1 for o in gc.get_objects() if issubclass(type(o), torch.Tensor)
+                                   and o.numel() >= pass_numel))
+            return super().decode(features)
+
+    torch.manual_seed(0)
+    model = Probe(n_classes)
+    model.counts = []
+    stats = mc_dropout(model, images(batch=1, size=size), n_samples=30)
+    assert stats.mean_probs.shape == (1, n_classes, size, size)
+    assert len(model.counts) == 30
+    assert max(model.counts[2:]) == model.counts[2]
+
+
+def test_extreme_logits_give_finite_statistics():
+    class Extreme(TinySegmenter):
+        def decode(self, features):
+            logits = super().decode(features)
+            logits[:, 0] = float("-inf")  # a class that can never occur
+            logits[:, 1] += 1e4  # an overwhelmingly confident class
+            return logits
+
+    torch.manual_seed(0)
+    stats = mc_dropout(Extreme(n_classes=3), images(), n_samples=3)
+    assert torch.equal(stats.mean_probs[:, 0], torch.zeros(2, 8, 8))
+    assert torch.allclose(stats.mean_probs[:, 1], torch.ones(2, 8, 8))
+    assert torch.equal(stats.expected_entropy, torch.zeros(2, 8, 8))
+
+
+def test_many_passes_on_a_larger_image():
+    model = make_model(n_classes=4)
+    stats = mc_dropout(model, images(batch=1, size=64), n_samples=50)
+    assert stats.mean_probs.shape == (1, 4, 64, 64)
+    assert torch.isfinite(stats.expected_entropy).all()
+
+
+def test_bad_input_raises():
+    model = make_model()
+    x = images()
+    with pytest.raises(ValueError, match="n_samples must be >= 1"):
+        mc_dropout(model, x, n_samples=0)
+    with pytest.raises(TypeError, match="n_samples must be an int"):
+        mc_dropout(model, x, n_samples=2.0)
+    with pytest.raises(ValueError, match="mode must be one of"):
+        mc_dropout(model, x, mode="encoder")
+    with pytest.raises(ValueError, match="B x 3 x H x W"):
+        mc_dropout(model, x[0])
+    with pytest.raises(ValueError, match="B x 3 x H x W"):
+        mc_dropout(model, torch.rand(1, 4, 8, 8))
+    with pytest.raises(TypeError, match="float tensor"):
+        mc_dropout(model, (x * 255).to(torch.uint8))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        mc_dropout(model, x.numpy())
+    with pytest.raises(ValueError, match="must not be empty"):
+        mc_dropout(model, torch.rand(0, 3, 8, 8))
+    plain = nn.Sequential(nn.Conv2d(3, 2, 1), nn.Dropout())
+    with pytest.raises(TypeError, match="encode"):
+        mc_dropout(plain, x, mode="head")
+    assert mc_dropout(plain, x, n_samples=2, mode="full").mean_probs.shape == (2, 2, 8, 8)
