@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data/camvid}
+# One intra-op thread: on a shared 2-core machine, torch's OpenMP threads spin against other
+# processes and MC-dropout scoring became 30x slower with 2 threads than with 1 (measured).
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 exec .venv/bin/python -m dbsal_backend.simulate \
   --data "$DATA" --n-classes 11 --ignore-value 11 --scale 0.5 \
   --strategies dbsal static random full --seeds 0 1 \

@@ -1,0 +1,153 @@
+"""Parse a Label Studio label config for brush segmentation.
+
+The backend needs exactly one ``Image`` object tag and exactly one ``BrushLabels`` control tag
+whose ``toName`` is that image; its ``Label`` children, in order, are the classes (class ``i`` of
+a model is ``labels[i]``). Other tags (``Header``, ``Choices``, ...) are allowed and ignored.
+Tag names are matched case-insensitively, as the Label Studio editor does.
+
+XML is parsed with :mod:`defusedxml` (entity expansion and external references are refused).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from xml.etree.ElementTree import Element, ParseError
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring
+
+__all__ = ["EXAMPLE_LABEL_CONFIG", "LabelConfig", "LabelConfigError", "parse_label_config"]
+
+#: A label config the backend accepts: one image, one brush tool with a few classes.
+EXAMPLE_LABEL_CONFIG = """\
+<View>
+  <Image name="image" value="$image" zoom="true"/>
+  <BrushLabels name="tag" toName="image">
+    <Label value="background" background="#7f7f7f"/>
+    <Label value="road" background="#804080"/>
+    <Label value="building" background="#464646"/>
+    <Label value="vegetation" background="#6b8e23"/>
+    <Label value="sky" background="#4682b4"/>
+  </BrushLabels>
+</View>
+"""
+
+_MINIMAL_CONFIG = (
+    '<View><Image name="image" value="$image"/>'
+    '<BrushLabels name="tag" toName="image">'
+    '<Label value="background"/><Label value="object"/>'
+    "</BrushLabels></View>"
+)
+
+
+class LabelConfigError(ValueError):
+    """The label config is not one the backend can work with."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"unsupported label config: {reason}. The backend needs exactly one <Image> with a "
+            f'value like "$image" and exactly one <BrushLabels> whose toName is that image, with '
+            f"at least one <Label value=...>; for example: {_MINIMAL_CONFIG}"
+        )
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """What the backend reads from a label config.
+
+    Attributes
+    ----------
+    image_name : str
+        ``name`` of the ``Image`` tag (the ``to_name`` of brush results).
+    image_value : str
+        Task data key of the image (``"image"`` for ``value="$image"``).
+    brush_name : str
+        ``name`` of the ``BrushLabels`` tag (the ``from_name`` of brush results).
+    labels : list of str
+        ``Label`` values in config order; class ``i`` is ``labels[i]``.
+    """
+
+    image_name: str
+    image_value: str
+    brush_name: str
+    labels: list[str]
+
+    @property
+    def class_index(self) -> dict[str, int]:
+        """``{label: class index}`` in config order."""
+        return {label: i for i, label in enumerate(self.labels)}
+
+
+def _tags(root: Element, name: str) -> list[Element]:
+    return [el for el in root.iter() if isinstance(el.tag, str) and el.tag.lower() == name]
+
+
+def _attribute(element: Element, key: str, what: str) -> str:
+    value = (element.get(key) or "").strip()
+    if not value:
+        raise LabelConfigError(f'{what} has no "{key}" attribute')
+    return value
+
+
+def parse_label_config(xml: str) -> LabelConfig:
+    """Parse a label config into a :class:`LabelConfig`.
+
+    Parameters
+    ----------
+    xml : str
+        The project's ``label_config``.
+
+    Returns
+    -------
+    LabelConfig
+
+    Raises
+    ------
+    TypeError
+        If ``xml`` is not a string.
+    LabelConfigError
+        If the XML is malformed, or there is not exactly one ``Image`` and exactly one
+        ``BrushLabels`` pointing at it with distinct, non-empty ``Label`` values.
+    """
+    if not isinstance(xml, str):
+        raise TypeError(f"label config must be a str, got {type(xml).__name__}")
+    try:
+        root = fromstring(xml)
+    except (ParseError, DefusedXmlException) as exc:
+        raise LabelConfigError(f"malformed XML ({exc})") from None
+
+    images = _tags(root, "image")
+    if len(images) != 1:
+        raise LabelConfigError(f"found {len(images)} <Image> tags, need exactly one")
+    image = images[0]
+    image_name = _attribute(image, "name", "<Image>")
+    image_value = _attribute(image, "value", "<Image>")
+    if not image_value.startswith("$") or len(image_value) < 2:
+        raise LabelConfigError(
+            f'<Image value="{image_value}"> must name a task data key, like "$image"'
+        )
+
+    brushes = _tags(root, "brushlabels")
+    if len(brushes) != 1:
+        raise LabelConfigError(f"found {len(brushes)} <BrushLabels> tags, need exactly one")
+    brush = brushes[0]
+    brush_name = _attribute(brush, "name", "<BrushLabels>")
+    to_name = _attribute(brush, "toName", "<BrushLabels>")
+    if to_name != image_name:
+        raise LabelConfigError(
+            f'<BrushLabels toName="{to_name}"> must name the image "{image_name}"'
+        )
+
+    labels = [_attribute(el, "value", "a <Label> of <BrushLabels>") for el in _tags(brush, "label")]
+    if not labels:
+        raise LabelConfigError("<BrushLabels> has no <Label> children")
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise LabelConfigError(f"<BrushLabels> repeats the labels {duplicates}")
+    return LabelConfig(
+        image_name=image_name,
+        image_value=image_value[1:],
+        brush_name=brush_name,
+        labels=labels,
+    )

@@ -1,0 +1,181 @@
+"""Label Studio annotations to label maps (pure functions on JSON-like dicts).
+
+A brush annotation's ``result`` is a list of ``brushlabels`` results, one per painted region,
+each an RLE of the whole canvas and one label name (see ``shared/docs/label-studio-notes.md``).
+:func:`annotation_to_label_map` paints them, in order, into a ``uint8`` label map that is
+``IGNORE_INDEX`` wherever no brush covers; :func:`select_annotations` picks the annotation to
+train on for each task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from .constants import IGNORE_INDEX
+from .label_config import LabelConfig
+from .rle import rle_to_mask
+
+__all__ = ["AnnotationError", "annotation_to_label_map", "select_annotations"]
+
+_OLDEST = datetime.min.replace(tzinfo=timezone.utc)
+
+
+class AnnotationError(ValueError):
+    """An annotation cannot be turned into a label map (the caller skips it)."""
+
+
+def _check_class_index(class_index: Mapping[str, int]) -> None:
+    if not isinstance(class_index, Mapping):
+        raise TypeError(
+            f"class_index must be a mapping label -> int, got {type(class_index).__name__}"
+        )
+    for name, index in class_index.items():
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"class_index[{name!r}] must be an int, got {type(index).__name__}")
+        if not 0 <= index < IGNORE_INDEX:
+            raise ValueError(f"class_index[{name!r}] must be in [0, {IGNORE_INDEX}), got {index}")
+
+
+def annotation_to_label_map(
+    results: list[dict[str, Any]],
+    config: LabelConfig,
+    height: int,
+    width: int,
+    class_index: Mapping[str, int],
+) -> tuple[np.ndarray, list[str]]:
+    """Paint the brush results of one annotation into a label map.
+
+    Results of another type, or whose ``from_name``/``to_name`` are not the config's brush and
+    image, are ignored. Results are painted in list order, so where brushes overlap the later
+    result wins. A result whose label is not in the config, has no class index, or that has no
+    or several labels is skipped with a warning.
+
+    Parameters
+    ----------
+    results : list of dict
+        The annotation's ``result`` list.
+    config : LabelConfig
+        The project's parsed label config.
+    height, width : int
+        Size of the image as the backend loaded it (after EXIF rotation).
+    class_index : mapping of str to int
+        Label name to class index in ``[0, IGNORE_INDEX)``, e.g. ``config.class_index``.
+
+    Returns
+    -------
+    label_map : numpy.ndarray
+        ``uint8`` ``height x width``; ``IGNORE_INDEX`` where no brush covers.
+    warnings : list of str
+        One message per skipped result.
+
+    Raises
+    ------
+    AnnotationError
+        If ``results`` is not a list, a brush result is not a dict or has no RLE, its RLE is
+        malformed, or its ``original_width``/``original_height`` differ from the image size.
+    TypeError, ValueError
+        If ``config``, ``height``, ``width`` or ``class_index`` are of the wrong type or range.
+    """
+    if not isinstance(config, LabelConfig):
+        raise TypeError(f"config must be a LabelConfig, got {type(config).__name__}")
+    for name, value in (("height", height), ("width", width)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    _check_class_index(class_index)
+    if not isinstance(results, list):
+        raise AnnotationError(f"annotation result must be a list, got {type(results).__name__}")
+
+    label_map = np.full((height, width), IGNORE_INDEX, dtype=np.uint8)
+    warnings: list[str] = []
+    for k, result in enumerate(results):
+        if not isinstance(result, dict):
+            raise AnnotationError(f"result {k} is a {type(result).__name__}, not a dict")
+        if (
+            str(result.get("type", "")).lower() != "brushlabels"
+            or result.get("from_name") != config.brush_name
+            or result.get("to_name") != config.image_name
+        ):
+            continue
+        where = f"result {k} (id {result.get('id')!r})"
+        value = result.get("value")
+        if not isinstance(value, dict) or "rle" not in value:
+            raise AnnotationError(f"{where} has no value.rle (format {value!r:.60})")
+        labels = value.get("brushlabels")
+        if not isinstance(labels, list) or len(labels) != 1:
+            warnings.append(f"{where} skipped: expected one label in brushlabels, got {labels!r}")
+            continue
+        label = labels[0]
+        if label not in config.labels:
+            warnings.append(f"{where} skipped: label {label!r} is not in the label config")
+            continue
+        if label not in class_index:
+            warnings.append(f"{where} skipped: label {label!r} has no class index")
+            continue
+        size = (result.get("original_width", width), result.get("original_height", height))
+        if size != (width, height):
+            raise AnnotationError(
+                f"{where} is for a {size[0]}x{size[1]} image (width x height), "
+                f"but the image is {width}x{height}"
+            )
+        try:
+            mask = rle_to_mask(value["rle"], height, width)
+        except (TypeError, ValueError) as exc:
+            raise AnnotationError(f"{where} has a malformed RLE: {exc}") from None
+        label_map[mask] = class_index[label]
+    return label_map, warnings
+
+
+def _timestamp(value: Any) -> datetime:
+    if not isinstance(value, str):
+        return _OLDEST
+    try:
+        stamp = datetime.fromisoformat(value)
+    except ValueError:
+        return _OLDEST
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)
+
+
+def _newest_key(annotation: dict[str, Any]) -> tuple[datetime, int]:
+    stamp = _timestamp(annotation.get("updated_at"))
+    if stamp == _OLDEST:
+        stamp = _timestamp(annotation.get("created_at"))
+    ident = annotation.get("id")
+    return stamp, ident if isinstance(ident, int) and not isinstance(ident, bool) else -1
+
+
+def select_annotations(
+    task_annotations: Mapping[Any, Iterable[dict[str, Any]]],
+) -> dict[Any, dict[str, Any]]:
+    """Pick the newest non-cancelled annotation of each task.
+
+    Newest means the latest ``updated_at`` (``created_at`` when it is missing or unparsable),
+    then the highest ``id``. Annotations with ``was_cancelled`` true (skipped tasks) and
+    entries that are not dicts are left out; tasks left with none are absent from the result.
+
+    Parameters
+    ----------
+    task_annotations : mapping
+        ``{task_id: [annotation dict, ...]}`` as Label Studio returns them.
+
+    Returns
+    -------
+    dict
+        ``{task_id: annotation}``.
+    """
+    if not isinstance(task_annotations, Mapping):
+        raise TypeError(
+            f"task_annotations must be a mapping task id -> annotations, "
+            f"got {type(task_annotations).__name__}"
+        )
+    chosen: dict[Any, dict[str, Any]] = {}
+    for task_id, annotations in task_annotations.items():
+        valid = [
+            a for a in (annotations or ()) if isinstance(a, dict) and not a.get("was_cancelled")
+        ]
+        if valid:
+            chosen[task_id] = max(valid, key=_newest_key)
+    return chosen

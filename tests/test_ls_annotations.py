@@ -1,0 +1,170 @@
+"""Tests for dbsal_backend.ls_annotations."""
+
+import numpy as np
+import pytest
+
+from dbsal_backend.constants import IGNORE_INDEX
+from dbsal_backend.label_config import EXAMPLE_LABEL_CONFIG, parse_label_config
+from dbsal_backend.ls_annotations import (
+    AnnotationError,
+    annotation_to_label_map,
+    select_annotations,
+)
+from dbsal_backend.rle import mask_to_rle
+
+CONFIG = parse_label_config(EXAMPLE_LABEL_CONFIG)
+H, W = 6, 9
+
+
+def brush(mask, label, **overrides):
+    result = {
+        "id": "r1",
+        "from_name": CONFIG.brush_name,
+        "to_name": CONFIG.image_name,
+        "type": "brushlabels",
+        "original_width": mask.shape[1],
+        "original_height": mask.shape[0],
+        "image_rotation": 0,
+        "value": {"format": "rle", "rle": mask_to_rle(mask), "brushlabels": [label]},
+    }
+    result.update(overrides)
+    return result
+
+
+def box(r0, r1, c0, c1):
+    mask = np.zeros((H, W), bool)
+    mask[r0:r1, c0:c1] = True
+    return mask
+
+
+def test_regions_map_to_classes_and_later_results_win():
+    road, sky = box(0, 4, 0, 5), box(2, 6, 3, 9)
+    label_map, warnings = annotation_to_label_map(
+        [brush(road, "road"), brush(sky, "sky")], CONFIG, H, W, CONFIG.class_index
+    )
+    expected = np.full((H, W), IGNORE_INDEX, np.uint8)
+    expected[road] = 1
+    expected[sky] = 4  # painted after road: wins where they overlap
+    assert label_map.dtype == np.uint8 and label_map.shape == (H, W)
+    np.testing.assert_array_equal(label_map, expected)
+    assert warnings == []
+
+
+def test_custom_class_index_is_used():
+    label_map, _ = annotation_to_label_map(
+        [brush(box(0, 2, 0, 2), "road")], CONFIG, H, W, {"road": 7}
+    )
+    assert set(np.unique(label_map)) == {7, IGNORE_INDEX}
+
+
+def test_other_controls_types_and_images_are_ignored():
+    mask = box(0, 3, 0, 3)
+    results = [
+        brush(mask, "road", from_name="other"),
+        brush(mask, "road", to_name="other_image"),
+        {"type": "choices", "from_name": "q", "to_name": "image", "value": {"choices": ["ok"]}},
+        brush(mask, "road", type="polygonlabels"),
+    ]
+    label_map, warnings = annotation_to_label_map(results, CONFIG, H, W, CONFIG.class_index)
+    assert (label_map == IGNORE_INDEX).all()
+    assert warnings == []
+
+
+def test_unknown_or_missing_labels_warn_and_skip():
+    mask = box(0, 3, 0, 3)
+    no_label = brush(mask, "road")
+    no_label["value"]["brushlabels"] = []
+    results = [brush(mask, "cat"), no_label, brush(box(3, 6, 3, 6), "sky")]
+    label_map, warnings = annotation_to_label_map(
+        results, CONFIG, H, W, {"road": 1, "sky": 4}
+    )
+    assert len(warnings) == 2
+    assert "'cat' is not in the label config" in warnings[0]
+    assert "expected one label" in warnings[1]
+    assert (label_map[mask] == IGNORE_INDEX).all()
+    assert (label_map[box(3, 6, 3, 6)] == 4).all()
+
+
+def test_label_without_class_index_warns():
+    _, warnings = annotation_to_label_map(
+        [brush(box(0, 1, 0, 1), "building")], CONFIG, H, W, {"road": 1}
+    )
+    assert warnings and "no class index" in warnings[0]
+
+
+def test_size_mismatch_raises():
+    result = brush(box(0, 2, 0, 2), "road", original_width=W + 1)
+    with pytest.raises(AnnotationError, match=r"10x6 image .* is 9x6"):
+        annotation_to_label_map([result], CONFIG, H, W, CONFIG.class_index)
+
+
+def test_malformed_rle_raises():
+    result = brush(box(0, 2, 0, 2), "road")
+    result["value"]["rle"] = result["value"]["rle"][:5]
+    with pytest.raises(AnnotationError, match="malformed RLE"):
+        annotation_to_label_map([result], CONFIG, H, W, CONFIG.class_index)
+
+
+def test_rle_of_another_size_raises():
+    result = brush(np.zeros((3, 3), bool), "road", original_width=W, original_height=H)
+    with pytest.raises(AnnotationError, match="malformed RLE"):
+        annotation_to_label_map([result], CONFIG, H, W, CONFIG.class_index)
+
+
+@pytest.mark.parametrize("bad", [None, {"result": []}, [42]])
+def test_bad_result_containers_raise(bad):
+    with pytest.raises(AnnotationError):
+        annotation_to_label_map(bad, CONFIG, H, W, CONFIG.class_index)
+
+
+def test_missing_rle_raises():
+    result = brush(box(0, 1, 0, 1), "road")
+    del result["value"]["rle"]
+    with pytest.raises(AnnotationError, match="no value.rle"):
+        annotation_to_label_map([result], CONFIG, H, W, CONFIG.class_index)
+
+
+def test_argument_checks():
+    with pytest.raises(TypeError, match="LabelConfig"):
+        annotation_to_label_map([], EXAMPLE_LABEL_CONFIG, H, W, {})
+    with pytest.raises(ValueError, match="height"):
+        annotation_to_label_map([], CONFIG, 0, W, {})
+    with pytest.raises(ValueError, match=r"\[0, 255\)"):
+        annotation_to_label_map([], CONFIG, H, W, {"road": 255})
+    with pytest.raises(TypeError, match="must be an int"):
+        annotation_to_label_map([], CONFIG, H, W, {"road": 1.0})
+
+
+def test_empty_annotation_is_all_ignore():
+    label_map, warnings = annotation_to_label_map([], CONFIG, H, W, {})
+    assert (label_map == IGNORE_INDEX).all() and warnings == []
+
+
+def annotation(ident, updated=None, created=None, cancelled=False):
+    return {"id": ident, "updated_at": updated, "created_at": created,
+            "was_cancelled": cancelled, "result": []}
+
+
+def test_select_newest_non_cancelled():
+    chosen = select_annotations({
+        1: [annotation(10, "2026-01-01T10:00:00Z"), annotation(11, "2026-01-02T09:00:00.5Z"),
+            annotation(12, "2026-01-03T00:00:00Z", cancelled=True)],
+        2: [annotation(20, cancelled=True)],
+        3: [],
+        4: [annotation(40, created="2026-02-01T00:00:00+00:00"),
+            annotation(41, updated="2026-01-01T00:00:00Z")],
+        5: [annotation(50, "2026-01-01T00:00:00Z"), annotation(51, "2026-01-01T00:00:00Z"),
+            "junk", {"was_cancelled": False}],
+        6: None,
+    })
+    assert {task: a.get("id") for task, a in chosen.items()} == {1: 11, 4: 40, 5: 51}
+
+
+def test_select_without_timestamps_uses_id():
+    chosen = select_annotations({7: [annotation(3), annotation(9), annotation(5)]})
+    assert chosen[7]["id"] == 9
+
+
+def test_select_rejects_non_mapping():
+    with pytest.raises(TypeError, match="mapping"):
+        select_annotations([annotation(1)])
