@@ -31,12 +31,41 @@ from speed_selection import bench_mc, bench_split  # noqa: E402
 SIZES = ((360, 480), (1024, 2048))
 
 
+def plot(results: dict, path: str | Path) -> None:
+    """Horizontal bars: speed-up of each case over its anchor (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cases = [(k, v) for k, v in results.items() if not k.startswith("_")]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(cases) + 1.2))
+    names = [k for k, _ in cases][::-1]
+    speedups = [v["speedup"] for _, v in cases][::-1]
+    ax.barh(names, speedups, color="tab:red")
+    for y, (s, (_, v)) in enumerate(zip(speedups, cases[::-1])):
+        ax.text(s, y, f" {s:.1f}x  ({v['ours_ms']:.1f} vs {v['anchor_ms']:.1f} ms)", va="center",
+                fontsize=8)
+    ax.set_xscale("log")
+    ax.axvline(1, color="black", lw=0.8)
+    ax.set_xlabel("speed-up over the anchor (log scale)")
+    ax.set_xlim(0.8, max(speedups) * 30)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=None, help="CamVid root (a real image for SLIC); optional")
     p.add_argument("--out", default="bench/results/speed.json")
     p.add_argument("--n-segments", type=int, default=1000)
+    p.add_argument("--replot", action="store_true", help="only redraw the plot from --out")
     args = p.parse_args(argv)
+    if args.replot:
+        results = json.loads(Path(args.out).read_text())
+        plot(results, Path(args.out).with_suffix(".png"))
+        return results
 
     started = time.perf_counter()
     results: dict = {}
@@ -56,6 +85,7 @@ def main(argv=None) -> dict:
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1))
+    plot(results, Path(args.out).with_suffix(".png"))
     print("\ncase                              ours_ms   anchor_ms   speedup")
     for k, v in results.items():
         if not k.startswith("_"):

@@ -128,6 +128,10 @@ class Service:
         self.superpixels = SuperpixelCache(Path(settings.model_dir) / "superpixels",
                                            self.slic_params)
         self.device = pick_device(settings.device)
+        if not settings.label_studio_api_key:
+            log.warning("LABEL_STUDIO_API_KEY is not set: the backend cannot read tasks, images "
+                        "or annotations, nor push predictions; set it to a legacy token or a "
+                        "personal access token from Label Studio's Account & Settings")
         self._models: dict[int, ServingModel] = {}
         self._lock = threading.Lock()
         self._run_locks: dict[int, threading.Lock] = {}
