@@ -16,3 +16,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lsserver import label_studio_server  # noqa: E402,F401  (session fixture for e2e tests)
+
+import pytest  # noqa: E402
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Attach logs to failing reports: any fixture value with a ``failure_logs()`` method
+    (returning ``[(title, text), ...]``, e.g. a backend subprocess) adds those sections."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed:
+        return
+    for value in getattr(item, "funcargs", {}).values():
+        logs = getattr(value, "failure_logs", None)
+        if callable(logs):
+            for title, text in logs():
+                report.sections.append((title, text))
