@@ -40,5 +40,16 @@ test-unit: venv
 test-e2e: venv ls-venv
 	LS_VENV=$(abspath $(LS_VENV)) $(PY) -m pytest -q tests -m e2e
 
+# Benchmarks (results under bench/results/); DATA is the CamVid root.
+DATA ?= ../shared/data/camvid
+bench-speed: venv
+	OMP_NUM_THREADS=1 $(PY) bench/speed.py --data $(DATA)
+
+bench-al: venv
+	bench/camvid_al.sh $(DATA)
+
+bench-latency: venv
+	OMP_NUM_THREADS=1 $(PY) bench/latency.py --data $(DATA)
+
 clean:
 	rm -rf $(VENV) $(LS_VENV) .pytest_cache
