@@ -355,6 +355,7 @@ def miou_at(rows: list[dict], fraction: float) -> float | None:
 def plot(strategies: dict[str, list[dict]], path: str | Path, title: str = "") -> None:
     """mIoU against the fraction of pool pixels labeled, one line per strategy."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -367,13 +368,15 @@ def plot(strategies: dict[str, list[dict]], path: str | Path, title: str = "") -
         sd = np.array([r.get("miou_std", 0.0) for r in rows]) * 100
         if name == "full":
             ax.axhline(y[0], color=colors[name], ls="--", lw=1,
-                       label=f"full supervision ({y[0]:.1f})")
+                       label=f"full supervision, 100% ({y[0]:.1f})")
             continue
         ax.plot(x, y, marker="o", color=colors.get(name), label=name)
         ax.fill_between(x, y - sd, y + sd, color=colors.get(name), alpha=0.15)
     ax.set_xlabel("pixels labeled (% of pool)")
     ax.set_ylabel("validation mIoU (%)")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     ax.grid(alpha=0.3)
     ax.legend()
     if title:
@@ -389,8 +392,9 @@ def plot(strategies: dict[str, list[dict]], path: str | Path, title: str = "") -
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m dbsal_backend.simulate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="data set root with train/ and val/")
-    p.add_argument("--n-classes", type=int, required=True, help="number of classes")
+    p.add_argument("--data", help="data set root with train/ and val/ (required)")
+    p.add_argument("--n-classes", type=int, help="number of classes (required)")
+    p.add_argument("--replot", metavar="JSON", help="only redraw the plot of a results file")
     p.add_argument("--ignore-value", type=int, default=None,
                    help="label value to ignore (e.g. 11 for CamVid void)")
     p.add_argument("--scale", type=float, default=1.0, help="resize images by this factor")
@@ -418,7 +422,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.replot:
+        result = json.loads(Path(args.replot).read_text())
+        plot(result["strategies"], args.plot or Path(args.replot).with_suffix(".png"),
+             title=f"{Path(result['settings']['data']).name}: mIoU vs labeling budget")
+        print(summary(result))
+        return result
+    if args.data is None or args.n_classes is None:
+        parser.error("--data and --n-classes are required")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     fields = {k: getattr(args, k) for k in asdict(SimulationConfig(n_classes=1))}
     cfg = SimulationConfig(**fields)

@@ -109,6 +109,17 @@ def test_simulator_end_to_end(dataset, tmp_path):
     assert 0 < saved["settings"]["static_fraction_used"] <= 1
     assert saved["dbsal_selected_per_image"]["median"] >= 1
     assert result["settings"]["pool_images"] == 10
+    # the plot can be redrawn from the results alone
+    (tmp_path / "sim.png").unlink()
+    again = main(["--replot", str(out)])
+    assert again["strategies"] == saved["strategies"]
+    assert (tmp_path / "sim.png").stat().st_size > 1000
+
+
+def test_simulator_requires_data(capsys):
+    with pytest.raises(SystemExit):
+        main(["--strategies", "dbsal"])
+    assert "--data and --n-classes are required" in capsys.readouterr().err
 
 
 def test_simulator_is_repeatable(dataset, tmp_path):
