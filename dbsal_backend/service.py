@@ -162,14 +162,13 @@ class Service:
             started = time.perf_counter()
             with self.client_factory() as client:
                 labeled, unlabeled = self._fetch_tasks(client, project)
-                if not labeled:
-                    if self._serving(project) is None:
-                        return self._seed(client, project, unlabeled)
-                    log.info("project %d: no annotations to train on; scoring only", project)
-                    model = self._serving(project).model
+                if labeled:
+                    self._train(client, project, config, labeled)
+                elif self._serving(project) is None:
+                    return self._seed(client, project, unlabeled)
                 else:
-                    model = self._train(client, project, config, labeled)
-                result = self._step(client, project, config, model, unlabeled)
+                    log.info("project %d: no annotations to train on; scoring only", project)
+                result = self._step(client, project, config, unlabeled)
             result["seconds"] = round(time.perf_counter() - started, 1)
             log.info("project %d: run done: %s", project,
                      {k: v for k, v in result.items() if k != "queried"})
@@ -262,7 +261,8 @@ class Service:
         return images, labels
 
     # ------------------------------------------------------------------ training
-    def _train(self, client, project: int, config: LabelConfig, labeled) -> torch.nn.Module:
+    def _train(self, client, project: int, config: LabelConfig, labeled) -> None:
+        """Train on the labeled tasks and make the result the serving model."""
         s = self.settings
         images, labels = self._training_pairs(client, config, labeled)
         if not images:
@@ -297,7 +297,6 @@ class Service:
         with self._lock:
             self._models[project] = ServingModel(model.to(self.device), meta, threading.Lock())
         self.state.update_project(project, checkpoint=str(path), model_version=version)
-        return model
 
     # ------------------------------------------------------------------ the AL step
     def _score(self, serving: ServingModel, task_id: int, image: np.ndarray,
@@ -338,8 +337,9 @@ class Service:
         return pred, {"ids": [int(i) for i in high], "superpixels": int(high.size),
                       "pixels": int(sizes[high].sum())}
 
-    def _step(self, client, project: int, config: LabelConfig, model, unlabeled) -> dict:
-        """Score the unlabeled tasks, query the top K, push predictions, queue and tab."""
+    def _step(self, client, project: int, config: LabelConfig, unlabeled) -> dict:
+        """Score the unlabeled tasks with the serving model, query the top K, push predictions,
+        queue and tab."""
         s = self.settings
         serving = self._serving(project)
         record = self.state.get_project(project) or {}
@@ -412,7 +412,8 @@ class Service:
         s = self.settings
         record = self.state.get_project(project) or {}
         ids = sorted(t["id"] for t in unlabeled)
-        seed_batch = [i for i in (record.get("seed_batch") or []) if i in set(ids)]
+        still_unlabeled = set(ids)
+        seed_batch = [i for i in (record.get("seed_batch") or []) if i in still_unlabeled]
         if not seed_batch and ids:
             rng = np.random.default_rng([s.seed, project])
             seed_batch = sorted(int(i) for i in rng.choice(ids, min(s.initial_batch, len(ids)),
