@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dbsal_backend.data import read_image, read_label  # noqa: E402
-from dbsal_backend.rle import mask_to_rle  # noqa: E402
+from dbsal_backend.label_config import parse_label_config  # noqa: E402
+from dbsal_backend.ls_annotations import label_map_to_results  # noqa: E402
 from dbsal_backend.settings import Settings  # noqa: E402
 
 CLASSES = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
@@ -83,14 +84,6 @@ class DiskClient:
         return 1
 
 
-def brush_results(label_map: np.ndarray) -> list[dict]:
-    h, w = label_map.shape
-    return [{"from_name": "tag", "to_name": "image", "type": "brushlabels", "original_width": w,
-             "original_height": h, "image_rotation": 0,
-             "value": {"format": "rle", "rle": mask_to_rle(label_map == k), "brushlabels": [c]}}
-            for k, c in enumerate(CLASSES) if (label_map == k).any()]
-
-
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="CamVid root")
@@ -134,7 +127,7 @@ def main(argv=None) -> dict:
     seed = svc.run(1)["seed_batch"]
     seed_s = time.perf_counter() - t0
     for tid in seed:
-        client.tasks[tid]["annotations"] = [{"id": tid, "result": brush_results(truth[tid]),
+        client.tasks[tid]["annotations"] = [{"id": tid, "result": label_map_to_results(truth[tid], parse_label_config(CONFIG)),
                                              "was_cancelled": False,
                                              "created_at": "2026-11-25T00:00:00Z"}]
 

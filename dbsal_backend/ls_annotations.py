@@ -17,7 +17,7 @@ import numpy as np
 
 from .constants import IGNORE_INDEX
 from .label_config import LabelConfig
-from .rle import rle_to_mask
+from .rle import mask_to_rle, rle_to_mask
 
 __all__ = ["AnnotationError", "annotation_to_label_map", "select_annotations"]
 
@@ -179,3 +179,30 @@ def select_annotations(
         if valid:
             chosen[task_id] = max(valid, key=_newest_key)
     return chosen
+
+
+def label_map_to_results(
+    label_map: np.ndarray, config: LabelConfig, only: np.ndarray | None = None
+) -> list[dict[str, Any]]:
+    """Brush results painting a label map: one result per class present (the inverse of
+    :func:`annotation_to_label_map`). ``IGNORE_INDEX`` pixels, and pixels outside the boolean
+    mask ``only`` when given, are left unpainted."""
+    labels = np.asarray(label_map)
+    if labels.ndim != 2:
+        raise ValueError(f"label_map must be H x W, got shape {labels.shape}")
+    if only is not None and np.shape(only) != labels.shape:
+        raise ValueError(f"only must have the label map's shape {labels.shape}")
+    height, width = labels.shape
+    results = []
+    for k, name in enumerate(config.labels):
+        mask = labels == k
+        if only is not None:
+            mask &= np.asarray(only, dtype=bool)
+        if mask.any():
+            results.append({
+                "from_name": config.brush_name, "to_name": config.image_name,
+                "type": "brushlabels", "original_width": width, "original_height": height,
+                "image_rotation": 0,
+                "value": {"format": "rle", "rle": mask_to_rle(mask), "brushlabels": [name]},
+            })
+    return results

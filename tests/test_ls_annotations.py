@@ -8,6 +8,7 @@ from dbsal_backend.label_config import EXAMPLE_LABEL_CONFIG, parse_label_config
 from dbsal_backend.ls_annotations import (
     AnnotationError,
     annotation_to_label_map,
+    label_map_to_results,
     select_annotations,
 )
 from dbsal_backend.rle import mask_to_rle
@@ -168,3 +169,20 @@ def test_select_without_timestamps_uses_id():
 def test_select_rejects_non_mapping():
     with pytest.raises(TypeError, match="mapping"):
         select_annotations([annotation(1)])
+
+
+def test_label_map_to_results_round_trips():
+    rng = np.random.default_rng(3)
+    label_map = rng.integers(0, len(CONFIG.labels), (9, 14)).astype(np.uint8)
+    label_map[0, :] = IGNORE_INDEX
+    results = label_map_to_results(label_map, CONFIG)
+    back, warnings = annotation_to_label_map(results, CONFIG, 9, 14, CONFIG.class_index)
+    assert warnings == [] and np.array_equal(back, label_map)
+    only = np.zeros((9, 14), bool)
+    only[5:, :7] = True
+    partial, _ = annotation_to_label_map(label_map_to_results(label_map, CONFIG, only=only),
+                                         CONFIG, 9, 14, CONFIG.class_index)
+    assert np.array_equal(partial[only], label_map[only])
+    assert (partial[~only] == IGNORE_INDEX).all()
+    with pytest.raises(ValueError):
+        label_map_to_results(label_map[0], CONFIG)

@@ -14,9 +14,9 @@ import pytest
 
 from dbsal_backend.constants import IGNORE_INDEX
 from dbsal_backend.label_config import parse_label_config
-from dbsal_backend.ls_annotations import select_annotations
+from dbsal_backend.ls_annotations import label_map_to_results, select_annotations
 from dbsal_backend.ls_client import ImageFetchError
-from dbsal_backend.rle import mask_to_rle, rle_to_mask
+from dbsal_backend.rle import rle_to_mask
 from dbsal_backend.service import Service, _fit_to_budget, max_uncertainty
 from dbsal_backend.selection import Budget
 from dbsal_backend.settings import Settings
@@ -43,17 +43,7 @@ def _scene(rng, size=48):
 
 def brush_results(label_map, only=None):
     """Brush results painting ``label_map`` (optionally only where ``only`` is True)."""
-    h, w = label_map.shape
-    out = []
-    for k, name in enumerate(LABELS):
-        mask = label_map == k
-        if only is not None:
-            mask &= only
-        if mask.any():
-            out.append({"from_name": "tag", "to_name": "image", "type": "brushlabels",
-                        "original_width": w, "original_height": h, "image_rotation": 0,
-                        "value": {"format": "rle", "rle": mask_to_rle(mask), "brushlabels": [name]}})
-    return out
+    return label_map_to_results(label_map, parse_label_config(CONFIG), only=only)
 
 
 class FakeClient:
