@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
+import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageOps
@@ -25,9 +26,11 @@ from .constants import IGNORE_INDEX
 __all__ = [
     "IMAGE_EXTENSIONS",
     "SegmentationDataset",
+    "fit_side",
     "load_split",
     "read_image",
     "read_label",
+    "resize_nearest",
 ]
 
 #: File extensions (lower case) read as images by :func:`load_split`.
@@ -64,6 +67,25 @@ def read_label(path: str | os.PathLike) -> np.ndarray:
                              f"got mode {label.mode} with {len(label.getbands())} channels")
         array = np.asarray(label)
     return array.astype(np.uint8 if array.dtype in (np.bool_, np.uint8) else np.int32)
+
+
+def fit_side(image: np.ndarray, max_side: int) -> np.ndarray:
+    """``image`` shrunk (area interpolation) so that its longer side is at most ``max_side``;
+    the image itself when it already fits. This is the model's working resolution for training
+    and scoring; superpixels and regions stay at the full size."""
+    height, width = image.shape[:2]
+    scale = max_side / max(height, width)
+    if scale >= 1:
+        return image
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def resize_nearest(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize of a 2-D map (labels, predicted classes) to ``height x width``."""
+    if array.shape[:2] == (height, width):
+        return array
+    return cv2.resize(array, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
 def _resize(array: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:

@@ -4,8 +4,10 @@ Every model here follows one contract:
 
 - ``forward(x)`` takes float images in ``[0, 1]``, shape ``B x 3 x H x W`` (ImageNet mean/std
   normalisation happens inside the model) and returns logits ``B x C x H x W`` at the input size;
-- ``encode(x)`` runs ``model.encoder`` only: deterministic in eval mode, no dropout inside;
-- ``decode(features)`` runs ``model.decoder`` only: it holds every dropout layer;
+- ``encode(x)`` is deterministic in eval mode and holds no dropout: ``model.encoder`` and, for
+  the LR-ASPP head, its deterministic context branch;
+- ``decode(features)`` runs the rest, which holds every dropout layer (:class:`MCDropout`, whose
+  masks MC dropout can draw from a seeded generator);
 - ``forward(x) == decode(encode(x))``.
 
 So MC dropout can run ``encode`` once and ``decode`` ``T`` times ("head-only MC"). The features
@@ -28,6 +30,8 @@ from typing import NamedTuple, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .uncertainty import MCDropout
 
 __all__ = [
     "ARCHITECTURES",
@@ -63,10 +67,11 @@ class UNetFeatures(NamedTuple):
 
 
 class SegmenterFeatures(NamedTuple):
-    """Output of :meth:`EncoderSegmenter.encode`: stride-8 and deep features, input ``(H, W)``."""
+    """Output of :meth:`EncoderSegmenter.encode`: stride-8 features, the head's gated deep
+    features at the same stride, and the input size ``(H, W)``."""
 
     low: torch.Tensor
-    high: torch.Tensor
+    context: torch.Tensor
     size: tuple[int, int]
 
 
@@ -112,7 +117,7 @@ def _conv_block(in_channels: int, out_channels: int, dropout: float) -> nn.Seque
         layers += [nn.Conv2d(c_in, out_channels, 3, padding=1, bias=False),
                    nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
     if dropout > 0:
-        layers.append(nn.Dropout(dropout))
+        layers.append(MCDropout(dropout))
     return nn.Sequential(*layers)
 
 
@@ -267,9 +272,10 @@ class _Backbone(nn.Module):
 class _LRASPPHead(nn.Module):
     """LR-ASPP head (Howard et al. 2019, as in torchvision) with dropout before the classifiers.
 
-    ``high`` -> 1x1 conv + BN + ReLU, gated by a global-average-pool sigmoid branch, upsampled
-    to the stride-8 ``low`` features; both go through dropout and a 1x1 classifier; the sum is
-    upsampled to the input size.
+    :meth:`context` (deterministic): ``high`` -> 1x1 conv + BN + ReLU, gated by a global-average-
+    pool sigmoid branch, upsampled to the stride-8 ``low`` features. :meth:`forward`: both go
+    through dropout and a 1x1 classifier; the sum is upsampled to the input size. Only
+    :meth:`forward` runs once per MC-dropout pass.
     """
 
     def __init__(self, low_channels: int, high_channels: int, n_classes: int,
@@ -280,15 +286,19 @@ class _LRASPPHead(nn.Module):
         self.scale = nn.Sequential(nn.AdaptiveAvgPool2d(1),
                                    nn.Conv2d(high_channels, inter_channels, 1, bias=False),
                                    nn.Sigmoid())
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = MCDropout(dropout)
         self.low_classifier = nn.Conv2d(low_channels, n_classes, 1)
         self.high_classifier = nn.Conv2d(inter_channels, n_classes, 1)
 
-    def forward(self, features: SegmenterFeatures) -> torch.Tensor:
-        low, high, size = features
+    def context(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        """The gated deep features at the resolution of ``low`` (no dropout)."""
         x = self.cbr(high) * self.scale(high)
-        x = F.interpolate(x, size=low.shape[-2:], mode="bilinear", align_corners=False)
-        logits = self.low_classifier(self.dropout(low)) + self.high_classifier(self.dropout(x))
+        return F.interpolate(x, size=low.shape[-2:], mode="bilinear", align_corners=False)
+
+    def forward(self, features: SegmenterFeatures) -> torch.Tensor:
+        low, context, size = features
+        logits = (self.low_classifier(self.dropout(low))
+                  + self.high_classifier(self.dropout(context)))
         return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
@@ -383,9 +393,10 @@ def _torchvision_backbone(encoder: str, pretrained: bool) -> _Backbone:
 class EncoderSegmenter(nn.Module):
     """An ImageNet-pretrained encoder with a light LR-ASPP head.
 
-    ``encode`` (``self.encoder``, the backbone) returns stride-8 features and deep features at
-    stride 16 (the last stage is dilated); ``decode`` (``self.decoder``, the head) holds the
-    dropout and returns logits upsampled to the input size.
+    ``encode`` runs the backbone (stride-8 features and deep features at stride 16: the last
+    stage is dilated) and the deterministic part of the head (:meth:`_LRASPPHead.context`);
+    ``decode`` runs the rest of the head (``self.decoder``), which holds the dropout, and returns
+    logits upsampled to the input size.
 
     Parameters
     ----------
@@ -419,10 +430,12 @@ class EncoderSegmenter(nn.Module):
                                    n_classes, inter_channels=128, dropout=dropout)
 
     def encode(self, x: torch.Tensor) -> SegmenterFeatures:
-        """Run the backbone on images ``B x 3 x H x W`` in ``[0, 1]``."""
+        """Run the backbone and the head's context branch on images ``B x 3 x H x W`` in
+        ``[0, 1]``."""
         _check_images(x, 3)
         low, high = self.encoder(x)
-        return SegmenterFeatures(low, high, (int(x.shape[-2]), int(x.shape[-1])))
+        return SegmenterFeatures(low, self.decoder.context(low, high),
+                                 (int(x.shape[-2]), int(x.shape[-1])))
 
     def decode(self, features: SegmenterFeatures) -> torch.Tensor:
         """Run the head; returns logits ``B x n_classes x H x W``."""

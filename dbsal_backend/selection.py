@@ -1,4 +1,4 @@
-"""What to label next: image ranking, superpixel scores, the in-image split, baselines, budget.
+"""Pure selection rules: image ranking, the two-group split of superpixel scores, baselines.
 
 The DBSAL split divides one image's superpixel scores into a high- and a low-uncertainty group
 with the exact two-class natural breaks (:func:`natural_breaks_split`); only the high group is
@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 __all__ = [
-    "BUDGET_UNITS",
-    "Budget",
     "SPLIT_METHODS",
     "kmeans_split",
     "natural_breaks_split",
@@ -31,7 +28,6 @@ __all__ = [
     "rank_images",
     "split_superpixels",
     "static_split",
-    "superpixel_scores",
     "within_group_sse",
 ]
 
@@ -61,46 +57,7 @@ def _check_count(value: Any, name: str) -> int:
     return int(value)
 
 
-# ---------------------------------------------------------------- scores
-
-
-def superpixel_scores(pixel_scores: Any, labels: Any, n: int | None = None) -> np.ndarray:
-    """Mean pixel score of every superpixel.
-
-    Parameters
-    ----------
-    pixel_scores : array_like
-        Finite per-pixel uncertainty, ``H x W`` (any shape equal to ``labels``).
-    labels : array_like of int
-        Superpixel id per pixel, ``0 .. n-1``.
-    n : int, optional
-        Number of superpixels; default ``labels.max() + 1`` (0 for an empty map).
-
-    Returns
-    -------
-    numpy.ndarray
-        ``float64[n]``; a superpixel id with no pixels scores 0.
-    """
-    values = np.asarray(pixel_scores)
-    ids = np.asarray(labels)
-    if values.shape != ids.shape:
-        raise ValueError(f"pixel_scores and labels must have the same shape, "
-                         f"got {values.shape} and {ids.shape}")
-    if ids.dtype == bool or not np.issubdtype(ids.dtype, np.integer):
-        raise TypeError(f"labels must be integer superpixel ids, got dtype {ids.dtype}")
-    values = _scores_1d(values.ravel(), "pixel_scores")
-    ids = ids.ravel()
-    if ids.size and ids.min() < 0:
-        raise ValueError(f"labels must be >= 0, got {ids.min()}")
-    needed = int(ids.max()) + 1 if ids.size else 0
-    if n is None:
-        n = needed
-    elif _check_count(n, "n") < needed:
-        raise ValueError(f"labels hold id {needed - 1}, which needs n >= {needed}, got n={n}")
-    ids = ids.astype(np.intp, copy=False)
-    sums = np.bincount(ids, weights=values, minlength=n)
-    counts = np.bincount(ids, minlength=n)
-    return np.divide(sums, counts, out=np.zeros(n), where=counts > 0)
+# ---------------------------------------------------------------- ranking
 
 
 def rank_images(scores: Mapping[Hashable, float] | Any, k: int,
@@ -268,86 +225,3 @@ def random_images(candidates: Sequence[Hashable], k: int, rng: np.random.Generat
         raise ValueError("candidates must be distinct")
     picked = rng.choice(len(pool), size=min(k, len(pool)), replace=False)
     return [pool[i] for i in picked]
-
-
-# ---------------------------------------------------------------- budget
-
-
-#: Units a :class:`Budget` limit can be expressed in.
-BUDGET_UNITS = ("superpixels", "pixels", "images")
-
-
-@dataclass
-class Budget:
-    """Labeling budget and what has been spent, in images, superpixels and pixels.
-
-    Parameters
-    ----------
-    unit : {"superpixels", "pixels", "images"}
-        The counter that ``limit`` applies to.
-    limit : int or None
-        Total allowed in ``unit``; ``None`` means unlimited.
-    images, superpixels, pixels : int
-        Spent so far.
-
-    Notes
-    -----
-    :meth:`charge` records what was labeled and never refuses: the last step of a dynamic
-    budget may overshoot the limit, which ``spent`` then shows (``remaining`` is clamped to 0).
-    """
-
-    unit: str = "superpixels"
-    limit: int | None = None
-    images: int = 0
-    superpixels: int = 0
-    pixels: int = 0
-
-    def __post_init__(self) -> None:
-        if self.unit not in BUDGET_UNITS:
-            raise ValueError(f"unit must be one of {BUDGET_UNITS}, got {self.unit!r}")
-        if self.limit is not None:
-            self.limit = _check_count(self.limit, "limit")
-        for name in BUDGET_UNITS:
-            setattr(self, name, _check_count(getattr(self, name), name))
-
-    def charge(self, images: int = 0, superpixels: int = 0, pixels: int = 0) -> None:
-        """Add labeled images, superpixels and pixels to the counters."""
-        amounts = {"images": images, "superpixels": superpixels, "pixels": pixels}
-        amounts = {name: _check_count(value, name) for name, value in amounts.items()}
-        for name, value in amounts.items():
-            setattr(self, name, getattr(self, name) + value)
-
-    @property
-    def spent(self) -> int:
-        """Amount spent in :attr:`unit`."""
-        return getattr(self, self.unit)
-
-    @property
-    def remaining(self) -> int | None:
-        """What is left in :attr:`unit` (at least 0); ``None`` when unlimited."""
-        return None if self.limit is None else max(self.limit - self.spent, 0)
-
-    @property
-    def exhausted(self) -> bool:
-        """Whether the limit is reached (never for an unlimited budget)."""
-        return self.limit is not None and self.spent >= self.limit
-
-    def fraction_of(self, total_pixels: int) -> float:
-        """Labeled pixels as a fraction of ``total_pixels`` (e.g. all pixels of the pool)."""
-        if _check_count(total_pixels, "total_pixels") == 0:
-            raise ValueError("total_pixels must be > 0")
-        return self.pixels / total_pixels
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict; :meth:`from_dict` reverses it."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Budget:
-        """Rebuild a budget from :meth:`to_dict` output (validated; unknown keys rejected)."""
-        if not isinstance(data, Mapping):
-            raise TypeError(f"data must be a mapping, got {type(data).__name__}")
-        unknown = set(data) - {"unit", "limit", *BUDGET_UNITS}
-        if unknown:
-            raise ValueError(f"unknown Budget fields: {sorted(unknown)}")
-        return cls(**data)

@@ -17,6 +17,7 @@ invalid memory accesses, is refused for images smaller than 36x36.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 import tempfile
@@ -28,6 +29,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["ALGORITHMS", "SlicParams", "slic", "SuperpixelCache"]
 
@@ -69,6 +72,10 @@ class SlicParams:
     min_element_size : int
         Percent of the nominal superpixel area below which fragments are merged into a
         neighbour by ``enforceLabelConnectivity``; 0 disables connectivity enforcement.
+    max_pixels : int
+        Larger images are segmented at a reduced size of about this many pixels (the label
+        map is then smaller than the image; callers scale it up, nearest neighbour), which
+        bounds time and memory for very large images.
     """
 
     algorithm: str = "SLICO"
@@ -77,6 +84,7 @@ class SlicParams:
     ruler: float = 10.0
     iterations: int = 10
     min_element_size: int = 25
+    max_pixels: int = 2048 * 2048
 
     def __post_init__(self) -> None:
         if self.algorithm not in ALGORITHMS:
@@ -98,6 +106,8 @@ class SlicParams:
             raise ValueError(f"ruler must be a finite number > 0, got {self.ruler!r}")
         if not _is_int(self.iterations) or self.iterations < 1:
             raise ValueError(f"iterations must be an int >= 1, got {self.iterations!r}")
+        if not _is_int(self.max_pixels) or self.max_pixels < 4:
+            raise ValueError(f"max_pixels must be an int >= 4, got {self.max_pixels!r}")
         if not _is_int(self.min_element_size) or not 0 <= self.min_element_size <= 100:
             raise ValueError(
                 f"min_element_size must be an int percentage in [0, 100], "
@@ -110,8 +120,15 @@ class SlicParams:
         segments = "none" if self.n_segments is None else str(int(self.n_segments))
         return (
             f"v{_FORMAT_VERSION}-{self.algorithm}-n{segments}-r{region}-ruler{float(self.ruler)!r}"
-            f"-it{int(self.iterations)}-min{int(self.min_element_size)}"
+            f"-it{int(self.iterations)}-min{int(self.min_element_size)}-max{int(self.max_pixels)}"
         )
+
+    def working_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size an image of ``height x width`` is segmented at (itself, or smaller)."""
+        if height * width <= self.max_pixels:
+            return height, width
+        scale = math.sqrt(self.max_pixels / (height * width))
+        return max(2, int(height * scale)), max(2, int(width * scale))
 
     def region_size_for(self, height: int, width: int) -> int:
         """Return the region size used for an image of ``height`` x ``width`` pixels.
@@ -165,12 +182,15 @@ def slic(image: np.ndarray, params: SlicParams = SlicParams()) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        ``int32`` label map ``H x W`` with ids exactly ``0..n-1``.
+        ``int32`` label map with ids exactly ``0..n-1``, ``H x W`` or, for an image of more
+        than ``params.max_pixels`` pixels, :meth:`SlicParams.working_size`.
     """
     if not isinstance(params, SlicParams):
         raise TypeError(f"params must be a SlicParams, got {type(params).__name__}")
     rgb = _as_rgb(image)
-    height, width = rgb.shape[:2]
+    height, width = params.working_size(*rgb.shape[:2])
+    if (height, width) != rgb.shape[:2]:
+        rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
     if params.algorithm == "MSLIC" and min(height, width) < MSLIC_MIN_SIDE:
         raise ValueError(
             f"MSLIC needs images of at least {MSLIC_MIN_SIDE}x{MSLIC_MIN_SIDE} pixels "
@@ -224,9 +244,14 @@ class SuperpixelCache:
         if not _is_int(memory_items) or memory_items < 0:
             raise ValueError(f"memory_items must be an int >= 0, got {memory_items!r}")
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.problem: str | None = None
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            tempfile.NamedTemporaryFile(dir=self.root).close()
+        except OSError as exc:
+            self._disable(exc)
         self.params = params
-        self.memory_items = int(memory_items)
+        self.memory_items = max(int(memory_items), 64 if self.problem else 0)
         self.hits = 0
         self.misses = 0
         self._memory: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -254,7 +279,7 @@ class SuperpixelCache:
                 self.hits += 1
                 return cached.copy()
         path = self.root / f"{key}.npz"
-        labels = self._load(path, image.shape[:2])
+        labels = self._load(path, self.params.working_size(*image.shape[:2]))
         hit = labels is not None
         if not hit:
             labels = slic(image, self.params)
@@ -285,14 +310,31 @@ class SuperpixelCache:
             return None
         return labels.astype(np.int32, copy=False)
 
+    def _disable(self, exc: OSError) -> None:
+        """Keep label maps in memory only (the folder cannot be written)."""
+        self.problem = (f"superpixel cache {self.root} is not writable ({exc.strerror or exc}); "
+                        f"superpixels are kept in memory only")
+        logger.warning(self.problem)
+        self.memory_items = max(getattr(self, "memory_items", 0), 64)
+
     def _store(self, path: Path, labels: np.ndarray) -> None:
         """Write ``labels`` to ``path`` atomically (uint16 on disk when the ids fit)."""
+        if self.problem:
+            return
         stored = labels.astype(np.uint16) if labels.max() < 2**16 else labels
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".npz")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".npz")
+        except OSError as exc:
+            self._disable(exc)
+            return
         try:
             with os.fdopen(fd, "wb") as handle:
                 np.savez_compressed(handle, labels=stored)
             os.replace(tmp, path)
+        except OSError as exc:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            self._disable(exc)
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)

@@ -1,10 +1,11 @@
-"""Training loop, evaluation and checkpoints for the segmentation models.
+"""Training, evaluation and checkpoints for the segmentation models.
 
-- :func:`train`: Adam + (optionally class-weighted) cross-entropy that ignores
-  ``IGNORE_INDEX``, ReduceLROnPlateau, early stopping on validation mIoU with the best weights
-  restored, AMP on CUDA. Fine-tuning is calling it again on an already trained model.
+- :class:`Recipe` and :func:`fit`: the training recipe the backend and the simulator share:
+  Adam on (optionally class-weighted) cross-entropy that ignores ``IGNORE_INDEX``, a polynomial
+  learning-rate decay over the run, flips and scale jitter, mixed precision on CUDA.
+  Fine-tuning is calling :func:`fit` again on a trained model. :func:`train_one_epoch` is one
+  pass, readable top to bottom (as in torchvision's reference scripts).
 - :func:`evaluate`, :func:`confusion_matrix`, :func:`iou_per_class`, :func:`miou`: scoring.
-- :func:`predict_probs`: softmax of one ``uint8`` image.
 - :func:`save_checkpoint` / :func:`load_checkpoint`: atomic, self-describing checkpoints.
 """
 
@@ -16,35 +17,32 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
+from torch.utils.data import DataLoader
 
 from .constants import IGNORE_INDEX
-from .data import SegmentationDataset
+from .data import SegmentationDataset, fit_side
 from .networks import ARCHITECTURES, build_model, pick_device
 
 __all__ = [
     "CheckpointMismatch",
-    "EpochStats",
-    "TrainConfig",
-    "TrainResult",
+    "Recipe",
     "class_weights",
     "confusion_matrix",
     "evaluate",
+    "fit",
     "iou_per_class",
     "load_checkpoint",
-    "make_train_dataset",
     "miou",
-    "predict_probs",
     "save_checkpoint",
-    "train",
+    "train_one_epoch",
 ]
 
 logger = logging.getLogger(__name__)
@@ -54,123 +52,52 @@ _CHECKPOINT_VERSION = 1
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Settings of :func:`train` (defaults follow the DBSAL authors: Adam, lr 1e-4).
+class Recipe:
+    """How a model is trained (checked once, here).
 
     Attributes
     ----------
     epochs : int
-        Maximum number of epochs.
+        Passes over the labeled images per training run.
     batch_size : int
-        Mini-batch size.
-    lr, weight_decay : float
-        Adam learning rate and weight decay.
+        Images per step (at most the number of images).
+    lr : float
+        Adam's initial learning rate; it decays as ``(1 - step / steps) ** 0.9``.
+    weight_decay : float
+        Adam's weight decay.
     class_weighted : bool
-        Weight the loss by :func:`class_weights` of the training labels.
-    patience : int
-        Stop after this many epochs without a better validation mIoU (only with a validation set).
-    lr_patience : int
-        Multiply the learning rate by 0.1 after this many epochs without improvement (of the
-        validation mIoU, or of the training loss without a validation set).
-    crop_size, scale_range, hflip :
-        Augmentation used by :func:`make_train_dataset` (see ``data.SegmentationDataset``).
+        Weight the loss by :func:`class_weights` of the labels.
+    scale_range : (float, float) or None
+        Random rescaling of each image (and its labels).
+    hflip : bool
+        Random horizontal flips.
     seed : int
-        Seeds torch (dropout), the shuffling and the augmentation.
-    device : str
-        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"`` (see ``networks.pick_device``).
+        Seeds the shuffling, the augmentation and dropout.
     amp : bool
-        Mixed precision (float16 autocast and gradient scaling); only used on CUDA.
-    progress : bool
-        Show a tqdm progress bar over the epochs.
-    log_every : int
-        Log a line (``logging.INFO``) every this many epochs; the last epoch is always logged.
+        Mixed precision (float16 autocast and gradient scaling), used on CUDA only.
     """
 
-    epochs: int = 50
-    batch_size: int = 4
-    lr: float = 1e-4
+    epochs: int = 20
+    batch_size: int = 8
+    lr: float = 1e-3
     weight_decay: float = 0.0
-    class_weighted: bool = False
-    patience: int = 10
-    lr_patience: int = 5
-    crop_size: int | tuple[int, int] | None = None
+    class_weighted: bool = True
     scale_range: tuple[float, float] | None = (0.75, 1.25)
     hflip: bool = True
     seed: int = 0
-    device: str = "auto"
     amp: bool = True
-    progress: bool = True
-    log_every: int = 1
 
     def __post_init__(self) -> None:
-        for name, minimum in (("epochs", 1), ("batch_size", 1), ("patience", 1),
-                              ("lr_patience", 1), ("seed", 0), ("log_every", 1)):
+        for name in ("epochs", "batch_size"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise ValueError(f"TrainConfig.{name} must be an int >= {minimum}, got {value!r}")
-        for name in ("lr", "weight_decay"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                    or not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
-                raise ValueError(f"TrainConfig.{name} must be a finite number "
-                                 f"{'> 0' if name == 'lr' else '>= 0'}, got {value!r}")
-        for name in ("class_weighted", "hflip", "amp", "progress"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"TrainConfig.{name} must be a bool, "
-                                f"got {type(getattr(self, name)).__name__}")
-        if not isinstance(self.device, str):
-            raise TypeError(f"TrainConfig.device must be a str, got {type(self.device).__name__}")
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Recipe.{name} must be an int >= 1, got {value!r}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"Recipe.lr must be a finite number > 0, got {self.lr!r}")
+        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
+            raise ValueError(f"Recipe.weight_decay must be >= 0, got {self.weight_decay!r}")
         # The augmentation settings are checked by the dataset they configure.
-        SegmentationDataset([], [], crop_size=self.crop_size, scale_range=self.scale_range)
-
-
-@dataclass(frozen=True)
-class EpochStats:
-    """One epoch of :func:`train`: mean training loss, validation mIoU (NaN without a
-    validation set), learning rate used, wall time in seconds and batches skipped because
-    every pixel was ignored."""
-
-    epoch: int
-    loss: float
-    val_miou: float
-    lr: float
-    seconds: float
-    skipped_batches: int
-
-
-@dataclass
-class TrainResult:
-    """Outcome of :func:`train`.
-
-    Attributes
-    ----------
-    history : list of EpochStats
-        One entry per epoch run.
-    best_epoch : int
-        Epoch (1-based) whose weights the model holds: the best validation mIoU, or the last
-        epoch without a validation set (0 if no epoch had a finite validation mIoU; the model
-        then keeps its final weights).
-    best_miou : float
-        Validation mIoU of ``best_epoch`` (NaN without a validation set).
-    stopped_early : bool
-        Early stopping ended the run before ``config.epochs``.
-    stopped_by_callback : bool
-        The callback asked to stop.
-    """
-
-    history: list[EpochStats] = field(default_factory=list)
-    best_epoch: int = 0
-    best_miou: float = math.nan
-    stopped_early: bool = False
-    stopped_by_callback: bool = False
-
-
-def make_train_dataset(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
-                       config: TrainConfig) -> SegmentationDataset:
-    """A :class:`~dbsal_backend.data.SegmentationDataset` with the augmentation of ``config``."""
-    return SegmentationDataset(images, labels, crop_size=config.crop_size,
-                               scale_range=config.scale_range, hflip=config.hflip,
-                               seed=config.seed)
+        SegmentationDataset([], [], scale_range=self.scale_range, hflip=self.hflip)
 
 
 def class_weights(labels: np.ndarray | Sequence[np.ndarray], n_classes: int,
@@ -274,56 +201,34 @@ def miou(confusion: np.ndarray) -> float:
     return float(np.nanmean(iou)) if np.isfinite(iou).any() else math.nan
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
+def evaluate(model: nn.Module, images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+             n_classes: int, max_side: int | None = None) -> dict:
+    """Score ``model`` against full-size label maps.
 
-
-def _resolve_device(model: nn.Module, device: torch.device | str | None) -> torch.device:
-    if device is None:
-        return _model_device(model)
-    if isinstance(device, torch.device):
-        return device
-    return pick_device(device)
-
-
-def evaluate(model: nn.Module, dataset: Dataset, n_classes: int,
-             device: torch.device | str | None = None, batch_size: int = 1) -> dict:
-    """Score ``model`` on a dataset of ``(image, label)`` pairs.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        Segmentation model (moved to ``device``; its train/eval mode is restored afterwards).
-    dataset : torch.utils.data.Dataset
-        Items ``(float 3 x H x W in [0, 1], long H x W)``, e.g. a ``SegmentationDataset``
-        without augmentation. Use ``batch_size=1`` when image sizes differ.
-    n_classes : int
-        Number of classes.
-    device : torch.device or str, optional
-        Where to run (``"auto"`` allowed); default the model's device.
-    batch_size : int
-        Images per forward pass.
+    Each image runs at the working resolution (shrunk to ``max_side`` like in training and
+    scoring); the logits are resized to the label map's size before the argmax.
 
     Returns
     -------
     dict
         ``miou`` (float), ``iou`` (float64 per class, NaN where a class is absent from both
-        truth and prediction), ``pixel_accuracy`` (float, over labeled pixels) and
-        ``confusion`` (int64 ``n_classes x n_classes``).
+        truth and prediction), ``pixel_accuracy`` (over labeled pixels) and ``confusion``.
     """
-    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1:
-        raise ValueError(f"n_classes must be an int >= 1, got {n_classes!r}")
-    device = _resolve_device(model, device)
-    model.to(device)
+    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
     try:
         with torch.inference_mode():
-            for images, labels in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-                pred = model(images.to(device)).argmax(dim=1).cpu().numpy()
-                confusion += confusion_matrix(pred, labels.numpy(), n_classes)
+            for image, label in zip(images, labels):
+                small = fit_side(image, max_side) if max_side else image
+                x = torch.from_numpy(np.ascontiguousarray(small)).permute(2, 0, 1)[None]
+                logits = model(x.float().div_(255).to(device))
+                if logits.shape[-2:] != label.shape:
+                    logits = F.interpolate(logits, size=label.shape, mode="bilinear",
+                                           align_corners=False)
+                pred = logits.argmax(dim=1)[0].cpu().numpy()
+                confusion += confusion_matrix(pred, label, n_classes)
     finally:
         model.train(was_training)
     total = confusion.sum()
@@ -335,172 +240,81 @@ def evaluate(model: nn.Module, dataset: Dataset, n_classes: int,
     }
 
 
-def predict_probs(model: nn.Module, image: np.ndarray,
-                  device: torch.device | str | None = None) -> np.ndarray:
-    """Softmax probabilities of one image.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        Segmentation model; run in eval mode (its mode is restored afterwards).
-    image : numpy.ndarray
-        ``uint8`` RGB ``H x W x 3``.
-    device : torch.device or str, optional
-        Where to run; default the model's device.
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 ``C x H x W``.
-    """
-    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
-            or image.shape[2] != 3:
-        raise ValueError(f"image must be a uint8 numpy array H x W x 3, got "
-                         f"{getattr(image, 'dtype', type(image).__name__)} "
-                         f"{getattr(image, 'shape', '')}")
-    device = _resolve_device(model, device)
-    model.to(device)
-    was_training = model.training
-    model.eval()
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div(255.0)
-    try:
-        with torch.inference_mode():
-            probs = torch.softmax(model(x.to(device)).float(), dim=1)[0]
-    finally:
-        model.train(was_training)
-    return probs.cpu().numpy()
-
-
-def _dataset_weights(dataset: Dataset, n_classes: int) -> torch.Tensor:
-    """:func:`class_weights` of every label the dataset yields (one pass, no batching)."""
-    return class_weights([dataset[i][1].numpy() for i in range(len(dataset))], n_classes)
-
-
-def train(model: nn.Module, train_ds: Dataset, val_ds: Dataset | None = None,
-          config: TrainConfig | None = None,
-          callback: Callable[[EpochStats], bool | None] | None = None) -> TrainResult:
-    """Train (or fine-tune) a segmentation model.
-
-    Adam on cross-entropy with ``ignore_index=IGNORE_INDEX`` (class-weighted if
-    ``config.class_weighted``); a batch whose labels are all ignored is skipped (no gradient,
-    no NaN). With ``val_ds``, the model is scored after every epoch; the learning rate drops
-    x0.1 after ``lr_patience`` epochs without a better mIoU, training stops after ``patience``
-    such epochs, and the weights of the best epoch are restored at the end. Without ``val_ds``
-    the scheduler follows the training loss and the final weights are kept.
-
-    Deterministic on CPU for a given ``config.seed`` and initial weights.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        Model returning logits ``B x C x H x W``; moved to ``config.device`` and left there, in
-        eval mode.
-    train_ds, val_ds : torch.utils.data.Dataset
-        Items ``(float 3 x H x W in [0, 1], long H x W)``. A dataset with ``set_epoch`` (like
-        ``SegmentationDataset``) gets the epoch number before each epoch. Training items must
-        share one size when ``batch_size > 1``; validation runs with batch size 1.
-    config : TrainConfig, optional
-        Settings; defaults to ``TrainConfig()``.
-    callback : callable, optional
-        Called with the :class:`EpochStats` of every epoch; returning True stops training.
-
-    Returns
-    -------
-    TrainResult
-    """
-    config = config or TrainConfig()
-    if not isinstance(config, TrainConfig):
-        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
-    if len(train_ds) == 0:
-        raise ValueError("train_ds is empty")
-    device = pick_device(config.device)
-    torch.manual_seed(config.seed)
-    model.to(device)
-    use_amp = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr,
-                                 weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="max" if val_ds is not None else "min", factor=0.1,
-        patience=config.lr_patience - 1, threshold=0.0)  # torch waits patience + 1 epochs
-    loader = DataLoader(train_ds, batch_size=config.batch_size, shuffle=True,
-                        generator=torch.Generator().manual_seed(config.seed),
-                        pin_memory=device.type == "cuda")
-    criterion: nn.Module | None = None  # built on the first batch, when n_classes is known
-    n_classes = 0
-    result = TrainResult()
-    best_state: dict[str, torch.Tensor] | None = None
-    best_miou, epochs_since_best = -math.inf, 0
-    bar = tqdm(range(1, config.epochs + 1), desc="train", unit="epoch",
-               disable=not config.progress)
-    for epoch in bar:
-        start = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        if hasattr(train_ds, "set_epoch"):
-            train_ds.set_epoch(epoch - 1)
-        model.train()
-        total_loss, n_steps, skipped = 0.0, 0, 0
-        for images, labels in loader:
-            if not (labels != IGNORE_INDEX).any():
-                skipped += 1
-                continue
-            images = images.to(device, non_blocking=True)
-            labels = labels.to(device, non_blocking=True)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
+                    scheduler: torch.optim.lr_scheduler.LRScheduler, criterion: nn.Module,
+                    device: torch.device, scaler: torch.amp.GradScaler) -> float:
+    """One pass over ``loader``; returns the mean loss (NaN if every batch was unlabeled)."""
+    model.train()
+    total, steps = 0.0, 0
+    for images, labels in loader:
+        if (labels != IGNORE_INDEX).any():  # a batch without labels gives no gradient
+            images, labels = images.to(device), labels.to(device)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=scaler.is_enabled()):
                 logits = model(images)
-            if criterion is None:
-                n_classes = logits.shape[1]
-                weight = (_dataset_weights(train_ds, n_classes).to(device)
-                          if config.class_weighted else None)
-                criterion = nn.CrossEntropyLoss(weight=weight, ignore_index=IGNORE_INDEX)
             loss = criterion(logits.float(), labels)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-            total_loss += float(loss.detach())
-            n_steps += 1
-        mean_loss = total_loss / n_steps if n_steps else math.nan
-        val_miou = (evaluate(model, val_ds, n_classes, device)["miou"]
-                    if val_ds is not None and n_classes else math.nan)
-        stats = EpochStats(epoch, mean_loss, val_miou, lr, time.perf_counter() - start, skipped)
-        result.history.append(stats)
-        bar.set_postfix(loss=f"{mean_loss:.4f}", miou=f"{val_miou:.4f}", lr=f"{lr:.1e}")
-        if epoch % config.log_every == 0 or epoch == config.epochs:
-            logger.info("epoch %d/%d loss %.4f val mIoU %.4f lr %.1e (%.1fs, %d skipped)",
-                        epoch, config.epochs, mean_loss, val_miou, lr, stats.seconds, skipped)
+            total += loss.item()
+            steps += 1
+        scheduler.step()
+    return total / steps if steps else math.nan
 
-        if val_ds is not None:
-            if val_miou > best_miou:  # False for NaN
-                best_miou, result.best_epoch, result.best_miou = val_miou, epoch, val_miou
-                best_state = {k: v.detach().to("cpu", copy=True)
-                              for k, v in model.state_dict().items()}
-                epochs_since_best = 0
-            else:
-                epochs_since_best += 1
-            if not math.isnan(val_miou):
-                scheduler.step(val_miou)
-        else:
-            result.best_epoch = epoch
-            if not math.isnan(mean_loss):
-                scheduler.step(mean_loss)
 
-        if callback is not None and callback(stats):
-            result.stopped_by_callback = True
-            logger.info("training stopped by the callback after epoch %d", epoch)
-            break
-        if val_ds is not None and epochs_since_best >= config.patience and epoch < config.epochs:
-            result.stopped_early = True
-            logger.info("early stopping after epoch %d: no better val mIoU for %d epochs "
-                        "(best %.4f at epoch %d)", epoch, config.patience, result.best_miou,
-                        result.best_epoch)
-            break
-    bar.close()
-    if best_state is not None:
-        model.load_state_dict(best_state)
+def fit(model: nn.Module, images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+        recipe: Recipe, device: torch.device | str = "cpu") -> list[float]:
+    """Train ``model`` on images and (partial) label maps with ``recipe``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A model of :mod:`dbsal_backend.networks` (new, or trained before: fine-tuning); moved to
+        ``device`` and left there in eval mode.
+    images : sequence of numpy.ndarray
+        ``uint8 H x W x 3``, at the working resolution.
+    labels : sequence of numpy.ndarray
+        ``uint8 H x W``; ``IGNORE_INDEX`` where unlabeled.
+    recipe : Recipe
+        The settings.
+    device : torch.device or str
+        Where to train (``"auto"`` allowed).
+
+    Returns
+    -------
+    list of float
+        The mean loss of each epoch.
+    """
+    if not images:
+        raise ValueError("fit needs at least one labeled image")
+    device = pick_device(device) if isinstance(device, str) else device
+    n_classes = model.n_classes
+    sizes = {image.shape[:2] for image in images}
+    crop = None if len(sizes) == 1 else (min(h for h, _ in sizes), min(w for _, w in sizes))
+    dataset = SegmentationDataset(images, labels, crop_size=crop, scale_range=recipe.scale_range,
+                                  hflip=recipe.hflip, seed=recipe.seed)
+    torch.manual_seed(recipe.seed)
+    loader = DataLoader(dataset, batch_size=min(recipe.batch_size, len(dataset)), shuffle=True,
+                        generator=torch.Generator().manual_seed(recipe.seed))
+    weight = class_weights(labels, n_classes).to(device) if recipe.class_weighted else None
+    criterion = nn.CrossEntropyLoss(weight=weight, ignore_index=IGNORE_INDEX)
+    model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr,
+                                 weight_decay=recipe.weight_decay)
+    steps = recipe.epochs * len(loader)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: (1 - min(step, steps - 1) / steps) ** 0.9)
+    scaler = torch.amp.GradScaler("cuda", enabled=recipe.amp and device.type == "cuda")
+    losses = []
+    for epoch in range(recipe.epochs):
+        dataset.set_epoch(epoch)
+        start = time.perf_counter()
+        losses.append(train_one_epoch(model, loader, optimizer, scheduler, criterion, device,
+                                      scaler))
+        logger.debug("epoch %d/%d loss %.4f (%.1fs)", epoch + 1, recipe.epochs, losses[-1],
+                     time.perf_counter() - start)
     model.eval()
-    return result
-
+    return losses
 
 
 class CheckpointMismatch(ValueError):

@@ -23,6 +23,9 @@ name            formula                                           range
 from __future__ import annotations
 
 import math
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, NamedTuple
 
 import torch
@@ -30,6 +33,7 @@ from torch import nn
 
 __all__ = [
     "DROPOUT_TYPES",
+    "MCDropout",
     "HEURISTICS",
     "McStats",
     "authors_bald",
@@ -41,7 +45,43 @@ __all__ = [
     "mc_dropout",
     "pixel_uncertainty",
     "predictive_entropy",
+    "shared_masks",
 ]
+
+_masks = threading.local()
+
+
+class MCDropout(nn.Dropout):
+    """Element-wise dropout whose masks can be drawn from a seeded generator and shared by a batch.
+
+    Outside :func:`shared_masks` it is ``nn.Dropout``. Inside, every call draws one mask of shape
+    ``1 x ...`` from the context's generator and applies it to every image of the batch, so an
+    image's MC-dropout statistics depend only on the seed and its size, not on which other images
+    share its batch or in which order images are scored: batched scoring gives the same numbers
+    as scoring one image at a time, and a step can be repeated exactly.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        generator = getattr(_masks, "generator", None)
+        if generator is None or not self.training or self.p == 0:
+            return super().forward(x)
+        keep = 1.0 - self.p
+        mask = torch.empty((1, *x.shape[1:]), device=x.device, dtype=torch.float32)
+        mask.bernoulli_(keep, generator=generator)
+        return x * mask.div_(keep).to(x.dtype)
+
+
+@contextmanager
+def shared_masks(seed: int, device: torch.device | str = "cpu") -> Iterator[None]:
+    """Inside the block, :class:`MCDropout` layers of this thread draw shared masks from a
+    generator seeded with ``seed`` (on ``device``)."""
+    previous = getattr(_masks, "generator", None)
+    _masks.generator = torch.Generator(device=device).manual_seed(int(seed))
+    try:
+        yield
+    finally:
+        _masks.generator = previous
+
 
 #: Module types switched back to train mode by :func:`enable_mc_dropout`.
 DROPOUT_TYPES: tuple[type[nn.Module], ...] = (
@@ -124,7 +164,8 @@ def _check_images(images: torch.Tensor) -> None:
 
 
 def mc_dropout(
-    model: nn.Module, images: torch.Tensor, n_samples: int = 20, mode: str = "head"
+    model: nn.Module, images: torch.Tensor, n_samples: int = 20, mode: str = "head",
+    seed: int | None = None,
 ) -> McStats:
     """Run ``n_samples`` MC-dropout passes and summarise them online.
 
@@ -140,6 +181,10 @@ def mc_dropout(
         ``"head"`` runs ``encode`` once and ``decode`` ``T`` times (valid because the encoder is
         deterministic); ``"full"`` runs the whole model ``T`` times (the reference). Both consume
         the random number generator identically, so the same seed gives the same result.
+    seed : int, optional
+        Draw the masks of :class:`MCDropout` layers from a generator with this seed, one mask per
+        layer and pass shared by the batch (see :class:`MCDropout`): the result for an image is
+        then the same whatever it is batched with. Without it, torch's global generator is used.
 
     Returns
     -------
@@ -170,9 +215,10 @@ def mc_dropout(
     autocast = torch.autocast(device_type=images.device.type, enabled=images.device.type == "cuda")
     decode: Callable[[Any], torch.Tensor] = model.decode if mode == "head" else model
     previous = [(module, module.training) for module in model.modules()]
+    masks = shared_masks(seed, images.device) if seed is not None else nullcontext()
     try:
         enable_mc_dropout(model)
-        with torch.no_grad():
+        with torch.no_grad(), masks:
             with autocast:
                 inputs = model.encode(images) if mode == "head" else images
             sum_probs = sum_nats = None

@@ -1,0 +1,310 @@
+"""One active-learning step, without I/O: the same code for the backend and the simulator.
+
+A step takes the unlabeled pool as an iterable of ``(key, image)`` pairs (whoever iterates it
+may download, decode and prefetch; the step only computes), a :class:`~dbsal_backend.scoring.
+Scorer` and a function that gives an image's superpixels, and returns a :class:`StepResult`:
+
+1. **Rank.** Every image is scored by MC dropout in batches; only the ``policy.images`` most
+   uncertain are kept with their maps and pixels (memory does not grow with the pool); every
+   score is kept as a priority.
+2. **Split.** The superpixels of each kept image are scored by the mean uncertainty of their
+   pixels (optionally weighted by class, :func:`class_balance_weights`) and split into a high and
+   a low group: per image (``scope="image"``, the paper's dynamic budget) or once over all kept
+   images (``scope="step"``, so the step's questions go wherever the model is unsure).
+3. **Regions.** The high superpixels of an image become :class:`~dbsal_backend.regions.Region`
+   s, merged into connected same-class groups when ``policy.merge``, least confident first, at
+   most ``policy.max_regions`` per image.
+4. **Budget.** :func:`fit_budget` drops the most confident regions that do not fit what the
+   budget has left.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass, replace
+
+import cv2
+import numpy as np
+
+from .regions import Region, adjacent_pairs, build_regions, smooth_labels, superpixel_table
+from .scoring import Scorer, ScoreMap
+from .selection import SPLIT_METHODS, split_superpixels
+
+__all__ = ["SCOPES", "Candidate", "Query", "QueryPolicy", "Ranking", "StepResult",
+           "active_step", "class_balance_weights", "decide", "fit_budget", "query_candidates"]
+
+#: Where the high/low split is made.
+SCOPES = ("image", "step")
+
+
+@dataclass(frozen=True)
+class QueryPolicy:
+    """What a step asks people to label (checked once, here).
+
+    Parameters
+    ----------
+    images : int
+        Images queried per step (K).
+    split : {"natural_breaks", "static", "kmeans"}
+        How superpixel scores are split into a high (queried) and a low group.
+    scope : {"image", "step"}
+        Split each image's superpixels on their own, or all superpixels of the step's images
+        together.
+    static_fraction : float
+        Share of superpixels the ``static`` split queries, in ``(0, 1]``.
+    merge : bool
+        One region per connected group of queried superpixels with one predicted class.
+    class_balanced : bool
+        Weight superpixel scores by :func:`class_balance_weights` of their predicted class.
+    max_regions : int, optional
+        At most this many regions per image (the least confident).
+    smoothing : int
+        Rounds of :func:`~dbsal_backend.regions.smooth_labels` on the predicted classes before
+        the regions are formed (pre-labels only; what is queried does not change).
+    """
+
+    images: int = 10
+    split: str = "natural_breaks"
+    scope: str = "image"
+    static_fraction: float = 0.275
+    merge: bool = True
+    class_balanced: bool = False
+    max_regions: int | None = None
+    smoothing: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.images, bool) or not isinstance(self.images, int) or self.images < 1:
+            raise ValueError(f"images must be an int >= 1, got {self.images!r}")
+        if self.split not in SPLIT_METHODS:
+            raise ValueError(f"split must be one of {SPLIT_METHODS}, got {self.split!r}")
+        if self.scope not in SCOPES:
+            raise ValueError(f"scope must be one of {SCOPES}, got {self.scope!r}")
+        if not 0 < self.static_fraction <= 1:
+            raise ValueError(f"static_fraction must be in (0, 1], got {self.static_fraction!r}")
+        if isinstance(self.smoothing, bool) or not isinstance(self.smoothing, int) \
+                or self.smoothing < 0:
+            raise ValueError(f"smoothing must be an int >= 0, got {self.smoothing!r}")
+        if self.max_regions is not None and (isinstance(self.max_regions, bool) or not isinstance(
+                self.max_regions, int) or self.max_regions < 1):
+            raise ValueError(f"max_regions must be an int >= 1 or None, got {self.max_regions!r}")
+
+
+@dataclass
+class Candidate:
+    """A kept image: its key, its full-size pixels and what the model said about it."""
+
+    key: Hashable
+    image: np.ndarray
+    scores: ScoreMap
+
+
+@dataclass
+class Query:
+    """The question for one image: its superpixels and the regions to review.
+
+    ``score`` is the image's uncertainty (its rank in the step), ``size`` the image's
+    ``(height, width)``, ``superpixels`` the id map the regions refer to (the image's size, or
+    smaller for a very large image: see ``SlicParams.max_pixels``) and ``table_size`` its
+    number of superpixels.
+    """
+
+    key: Hashable
+    score: float
+    size: tuple[int, int]
+    superpixels: np.ndarray
+    regions: list[Region]
+    table_size: int = 0
+
+    @property
+    def pixels(self) -> int:
+        return sum(r.pixels for r in self.regions)
+
+    @property
+    def n_superpixels(self) -> int:
+        return sum(len(r.superpixels) for r in self.regions)
+
+
+@dataclass
+class StepResult:
+    """What a step decided: every scored image's uncertainty, and the queries (most uncertain
+    image first; images whose regions all fell to the budget are left out)."""
+
+    priorities: dict[Hashable, float]
+    queries: list[Query]
+
+
+class Ranking:
+    """Keeps the ``k`` most uncertain images seen (ties: the smaller key) and every score."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+        self.priorities: dict[Hashable, float] = {}
+        self._heap: list[tuple[float, _Reversed, int, Candidate]] = []
+        self._count = itertools.count()
+
+    def add(self, candidate: Candidate) -> None:
+        score = candidate.scores.score
+        self.priorities[candidate.key] = score
+        item = (score, _Reversed(candidate.key), next(self._count), candidate)
+        if len(self._heap) < self.k:
+            heapq.heappush(self._heap, item)
+        elif item[:2] > self._heap[0][:2]:
+            heapq.heapreplace(self._heap, item)
+
+    def top(self) -> list[Candidate]:
+        """The kept candidates, most uncertain first."""
+        return [c for *_, c in sorted(self._heap, key=lambda t: t[:2], reverse=True)]
+
+
+class _Reversed:
+    """Orders keys backwards, so that on equal scores the smaller key ranks higher."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: Hashable) -> None:
+        self.key = key
+
+    def __lt__(self, other: _Reversed) -> bool:
+        return other.key < self.key  # type: ignore[operator]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Reversed) and self.key == other.key
+
+
+def class_balance_weights(pixel_counts: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Weights per class from labeled pixel counts: ``1 / sqrt(share)``, mean 1 over seen classes.
+
+    A class never labeled gets the largest weight of the seen ones (it is at least as rare).
+    With nothing labeled yet every weight is 1. After Cai et al. (CVPR 2021), who weight a
+    region's acquisition score by how rare its predicted class is in the labeled set.
+    """
+    counts = np.asarray(pixel_counts, dtype=np.float64)
+    weights = np.ones(counts.size)
+    seen = counts > 0
+    if seen.any():
+        weights[seen] = 1.0 / np.sqrt(counts[seen] / counts.sum())
+        weights[seen] /= weights[seen].mean()
+        weights[~seen] = weights[seen].max()
+    return weights
+
+
+def query_candidates(candidates: Sequence[Candidate],
+                     superpixels_of: Callable[[np.ndarray], np.ndarray], policy: QueryPolicy,
+                     n_classes: int, class_weights: np.ndarray | None = None,
+                     seed: int = 0) -> list[Query]:
+    """Steps 2 and 3 of the module docstring for the kept images (in their order)."""
+    tables, maps, pairs, scores = [], [], [], []
+    for candidate in candidates:
+        sp = superpixels_of(candidate.image)
+        height, width = sp.shape
+        u = cv2.resize(candidate.scores.uncertainty, (width, height),
+                       interpolation=cv2.INTER_LINEAR)
+        predicted = cv2.resize(candidate.scores.predicted, (width, height),
+                               interpolation=cv2.INTER_NEAREST)
+        table = superpixel_table(sp, u, predicted, n_classes)
+        pair = adjacent_pairs(sp) if policy.merge or policy.smoothing else None
+        if policy.smoothing:
+            table = smooth_labels(table, pair, policy.smoothing)
+        score = table.uncertainty
+        if policy.class_balanced and class_weights is not None:
+            score = score * np.asarray(class_weights)[table.label]
+        tables.append(table)
+        maps.append(sp)
+        pairs.append(pair)
+        scores.append(score)
+    if policy.scope == "step" and scores:
+        high = split_superpixels(np.concatenate(scores), policy.split, policy.static_fraction,
+                                 seed=seed)
+        masks = np.split(high, np.cumsum([s.size for s in scores])[:-1])
+    else:
+        masks = [split_superpixels(s, policy.split, policy.static_fraction, seed=seed)
+                 for s in scores]
+    queries = []
+    for candidate, table, sp, pair, mask in zip(candidates, tables, maps, pairs, masks):
+        regions = build_regions(table, np.flatnonzero(mask), policy.merge, pair)
+        if policy.max_regions is not None:
+            regions = regions[:policy.max_regions]
+        queries.append(Query(candidate.key, candidate.scores.score, candidate.image.shape[:2], sp,
+                             regions, len(table)))
+    return queries
+
+
+def fit_budget(queries: Sequence[Query], left: int | None, unit: str) -> list[Query]:
+    """The queries trimmed to what a budget has ``left`` in ``unit``.
+
+    Images keep their order; with ``unit="images"`` the first ``left`` images that have regions
+    stay whole, else the least confident regions of the whole step are kept until the next one
+    would not fit. Queries left without regions are dropped.
+    """
+    if left is None:
+        return list(queries)
+    if unit == "images":
+        return [q for q in queries if q.regions][:left]
+    cost = (lambda r: 1) if unit == "regions" else (lambda r: r.pixels)
+    ranked = sorted(((r.confidence, qi, ri) for qi, q in enumerate(queries)
+                     for ri, r in enumerate(q.regions)))
+    keep: set[tuple[int, int]] = set()
+    spent = 0
+    for _, qi, ri in ranked:
+        c = cost(queries[qi].regions[ri])
+        if spent + c > left:
+            break
+        spent += c
+        keep.add((qi, ri))
+    out = []
+    for qi, q in enumerate(queries):
+        regions = [r for ri, r in enumerate(q.regions) if (qi, ri) in keep]
+        if regions:
+            out.append(replace(q, regions=regions))
+    return out
+
+
+def active_step(pool: Iterable[tuple[Hashable, np.ndarray]], scorer: Scorer,
+                superpixels_of: Callable[[np.ndarray], np.ndarray], policy: QueryPolicy, *,
+                budget_left: int | None = None, budget_unit: str = "regions",
+                class_weights: np.ndarray | None = None, seed: int = 0) -> StepResult:
+    """Score the pool and decide the step's queries (see the module docstring).
+
+    Parameters
+    ----------
+    pool : iterable of (key, image)
+        The unlabeled images (``uint8 H x W x 3``); keys must be mutually comparable.
+    scorer : Scorer
+        Scores batches of images.
+    superpixels_of : callable
+        ``superpixels_of(image)`` gives the full-size superpixel id map.
+    policy : QueryPolicy
+        What to ask.
+    budget_left, budget_unit :
+        What the labeling budget has left (None: unlimited), in which unit.
+    class_weights : numpy.ndarray, optional
+        Per-class weights for ``policy.class_balanced``.
+    seed : int
+        Seed of the k-means split.
+    """
+    ranking = Ranking(policy.images)
+    for batch in _batched(pool, scorer.batch_size):
+        for (key, image), scores in zip(batch, scorer.score([image for _, image in batch])):
+            ranking.add(Candidate(key, image, scores))
+    return decide(ranking.top(), ranking.priorities, superpixels_of, policy, scorer.n_classes,
+                  budget_left=budget_left, budget_unit=budget_unit, class_weights=class_weights,
+                  seed=seed)
+
+
+def decide(candidates: Sequence[Candidate], priorities: dict[Hashable, float],
+           superpixels_of: Callable[[np.ndarray], np.ndarray], policy: QueryPolicy,
+           n_classes: int, *, budget_left: int | None = None, budget_unit: str = "regions",
+           class_weights: np.ndarray | None = None, seed: int = 0) -> StepResult:
+    """Steps 2 to 4 for the kept images (most uncertain first) of a pool already ranked (here
+    by :func:`active_step`, or on a cluster, see :mod:`dbsal_backend.cluster`)."""
+    queries = query_candidates(candidates, superpixels_of, policy, n_classes, class_weights,
+                               seed=seed)
+    return StepResult(dict(priorities), fit_budget(queries, budget_left, budget_unit))
+
+
+def _batched(items: Iterable, n: int) -> Iterable[list]:
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, n)):
+        yield batch

@@ -1,0 +1,152 @@
+"""Score images by MC-dropout uncertainty: the model side of an active-learning step.
+
+:class:`Scorer` turns ``uint8`` RGB images into :class:`ScoreMap` s: each image is shrunk to the
+model's working resolution (``max_side``), scored in batches of images of one size, and
+summarised as a normalised pixel-uncertainty map, the predicted class per pixel and the image
+score (the mean of the map). Uncertainty is divided by the heuristic's largest possible value
+(:func:`max_uncertainty`), so maps and scores lie in ``[0, 1]`` and ``1 - uncertainty`` reads as
+a confidence, which is what Label Studio shows and sorts by.
+
+The masks of the dropout layers are drawn from a generator seeded with ``seed`` and shared by
+the images of a batch (:func:`~dbsal_backend.uncertainty.shared_masks`), so an image's score
+depends on the model, the seed and the image alone: batching, order and the machine's other
+work do not change it. The backend and the simulator both score with this class.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .data import fit_side
+from .uncertainty import HEURISTICS, mc_dropout, pixel_uncertainty
+
+__all__ = ["ScoreMap", "Scorer", "max_uncertainty"]
+
+
+def max_uncertainty(heuristic: str, n_classes: int) -> float:
+    """The largest value the pixel heuristic ``heuristic`` takes with ``n_classes`` classes."""
+    bits = math.log2(max(n_classes, 2))
+    return {"entropy": bits, "bald": bits, "authors": 2 * bits, "margin": 1.0}[heuristic]
+
+
+@dataclass(frozen=True)
+class ScoreMap:
+    """What the model says about one image, at the working resolution.
+
+    Attributes
+    ----------
+    score : float
+        Mean normalised pixel uncertainty, in ``[0, 1]`` (higher: less sure).
+    uncertainty : numpy.ndarray
+        ``float32 h x w`` normalised pixel uncertainty in ``[0, 1]``.
+    predicted : numpy.ndarray
+        ``uint8 h x w``, the class of the mean softmax.
+    """
+
+    score: float
+    uncertainty: np.ndarray
+    predicted: np.ndarray
+
+    @property
+    def confidence(self) -> float:
+        """``1 - score``."""
+        return 1.0 - self.score
+
+
+class Scorer:
+    """MC-dropout scoring of images with one model.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A segmentation model of :mod:`dbsal_backend.networks` (``encode``/``decode``), on
+        ``device``.
+    n_classes : int
+        Number of classes the model predicts.
+    heuristic : str
+        A key of :data:`~dbsal_backend.uncertainty.HEURISTICS`.
+    mc_samples : int
+        Stochastic passes per image.
+    max_side : int
+        Longer image side at which the model runs.
+    seed : int
+        Seed of the dropout masks.
+    batch_size : int
+        Images (of one size) per forward pass.
+    device : torch.device, optional
+        Where the model runs; default the device of its parameters.
+    lock : threading.Lock, optional
+        Held while the model runs (MC dropout switches its train/eval flags), for a model that
+        other threads use too.
+    class_weights : array_like, optional
+        The loss weights the model was trained with (:func:`~dbsal_backend.training.
+        class_weights`). A model trained with class-weighted cross-entropy learns
+        ``p(c | x) * w_c`` (up to normalisation) and over-predicts rare classes; the predicted
+        class (the pre-label) is then ``argmax_c p(c | x) / w_c``. Uncertainty is unchanged.
+    """
+
+    def __init__(self, model: nn.Module, n_classes: int, *, heuristic: str = "entropy",
+                 mc_samples: int = 20, max_side: int = 512, seed: int = 0, batch_size: int = 4,
+                 device: torch.device | None = None, lock: threading.Lock | None = None,
+                 class_weights: Sequence[float] | np.ndarray | None = None) -> None:
+        if heuristic not in HEURISTICS:
+            raise ValueError(f"unknown heuristic {heuristic!r}; expected one of {sorted(HEURISTICS)}")
+        for name, value in (("n_classes", n_classes), ("mc_samples", mc_samples),
+                            ("max_side", max_side), ("batch_size", batch_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        self.model = model
+        self.n_classes = n_classes
+        self.heuristic = heuristic
+        self.mc_samples = mc_samples
+        self.max_side = max_side
+        self.seed = seed
+        self.batch_size = batch_size
+        self.device = device or next(model.parameters()).device
+        self.lock = lock or threading.Lock()
+        self._norm = max_uncertainty(heuristic, n_classes)
+        self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
+        self._prior = None
+        if class_weights is not None:
+            w = np.asarray(class_weights, dtype=np.float32)
+            if w.shape != (n_classes,) or not np.isfinite(w).all() or (w < 0).any():
+                raise ValueError(f"class_weights must be {n_classes} finite values >= 0")
+            if (w > 0).any():
+                w = np.where(w > 0, w, w.max())
+                self._prior = torch.from_numpy(1.0 / w).view(1, -1, 1, 1)
+
+    def score(self, images: Sequence[np.ndarray]) -> list[ScoreMap]:
+        """Score ``uint8`` RGB images ``H x W x 3``; one :class:`ScoreMap` per image, in order."""
+        small = [fit_side(image, self.max_side) for image in images]
+        by_size: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for index, image in enumerate(small):
+            by_size[image.shape[:2]].append(index)
+        out: list[ScoreMap | None] = [None] * len(small)
+        for indices in by_size.values():
+            for start in range(0, len(indices), self.batch_size):
+                batch = indices[start:start + self.batch_size]
+                for index, result in zip(batch, self._score_batch([small[i] for i in batch])):
+                    out[index] = result
+        return out  # type: ignore[return-value]
+
+    def _score_batch(self, images: list[np.ndarray]) -> list[ScoreMap]:
+        x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255)
+        with self.lock:
+            stats = mc_dropout(self.model, x.to(self.device), n_samples=self.mc_samples,
+                               mode="head", seed=self.seed)
+        u = pixel_uncertainty(stats, self.heuristic).div_(self._norm).clamp_(0.0, 1.0)
+        probs = stats.mean_probs
+        if self._prior is not None:
+            probs = probs * self._prior.to(probs.device)
+        predicted = probs.argmax(1).to(torch.uint8).cpu().numpy()
+        u = u.float().cpu().numpy()
+        return [ScoreMap(float(u[b].mean(dtype=np.float64)), u[b], predicted[b])
+                for b in range(len(images))]
