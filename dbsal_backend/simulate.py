@@ -1,21 +1,32 @@
-"""Offline active-learning simulator: the DBSAL loop against a labeled data set.
+"""Offline simulator: the backend's active-learning loop on a labeled data set.
 
-An *oracle* answers every query from ground truth, so label efficiency can be measured without
-people: ``python -m dbsal_backend.simulate --data DIR --out results.json --plot results.png``.
+A :class:`~dbsal_backend.annotator.SimulatedAnnotator` plays the people, so label efficiency can
+be measured in the currency people pay, clicks:
+``python -m dbsal_backend.simulate --data DIR --n-classes 11 --ignore-value 11``.
 
-Data layout: ``DIR/{train,val}/images/*`` and ``DIR/{train,val}/labels/<stem>.png`` (class-index
-PNGs). ``train`` is the unlabeled pool, ``val`` scores each step (mIoU).
+Every step runs the product's code: :func:`~dbsal_backend.active.active_step` with a
+:class:`~dbsal_backend.scoring.Scorer` (images at the working resolution ``max_side``,
+superpixels and regions at full size), the annotator answers each query at full size, and
+:func:`~dbsal_backend.training.fit` fine-tunes the model with the training :class:`Recipe`.
+The validation split is scored after every step at full size.
 
-Strategies (all start from the same random seed set of whole images for a given seed):
+Data layout: ``DIR/{train,val}/images/*`` and ``DIR/{train,val}/labels/<stem>.png``
+(class-index PNGs). ``train`` is the unlabeled pool.
 
-``dbsal``   top-K images by mean pixel uncertainty; per image, the superpixels of the high group
-            of the exact two-class natural-breaks split are queried (dynamic budget).
-``static``  the same images; per image, the same top fraction of superpixels (static budget).
-``random``  K random whole images per step.
-``full``    full supervision on the whole pool (one point).
+Strategies (:data:`STRATEGIES`; for one seed all start from the same seed set of whole images and
+the same model trained on it):
 
-Per step it records images, superpixels and pixels labeled (pixels as a fraction of the pool) and
-the validation mIoU.
+``dbsal``     the paper: per-image natural-breaks split, one region per superpixel (SLICO, 300).
+``static``    the paper's static budget: the same top fraction of superpixels in every image,
+              matched to dbsal's mean fraction of the same seed (one region per superpixel).
+``merged``    dbsal with connected same-class superpixels merged into one region.
+``smoothed``  ``merged`` with the pre-labels smoothed over the superpixel graph (2 rounds).
+``coarse``    ``smoothed`` on 150 boundary-following SLIC superpixels (compactness 5).
+``step``      ``coarse`` with one natural-breaks split over all superpixels of the step.
+``balanced``  ``step`` with class-balanced superpixel scores (Cai et al. 2021).
+``default``   the backend's default settings (one of the above; the README says which).
+``random``    random whole images.
+``full``      every pool image, whole (one record).
 """
 
 from __future__ import annotations
@@ -23,366 +34,423 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from .active import QueryPolicy, active_step, class_balance_weights
+from .annotator import Answer, ClickModel, SimulatedAnnotator
 from .constants import IGNORE_INDEX
-from .data import SegmentationDataset, load_split
-from .networks import build_model
-from .selection import random_images, rank_images, split_superpixels, superpixel_scores
+from .data import fit_side, load_split, resize_nearest
+from .networks import build_model, pick_device
+from .scoring import Scorer
+from .selection import random_images
 from .superpixels import SlicParams, SuperpixelCache
-from .training import TrainConfig, evaluate, train
-from .uncertainty import image_scores, mc_dropout, pixel_uncertainty
+from .training import Recipe, class_weights, evaluate, fit
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("dbsal", "static", "random", "full")
-ORACLE_MODES = ("full", "dominant")
-
 
 # --------------------------------------------------------------------------------------------
-# The oracle: answers queries from ground truth
+# Strategies
 # --------------------------------------------------------------------------------------------
-class Oracle:
-    """Answers label queries from ground-truth label maps.
+@dataclass(frozen=True)
+class Strategy:
+    """One way to spend labeling effort.
 
-    Parameters
-    ----------
-    labels : list of HxW integer arrays
-        Ground truth, ``IGNORE_INDEX`` where the data set has no label (void).
-    superpixels : list of HxW int32 arrays
-        The superpixels of each image (ids ``0..n-1``).
-    mode : {"full", "dominant"}
-        ``"full"``: the exact ground truth inside each queried superpixel (the authors'
-        simulation). ``"dominant"``: one class per superpixel, its most frequent labeled class,
-        as a person confirming a pre-labeled region would answer (Cai et al. 2021).
-    n_classes : int
-        Number of classes (needed for the dominant mode).
+    ``kind`` is ``"regions"`` (an active-learning step with ``policy`` on ``superpixels``),
+    ``"random"`` (whole random images) or ``"full"`` (the whole pool). A ``static`` policy with
+    ``match`` set takes its fraction from the named strategy's mean share of queried
+    superpixels in the same seed.
     """
 
-    def __init__(self, labels, superpixels, mode: str = "full", n_classes: int | None = None):
-        if mode not in ORACLE_MODES:
-            raise ValueError(f"oracle mode must be one of {ORACLE_MODES}, got {mode!r}")
-        if len(labels) != len(superpixels):
-            raise ValueError("labels and superpixels must have the same length")
-        if mode == "dominant" and not n_classes:
-            raise ValueError("the dominant oracle needs n_classes")
-        self.labels = labels
-        self.superpixels = superpixels
-        self.mode = mode
-        self.n_classes = n_classes
-        self._dominant: dict[int, np.ndarray] = {}
+    name: str
+    kind: str = "regions"
+    policy: QueryPolicy | None = None
+    superpixels: SlicParams = field(default_factory=SlicParams)
+    match: str | None = None
 
-    def whole_image(self, index: int) -> np.ndarray:
-        """The full label map of image ``index`` (a whole-image query)."""
-        return self.labels[index].astype(np.uint8, copy=True)
 
-    def dominant_classes(self, index: int) -> np.ndarray:
-        """Most frequent labeled class per superpixel; ``IGNORE_INDEX`` where none is labeled."""
-        if index not in self._dominant:
-            sp = self.superpixels[index].ravel()
-            gt = self.labels[index].ravel().astype(np.int64)
-            n = int(sp.max()) + 1
-            valid = gt != IGNORE_INDEX
-            counts = np.bincount(sp[valid] * self.n_classes + gt[valid],
-                                 minlength=n * self.n_classes).reshape(n, self.n_classes)
-            dom = counts.argmax(axis=1).astype(np.uint8)
-            dom[counts.sum(axis=1) == 0] = IGNORE_INDEX
-            self._dominant[index] = dom
-        return self._dominant[index]
+def product_default() -> Strategy:
+    """The backend's default policy and superpixels (its settings with nothing set)."""
+    from .settings import Settings
 
-    def regions(self, index: int, superpixel_ids: Sequence[int]) -> np.ndarray:
-        """A label map with the answers inside the queried superpixels, ignore elsewhere."""
-        sp = self.superpixels[index]
-        queried = np.zeros(int(sp.max()) + 1, dtype=bool)
-        queried[np.asarray(superpixel_ids, dtype=np.int64)] = True
-        inside = queried[sp]
-        out = np.full(sp.shape, IGNORE_INDEX, dtype=np.uint8)
-        if self.mode == "full":
-            out[inside] = self.labels[index][inside]
-        else:
-            out[inside] = self.dominant_classes(index)[sp[inside]]
-        return out
+    defaults = Settings.model_validate({})
+    return Strategy("default", policy=defaults.query_policy(), superpixels=defaults.slic_params())
+
+
+_PAPER = QueryPolicy(split="natural_breaks", scope="image", merge=False)
+_SLICO = SlicParams(algorithm="SLICO", n_segments=300)
+_COARSE = SlicParams(algorithm="SLIC", n_segments=150, ruler=5.0)
+
+#: The strategies the simulator knows, by name (see the module docstring).
+STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
+    Strategy("dbsal", policy=_PAPER, superpixels=_SLICO),
+    Strategy("static", policy=replace(_PAPER, split="static"), superpixels=_SLICO,
+             match="dbsal"),
+    Strategy("merged", policy=replace(_PAPER, merge=True), superpixels=_SLICO),
+    Strategy("smoothed", policy=replace(_PAPER, merge=True, smoothing=2), superpixels=_SLICO),
+    Strategy("coarse", policy=replace(_PAPER, merge=True, smoothing=2), superpixels=_COARSE),
+    Strategy("step", policy=replace(_PAPER, merge=True, smoothing=2, scope="step"),
+             superpixels=_COARSE),
+    Strategy("balanced", policy=replace(_PAPER, merge=True, smoothing=2, scope="step",
+                                        class_balanced=True), superpixels=_COARSE),
+    product_default(),
+    Strategy("random", kind="random"),
+    Strategy("full", kind="full"),
+)}
 
 
 # --------------------------------------------------------------------------------------------
 # Configuration and records
 # --------------------------------------------------------------------------------------------
-@dataclass
-class SimulationConfig:
-    """Settings of one simulation (every field is recorded in the results)."""
+@dataclass(frozen=True)
+class SimConfig:
+    """Settings of a simulation (all recorded in the results)."""
 
     n_classes: int
     init_images: int = 10
-    step_size: int = 10
+    images_per_step: int = 10
     steps: int = 5
     arch: str = "efficientnet_lite0"
     pretrained: bool = True
-    uncertainty: str = "entropy"
+    heuristic: str = "entropy"
     mc_samples: int = 20
-    split: str = "natural_breaks"
-    static_fraction: float | None = None  # None: match dbsal's mean selected fraction
-    oracle: str = "full"
-    n_segments: int = 300
-    slic_algorithm: str = "SLICO"
-    compactness: float = 10.0
-    epochs_initial: int = 20
-    epochs_step: int = 10
-    epochs_full: int = 20
-    fine_tune: bool = True
-    batch_size: int = 8
-    lr: float = 1e-3
-    class_weighted: bool = True
-    crop_size: int | None = None
+    max_side: int = 512
+    recipe: Recipe = field(default_factory=Recipe)
+    first_epochs: int = 40
+    full_epochs: int | None = None
+    clicks: ClickModel = field(default_factory=ClickModel)
     device: str = "auto"
     cache_dir: str = ".sim-cache"
-
-    def train_config(self, epochs: int, seed: int) -> TrainConfig:
-        return TrainConfig(epochs=epochs, batch_size=self.batch_size, lr=self.lr,
-                           class_weighted=self.class_weighted, crop_size=self.crop_size,
-                           hflip=True, seed=seed, device=self.device, progress=False)
 
 
 @dataclass
 class StepRecord:
+    """One step of one strategy and seed. Counts are cumulative (seed set included) except
+    ``prelabels_*`` and ``regions_per_image``, which describe this step's queries."""
+
     step: int
     images: int
-    superpixels: int
+    regions: int
+    corrections: int
+    clicks: int
     pixels: int
     pixels_fraction: float
     miou: float
-    selected_per_image: list[int] = field(default_factory=list)
-    selected_fraction: list[float] = field(default_factory=list)
+    regions_per_image: list[int] = field(default_factory=list)
+    superpixel_fraction: list[float] = field(default_factory=list)
+    prelabels_right: int = 0
+    prelabels_judged: int = 0
     seconds: float = 0.0
+
+    @property
+    def prelabel_accuracy(self) -> float | None:
+        return self.prelabels_right / self.prelabels_judged if self.prelabels_judged else None
+
+
+@dataclass
+class _Tally:
+    images: int = 0
+    regions: int = 0
+    corrections: int = 0
+    clicks: int = 0
+    pixels: int = 0
+
+    def add(self, answer: Answer, image: bool = True) -> None:
+        self.images += int(image)
+        self.regions += answer.regions
+        self.corrections += answer.corrections
+        self.clicks += answer.clicks
+        self.pixels += answer.pixels
 
 
 # --------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------
 class Simulation:
-    """Runs strategies over one pool/validation split with shared superpixels and seed sets."""
+    """Runs strategies on one pool and validation split; seed sets and seed models are shared
+    by the strategies of one seed."""
 
-    def __init__(self, pool_images, pool_labels, val_images, val_labels, config: SimulationConfig):
-        if not pool_images:
-            raise ValueError("the pool (train split) is empty")
-        if not val_images:
-            raise ValueError("the validation split is empty")
+    def __init__(self, pool_images: Sequence[np.ndarray], pool_labels: Sequence[np.ndarray],
+                 val_images: Sequence[np.ndarray], val_labels: Sequence[np.ndarray],
+                 config: SimConfig) -> None:
+        if not pool_images or not val_images:
+            raise ValueError("the pool (train split) and the validation split must not be empty")
         self.cfg = config
-        self.pool_images = pool_images
-        self.pool_labels = pool_labels
-        self.val_ds = SegmentationDataset(val_images, val_labels)
-        params = SlicParams(algorithm=config.slic_algorithm, n_segments=config.n_segments,
-                            ruler=config.compactness)
-        cache = SuperpixelCache(Path(config.cache_dir) / "superpixels", params)
-        t0 = time.perf_counter()
-        self.superpixels = [cache.get(img) for img in pool_images]
-        log.info("superpixels for %d images in %.1fs (median %d per image)", len(pool_images),
-                 time.perf_counter() - t0,
-                 int(np.median([sp.max() + 1 for sp in self.superpixels])))
-        self.oracle = Oracle(pool_labels, self.superpixels, config.oracle, config.n_classes)
-        self.total_pixels = int(sum(lbl.size for lbl in pool_labels))
-        self._initial: dict[int, tuple[dict, float]] = {}
-        self.device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
-                                   else ("cpu" if config.device == "auto" else config.device))
+        self.pool_images = list(pool_images)
+        self.pool_labels = list(pool_labels)
+        self.val_images = list(val_images)
+        self.val_labels = list(val_labels)
+        self.device = pick_device(config.device)
+        self.annotator = SimulatedAnnotator(config.n_classes, config.clicks)
+        self.total_pixels = int(sum((lbl != IGNORE_INDEX).sum() for lbl in self.pool_labels))
+        self._whole = [None] * len(self.pool_images)
+        self._caches: dict[SlicParams, SuperpixelCache] = {}
+        self._seed_models: dict[int, tuple[dict, float]] = {}
+        self._mean_fraction: dict[tuple[str, int], float] = {}
 
     # -- pieces -------------------------------------------------------------------------------
     def seed_set(self, seed: int) -> list[int]:
+        """The seed set of ``seed``: ``init_images`` random pool images."""
         rng = np.random.default_rng(seed)
-        return random_images(list(range(len(self.pool_images))), self.cfg.init_images, rng)
+        return sorted(random_images(list(range(len(self.pool_images))), self.cfg.init_images, rng))
 
-    def _fit(self, model, labeled: dict[int, np.ndarray], epochs: int, seed: int):
-        idx = sorted(labeled)
-        ds = SegmentationDataset([self.pool_images[i] for i in idx], [labeled[i] for i in idx],
-                                 crop_size=self.cfg.crop_size, hflip=True, seed=seed)
-        train(model, ds, None, self.cfg.train_config(epochs, seed))
-        return model
+    def whole(self, index: int) -> Answer:
+        """The annotator's answer for a whole pool image (cached: it never changes)."""
+        if self._whole[index] is None:
+            self._whole[index] = self.annotator.whole_image(self.pool_labels[index])
+        return self._whole[index]
 
-    def _new_model(self, seed: int):
+    def superpixels(self, params: SlicParams) -> SuperpixelCache:
+        if params not in self._caches:
+            self._caches[params] = SuperpixelCache(Path(self.cfg.cache_dir) / "superpixels",
+                                                   params)
+        return self._caches[params]
+
+    def _new_model(self, seed: int) -> torch.nn.Module:
         torch.manual_seed(seed)
         return build_model(self.cfg.arch, self.cfg.n_classes, pretrained=self.cfg.pretrained)
 
-    def _initial_model(self, seed: int, labeled: dict[int, np.ndarray]):
-        """The model trained on the seed set, and its mIoU; trained once per seed and shared
-        by the strategies (they all start from the same seed set)."""
-        if seed not in self._initial:
-            model = self._fit(self._new_model(seed), labeled, self.cfg.epochs_initial, seed)
-            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            self._initial[seed] = (state, self._evaluate(model))
-        state, miou0 = self._initial[seed]
-        model = self._new_model(seed)
-        model.load_state_dict(state)
-        return model, miou0
-
-    def _score(self, model, indices: Sequence[int]) -> dict[int, tuple[float, np.ndarray]]:
-        """MC-dropout pixel uncertainty and image score of each pool image in ``indices``."""
-        model.to(self.device)
-        out = {}
-        for i in indices:
-            x = torch.as_tensor(np.ascontiguousarray(self.pool_images[i])).permute(2, 0, 1)
-            x = x[None].float().div(255)
-            stats = mc_dropout(model, x.to(self.device), n_samples=self.cfg.mc_samples, mode="head")
-            u = pixel_uncertainty(stats, self.cfg.uncertainty)
-            out[i] = (float(image_scores(u)[0]), u[0].float().cpu().numpy())
-        return out
+    def _fit(self, model, labeled: dict[int, np.ndarray], seed: int, epochs: int | None = None):
+        """Train on ``labeled`` (fine-tuning ``model``) for ``epochs`` (default: the recipe's)."""
+        idx = sorted(labeled)
+        images = [fit_side(self.pool_images[i], self.cfg.max_side) for i in idx]
+        labels = [resize_nearest(labeled[i], *im.shape[:2]) for i, im in zip(idx, images)]
+        recipe = replace(self.cfg.recipe, seed=seed, epochs=epochs or self.cfg.recipe.epochs)
+        fit(model, images, labels, recipe, self.device)
+        return model
 
     def _evaluate(self, model) -> float:
-        return float(evaluate(model, self.val_ds, self.cfg.n_classes, device=self.device)["miou"])
+        return float(evaluate(model, self.val_images, self.val_labels, self.cfg.n_classes,
+                              self.cfg.max_side)["miou"])
 
-    def _record(self, step, n_images, n_sp, n_px, miou, t0, selected=(), fractions=()):
-        return StepRecord(step=step, images=n_images, superpixels=n_sp, pixels=n_px,
-                          pixels_fraction=n_px / self.total_pixels, miou=miou,
-                          selected_per_image=list(selected), selected_fraction=list(fractions),
-                          seconds=round(time.perf_counter() - t0, 1))
+    def _seed_model(self, seed: int, labeled: dict[int, np.ndarray]):
+        """The model trained on the seed set and its mIoU, trained once per seed."""
+        if seed not in self._seed_models:
+            model = self._fit(self._new_model(seed), labeled, seed, self.cfg.first_epochs)
+            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            self._seed_models[seed] = (state, self._evaluate(model))
+        state, miou0 = self._seed_models[seed]
+        model = self._new_model(seed)
+        model.load_state_dict(state)
+        return model.to(self.device).eval(), miou0
+
+    def _record(self, step: int, tally: _Tally, miou: float, t0: float, **extra) -> StepRecord:
+        return StepRecord(step=step, images=tally.images, regions=tally.regions,
+                          corrections=tally.corrections, clicks=tally.clicks, pixels=tally.pixels,
+                          pixels_fraction=tally.pixels / self.total_pixels, miou=miou,
+                          seconds=round(time.perf_counter() - t0, 1), **extra)
 
     # -- strategies ---------------------------------------------------------------------------
-    def run(self, strategy: str, seed: int, static_fraction: float | None = None) -> list[StepRecord]:
-        """Run one strategy with one seed; returns one record per step (one for ``full``)."""
-        if strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    def run(self, strategy: Strategy, seed: int) -> list[StepRecord]:
+        """Run one strategy with one seed: one record per step (one for ``full``)."""
         cfg = self.cfg
         t0 = time.perf_counter()
-        if strategy == "full":
-            labeled = {i: self.oracle.whole_image(i) for i in range(len(self.pool_images))}
-            model = self._fit(self._new_model(seed), labeled, cfg.epochs_full, seed)
-            n_sp = int(sum(sp.max() + 1 for sp in self.superpixels))
-            return [self._record(0, len(labeled), n_sp, self.total_pixels,
-                                 self._evaluate(model), t0)]
+        if strategy.kind == "full":
+            tally = _Tally()
+            for i in range(len(self.pool_images)):
+                tally.add(self.whole(i))
+            labeled = {i: self.pool_labels[i] for i in range(len(self.pool_images))}
+            model = self._fit(self._new_model(seed), labeled, seed,
+                              cfg.full_epochs or cfg.first_epochs)
+            return [self._record(0, tally, self._evaluate(model), t0)]
 
+        tally = _Tally()
         labeled: dict[int, np.ndarray] = {}
-        n_sp = n_px = 0
         for i in self.seed_set(seed):
-            labeled[i] = self.oracle.whole_image(i)
-            n_sp += int(self.superpixels[i].max()) + 1
-            n_px += labeled[i].size
-        model, miou0 = self._initial_model(seed, labeled)
-        records = [self._record(0, len(labeled), n_sp, n_px, miou0, t0)]
-        log.info("%s seed %d step 0: %s", strategy, seed, records[-1])
-
+            answer = self.whole(i)
+            labeled[i] = answer.labels
+            tally.add(answer)
+        model, miou0 = self._seed_model(seed, labeled)
+        records = [self._record(0, tally, miou0, t0)]
+        log.info("%s seed %d step 0: mIoU %.4f, %d clicks", strategy.name, seed, miou0,
+                 tally.clicks)
+        policy = self._policy(strategy, seed)
         rng = np.random.default_rng(seed + 1000)
         for step in range(1, cfg.steps + 1):
             t0 = time.perf_counter()
             unlabeled = [i for i in range(len(self.pool_images)) if i not in labeled]
             if not unlabeled:
                 break
-            k = min(cfg.step_size, len(unlabeled))
-            selected, fractions = [], []
-            if strategy == "random":
-                for i in random_images(unlabeled, k, rng):
-                    labeled[i] = self.oracle.whole_image(i)
-                    n_sp += int(self.superpixels[i].max()) + 1
-                    n_px += labeled[i].size
-                    selected.append(int(self.superpixels[i].max()) + 1)
-                    fractions.append(1.0)
+            extra: dict = {}
+            if strategy.kind == "random":
+                for i in random_images(unlabeled, min(cfg.images_per_step, len(unlabeled)), rng):
+                    answer = self.whole(i)
+                    labeled[i] = answer.labels
+                    tally.add(answer)
             else:
-                scored = self._score(model, unlabeled)
-                top = rank_images({i: s for i, (s, _) in scored.items()}, k)
-                for i in top:
-                    sp = self.superpixels[i]
-                    scores = superpixel_scores(scored[i][1], sp)
-                    if strategy == "dbsal":
-                        high = split_superpixels(scores, method=cfg.split, seed=seed)
-                    else:
-                        high = split_superpixels(scores, method="static",
-                                                 fraction=static_fraction)
-                    ids = np.flatnonzero(high)
-                    labeled[i] = self.oracle.regions(i, ids)
-                    n_sp += len(ids)
-                    n_px += int(np.isin(sp, ids).sum())
-                    selected.append(len(ids))
-                    fractions.append(len(ids) / len(scores))
-            if cfg.fine_tune:
-                model = self._fit(model, labeled, cfg.epochs_step, seed + step)
-            else:
-                model = self._fit(self._new_model(seed), labeled, cfg.epochs_initial, seed + step)
-            records.append(self._record(step, len(labeled), n_sp, n_px, self._evaluate(model),
-                                        t0, selected, fractions))
-            log.info("%s seed %d step %d: %s", strategy, seed, step, records[-1])
+                extra = self._query(model, strategy, policy, unlabeled, labeled, tally, seed)
+            model = self._fit(model, labeled, seed + step)
+            records.append(self._record(step, tally, self._evaluate(model), t0, **extra))
+            r = records[-1]
+            log.info("%s seed %d step %d: mIoU %.4f, %d clicks, pre-labels %s, %.0fs",
+                     strategy.name, seed, step, r.miou, r.clicks, r.prelabel_accuracy, r.seconds)
+        if strategy.kind == "regions":
+            fractions = [f for r in records for f in r.superpixel_fraction]
+            self._mean_fraction[(strategy.name, seed)] = float(np.mean(fractions))
         return records
 
+    def _policy(self, strategy: Strategy, seed: int) -> QueryPolicy | None:
+        if strategy.policy is None:
+            return None
+        policy = replace(strategy.policy, images=self.cfg.images_per_step)
+        if strategy.match is not None:
+            key = (strategy.match, seed)
+            if key not in self._mean_fraction:
+                raise ValueError(f"strategy {strategy.name!r} is matched to {strategy.match!r}: "
+                                 f"run {strategy.match!r} with seed {seed} first")
+            policy = replace(policy, static_fraction=self._mean_fraction[key])
+        return policy
 
-def mean_selected_fraction(records: Sequence[StepRecord]) -> float:
-    """Mean fraction of an image's superpixels that dbsal queried (for a matched static run).
-
-    The authors chose their static fraction (27.5%) the same way: to match the dynamic
-    method's average, so both spend about the same budget per image.
-    """
-    fractions = [f for r in records for f in r.selected_fraction]
-    if not fractions:
-        raise ValueError("no superpixel queries recorded")
-    return float(np.mean(fractions))
+    def _query(self, model, strategy: Strategy, policy: QueryPolicy, unlabeled: list[int],
+               labeled: dict[int, np.ndarray], tally: _Tally, seed: int) -> dict:
+        """One product step on the unlabeled pool; the annotator answers every query."""
+        cfg = self.cfg
+        prior = (class_weights(list(labeled.values()), cfg.n_classes)
+                 if cfg.recipe.class_weighted else None)
+        scorer = Scorer(model, cfg.n_classes, heuristic=cfg.heuristic,
+                        mc_samples=cfg.mc_samples, max_side=cfg.max_side, seed=seed,
+                        class_weights=prior)
+        weights = None
+        if policy.class_balanced:
+            counts = sum(np.bincount(lbl[lbl != IGNORE_INDEX], minlength=cfg.n_classes)
+                         for lbl in labeled.values())
+            weights = class_balance_weights(counts)
+        result = active_step(((i, self.pool_images[i]) for i in unlabeled), scorer,
+                             self.superpixels(strategy.superpixels).get, policy,
+                             class_weights=weights, seed=seed)
+        extra = {"regions_per_image": [], "superpixel_fraction": [], "prelabels_right": 0,
+                 "prelabels_judged": 0}
+        for query in result.queries:
+            answer = self.annotator.review(self.pool_labels[query.key], query.superpixels,
+                                           query.regions)
+            labeled[query.key] = answer.labels
+            tally.add(answer)
+            extra["regions_per_image"].append(len(query.regions))
+            extra["superpixel_fraction"].append(query.n_superpixels / query.table_size)
+            extra["prelabels_right"] += answer.prelabels_right
+            extra["prelabels_judged"] += answer.prelabels_judged
+        return extra
 
 
 # --------------------------------------------------------------------------------------------
-# Results: JSON, plot, summary
+# Results: aggregation, comparison at equal clicks, plots
 # --------------------------------------------------------------------------------------------
+def _interp(xs: Sequence[float], ys: Sequence[float], x: float) -> float | None:
+    """Linear interpolation on a curve; None outside it."""
+    if not xs or x < xs[0] - 1e-9 or x > xs[-1] + 1e-9:
+        return None
+    return float(np.interp(x, xs, ys))
+
+
 def aggregate(runs: dict[str, dict[int, list[StepRecord]]]) -> dict[str, list[dict]]:
-    """Mean over seeds, step by step: the ``strategies`` block of the results JSON."""
+    """Mean over seeds per step: the ``strategies`` block of the results JSON."""
     out = {}
     for name, by_seed in runs.items():
         n_steps = min(len(r) for r in by_seed.values())
         rows = []
         for s in range(n_steps):
             recs = [r[s] for r in by_seed.values()]
+            per_image = [n for r in recs for n in r.regions_per_image]
+            right = sum(r.prelabels_right for r in recs)
+            judged = sum(r.prelabels_judged for r in recs)
             rows.append({
                 "step": s,
                 "images": float(np.mean([r.images for r in recs])),
-                "superpixels": float(np.mean([r.superpixels for r in recs])),
+                "regions": float(np.mean([r.regions for r in recs])),
+                "corrections": float(np.mean([r.corrections for r in recs])),
+                "clicks": float(np.mean([r.clicks for r in recs])),
                 "pixels_fraction": float(np.mean([r.pixels_fraction for r in recs])),
                 "miou": float(np.mean([r.miou for r in recs])),
                 "miou_std": float(np.std([r.miou for r in recs])),
                 "seeds": len(recs),
+                "regions_per_image_median": float(np.median(per_image)) if per_image else None,
+                "prelabel_accuracy": right / judged if judged else None,
             })
         out[name] = rows
     return out
 
 
-def miou_at(rows: list[dict], fraction: float) -> float | None:
-    """mIoU interpolated linearly at a pixel fraction (None outside the strategy's range)."""
-    xs = [r["pixels_fraction"] for r in rows]
-    ys = [r["miou"] for r in rows]
-    if len(xs) < 2 or fraction < xs[0] or fraction > xs[-1]:
-        return None
-    return float(np.interp(fraction, xs, ys))
+def compare_at_clicks(runs: dict[str, dict[int, list[StepRecord]]], reference: str,
+                      others: Sequence[str]) -> dict[str, list[dict]]:
+    """Paired differences at equal clicks: for each post-seed step of ``reference`` and each
+    seed, the other strategy's mIoU interpolated (linearly, on its own curve of that seed) at
+    the reference's clicks. ``None`` where the other curve does not reach that far."""
+    out = {}
+    ref = runs[reference]
+    for other in others:
+        if other not in runs or other == reference:
+            continue
+        rows = []
+        n_steps = min(len(r) for r in ref.values())
+        for s in range(1, n_steps):
+            diffs = []
+            for seed, records in ref.items():
+                theirs = runs[other].get(seed)
+                if not theirs:
+                    continue
+                value = _interp([r.clicks for r in theirs], [r.miou for r in theirs],
+                                records[s].clicks)
+                if value is not None:
+                    diffs.append(records[s].miou - value)
+            rows.append({"step": s, "clicks": float(np.mean([r[s].clicks for r in ref.values()])),
+                         "miou_difference": float(np.mean(diffs)) if diffs else None,
+                         "std": float(np.std(diffs)) if diffs else None, "seeds": len(diffs)})
+        out[other] = rows
+    return out
+
+
+def mean_difference(rows: list[dict]) -> float | None:
+    """Mean of the per-step differences that exist."""
+    values = [r["miou_difference"] for r in rows if r["miou_difference"] is not None]
+    return float(np.mean(values)) if values else None
+
+
+def clicks_to_reach(rows: list[dict], miou: float) -> float | None:
+    """Clicks at which a mean curve first reaches ``miou`` (interpolated); None if never."""
+    for a, b in zip(rows, rows[1:]):
+        if a["miou"] >= miou:
+            return a["clicks"]
+        if b["miou"] >= miou:
+            t = (miou - a["miou"]) / (b["miou"] - a["miou"])
+            return a["clicks"] + t * (b["clicks"] - a["clicks"])
+    return rows[0]["clicks"] if rows and rows[0]["miou"] >= miou else None
 
 
 def plot(strategies: dict[str, list[dict]], path: str | Path, title: str = "") -> None:
-    """mIoU against the fraction of pool pixels labeled, one line per strategy."""
+    """Two panels: mIoU against clicks and against labeled pixels, one line per strategy."""
     import matplotlib
-    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    colors = {"dbsal": "tab:red", "static": "tab:blue", "random": "tab:green", "full": "black"}
-    for name, rows in strategies.items():
-        x = np.array([r["pixels_fraction"] for r in rows]) * 100
-        y = np.array([r["miou"] for r in rows]) * 100
-        sd = np.array([r.get("miou_std", 0.0) for r in rows]) * 100
-        if name == "full":
-            ax.axhline(y[0], color=colors[name], ls="--", lw=1,
-                       label=f"full supervision, 100% ({y[0]:.1f})")
-            continue
-        ax.plot(x, y, marker="o", color=colors.get(name), label=name)
-        ax.fill_between(x, y - sd, y + sd, color=colors.get(name), alpha=0.15)
-    ax.set_xlabel("pixels labeled (% of pool)")
-    ax.set_ylabel("validation mIoU (%)")
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.grid(alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for ax, key, label in ((axes[0], "clicks", "annotator clicks"),
+                           (axes[1], "pixels_fraction", "pixels labeled (share of pool)")):
+        for name, rows in strategies.items():
+            y = np.array([r["miou"] for r in rows]) * 100
+            if name == "full":
+                ax.axhline(y[0], color="black", ls="--", lw=1, label=f"full ({y[0]:.1f})")
+                continue
+            x = np.array([r[key] for r in rows])
+            sd = np.array([r["miou_std"] for r in rows]) * 100
+            ax.plot(x, y, marker="o", ms=3, label=name)
+            ax.fill_between(x, y - sd, y + sd, alpha=0.12)
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("validation mIoU (%)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
     if title:
-        ax.set_title(title)
+        fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -392,116 +460,180 @@ def plot(strategies: dict[str, list[dict]], path: str | Path, title: str = "") -
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m dbsal_backend.simulate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", help="data set root with train/ and val/ (required)")
-    p.add_argument("--n-classes", type=int, help="number of classes (required)")
-    p.add_argument("--replot", metavar="JSON", help="only redraw the plot of a results file")
+    p.add_argument("--data", required=True, help="data set root with train/ and val/")
+    p.add_argument("--n-classes", type=int, required=True)
     p.add_argument("--ignore-value", type=int, default=None,
-                   help="label value to ignore (e.g. 11 for CamVid void)")
-    p.add_argument("--scale", type=float, default=1.0, help="resize images by this factor")
-    p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
-    p.add_argument("--seeds", nargs="+", type=int, default=[0])
-    p.add_argument("--out", default="simulation.json", help="results JSON")
-    p.add_argument("--plot", default=None, help="PNG plot (default: next to --out)")
-    p.add_argument("--limit-pool", type=int, default=None, help="use only the first N pool images")
-    p.add_argument("--limit-val", type=int, default=None, help="use only the first N val images")
-    d = SimulationConfig(n_classes=1)
-    for name, value in asdict(d).items():
-        if name == "n_classes":
-            continue
-        flag = "--" + name.replace("_", "-")
-        if isinstance(value, bool):
-            p.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=value,
-                           metavar="BOOL")
-        elif name == "static_fraction":
-            p.add_argument(flag, type=float, default=None)
-        elif name == "crop_size":
-            p.add_argument(flag, type=int, default=None)
-        else:
-            p.add_argument(flag, type=type(value), default=value)
+                   help="label value to ignore (11 for CamVid void)")
+    p.add_argument("--strategies", nargs="+", default=["dbsal", "static", "random", "full"],
+                   choices=list(STRATEGIES))
+    p.add_argument("--default", default=None,
+                   help="the strategy compared at equal clicks with the others")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--init-images", type=int, default=10)
+    p.add_argument("--images-per-step", type=int, default=10)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--arch", default="efficientnet_lite0")
+    p.add_argument("--pretrained", choices=("true", "false"), default="true",
+                   help="ImageNet encoder weights")
+    p.add_argument("--heuristic", default="entropy")
+    p.add_argument("--mc-samples", type=int, default=20)
+    p.add_argument("--max-side", type=int, default=512)
+    p.add_argument("--epochs", type=int, default=Recipe.epochs, help="epochs per step")
+    p.add_argument("--first-epochs", type=int, default=SimConfig.first_epochs,
+                   help="epochs of the seed model")
+    p.add_argument("--full-epochs", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=Recipe.batch_size)
+    p.add_argument("--lr", type=float, default=Recipe.lr)
+    p.add_argument("--tolerance", type=float, default=ClickModel.tolerance,
+                   help="Douglas-Peucker tolerance of polygon clicks, pixels")
+    p.add_argument("--min-part", type=float, default=ClickModel.min_part,
+                   help="smallest part a person draws, share of the image's pixels")
+    p.add_argument("--limit-pool", type=int, default=None)
+    p.add_argument("--limit-val", type=int, default=None)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--cache-dir", default=".sim-cache")
+    p.add_argument("--out", default="simulation.json")
+    p.add_argument("--plot", default=None, help="PNG (default: next to --out)")
+    p.add_argument("--replot", action="store_true", help="only redraw the plot of --out")
+    p.add_argument("--combine", nargs="+", metavar="JSON",
+                   help="merge the runs of earlier results files into --out (no simulation)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    out = Path(args.out)
     if args.replot:
-        result = json.loads(Path(args.replot).read_text())
-        plot(result["strategies"], args.plot or Path(args.replot).with_suffix(".png"),
-             title=f"{Path(result['settings']['data']).name}: mIoU vs labeling budget")
+        result = json.loads(out.read_text())
+        plot(result["strategies"], args.plot or out.with_suffix(".png"), result.get("title", ""))
+        return result
+    if args.combine:
+        result = combine([json.loads(Path(f).read_text()) for f in args.combine], args.default)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1))
+        plot(result["strategies"], args.plot or out.with_suffix(".png"), result["title"])
         print(summary(result))
         return result
-    if args.data is None or args.n_classes is None:
-        parser.error("--data and --n-classes are required")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    fields = {k: getattr(args, k) for k in asdict(SimulationConfig(n_classes=1))}
-    cfg = SimulationConfig(**fields)
-
-    tr_img, tr_lbl, _ = load_split(args.data, "train", ignore_value=args.ignore_value, scale=args.scale)
-    va_img, va_lbl, _ = load_split(args.data, "val", ignore_value=args.ignore_value, scale=args.scale)
-    tr_img, tr_lbl = tr_img[: args.limit_pool], tr_lbl[: args.limit_pool]
-    va_img, va_lbl = va_img[: args.limit_val], va_lbl[: args.limit_val]
-    sim = Simulation(tr_img, tr_lbl, va_img, va_lbl, cfg)
+    recipe = Recipe(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr)
+    cfg = SimConfig(n_classes=args.n_classes, init_images=args.init_images,
+                    images_per_step=args.images_per_step, steps=args.steps, arch=args.arch,
+                    pretrained=args.pretrained == "true",
+                    heuristic=args.heuristic, mc_samples=args.mc_samples,
+                    max_side=args.max_side, recipe=recipe, first_epochs=args.first_epochs,
+                    full_epochs=args.full_epochs,
+                    clicks=ClickModel(tolerance=args.tolerance, min_part=args.min_part),
+                    device=args.device, cache_dir=args.cache_dir)
+    pool_x, pool_y, _ = load_split(args.data, "train", ignore_value=args.ignore_value)
+    val_x, val_y, _ = load_split(args.data, "val", ignore_value=args.ignore_value)
+    pool_x, pool_y = pool_x[:args.limit_pool], pool_y[:args.limit_pool]
+    val_x, val_y = val_x[:args.limit_val], val_y[:args.limit_val]
+    sim = Simulation(pool_x, pool_y, val_x, val_y, cfg)
 
     started = time.perf_counter()
+    names = list(dict.fromkeys(args.strategies))
+    for name in list(names):  # a matched strategy runs after the one it is matched to
+        match = STRATEGIES[name].match
+        if match and match not in names:
+            raise SystemExit(f"strategy {name!r} needs {match!r} in --strategies")
+    names.sort(key=lambda n: STRATEGIES[n].match is not None)
     runs: dict[str, dict[int, list[StepRecord]]] = {}
-    order = [s for s in STRATEGIES if s in args.strategies]
-    static_fraction = cfg.static_fraction
-    for name in order:
+    for name in names:
         for seed in args.seeds:
-            if name == "static" and static_fraction is None:
-                if "dbsal" not in runs:
-                    raise SystemExit("--static-fraction is needed when dbsal is not run first")
-                static_fraction = mean_selected_fraction(
-                    [r for recs in runs["dbsal"].values() for r in recs])
-                log.info("static fraction matched to dbsal: %.3f", static_fraction)
-            runs.setdefault(name, {})[seed] = sim.run(name, seed, static_fraction)
+            runs.setdefault(name, {})[seed] = sim.run(STRATEGIES[name], seed)
 
-    strategies = aggregate(runs)
-    selected = [n for recs in runs.get("dbsal", {}).values() for r in recs for n in r.selected_per_image]
-    result = {
-        "strategies": strategies,
-        "settings": {**asdict(cfg), "data": str(args.data), "scale": args.scale,
-                     "seeds": args.seeds, "pool_images": len(tr_img), "val_images": len(va_img),
-                     "image_size": list(tr_img[0].shape[:2]),
-                     "static_fraction_used": static_fraction,
-                     "device": str(sim.device), "torch_threads": torch.get_num_threads()},
-        "superpixels_per_image": {
-            "median": float(np.median([sp.max() + 1 for sp in sim.superpixels])),
-        },
-        "dbsal_selected_per_image": ({
-            "median": float(np.median(selected)), "p90": float(np.percentile(selected, 90)),
-            "mean": float(np.mean(selected)), "max": int(np.max(selected)),
-        } if selected else None),
-        "runs": {n: {str(s): [asdict(r) for r in recs] for s, recs in by.items()}
-                 for n, by in runs.items()},
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-    out = Path(args.out)
+    settings = {**_jsonable(asdict(cfg)), "data": str(args.data), "seeds": args.seeds,
+                "strategies": {n: _jsonable(asdict(STRATEGIES[n])) for n in names},
+                "pool_images": len(pool_x), "val_images": len(val_x),
+                "image_size": list(pool_x[0].shape[:2]), "device": str(sim.device),
+                "torch_threads": torch.get_num_threads()}
+    result = results(runs, settings, args.default or names[0], _cost_model_text(cfg.clicks),
+                     f"{Path(args.data).name}: mIoU against annotator effort")
+    result["seconds"] = round(time.perf_counter() - started, 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
-    plot_path = args.plot or out.with_suffix(".png")
-    plot(strategies, plot_path, title=f"{Path(args.data).name}: mIoU vs labeling budget")
+    plot(result["strategies"], args.plot or out.with_suffix(".png"), result["title"])
     print(summary(result))
     return result
 
 
+def results(runs: dict[str, dict[int, list[StepRecord]]], settings: dict, default: str,
+            cost_model: str, title: str) -> dict:
+    """The results document: settings, cost model, mean curves, the comparison at equal clicks,
+    full supervision's share, and every run."""
+    names = list(runs)
+    strategies = aggregate(runs)
+    comparison = compare_at_clicks(runs, default, [n for n in names if n not in (default, "full")])
+    result = {
+        "title": title,
+        "settings": settings,
+        "cost_model": cost_model,
+        "default_strategy": default,
+        "strategies": strategies,
+        "at_equal_clicks": {"reference": default, "differences": comparison,
+                            "mean_over_steps": {n: mean_difference(rows)
+                                                for n, rows in comparison.items()}},
+        "runs": {n: {str(s): [asdict(r) for r in recs] for s, recs in by.items()}
+                 for n, by in runs.items()},
+    }
+    if "full" in strategies and default in strategies:
+        full = strategies["full"][0]
+        reach = clicks_to_reach(strategies[default], 0.9 * full["miou"])
+        result["full_supervision"] = {
+            "miou": full["miou"], "clicks": full["clicks"],
+            "clicks_for_90_percent": reach,
+            "share_of_full_clicks": reach / full["clicks"] if reach is not None else None}
+    return result
+
+
+def combine(documents: list[dict], default: str | None = None) -> dict:
+    """One results document from several runs' (same settings but the seeds and strategies)."""
+    runs: dict[str, dict[int, list[StepRecord]]] = {}
+    settings = dict(documents[0]["settings"])
+    settings["seeds"] = sorted({s for d in documents for s in d["settings"]["seeds"]})
+    settings["strategies"] = {k: v for d in documents for k, v in d["settings"]["strategies"].items()}
+    settings["combined_from"] = [{"seeds": d["settings"]["seeds"],
+                                  "strategies": list(d["runs"]), "seconds": d.get("seconds")}
+                                 for d in documents]
+    for document in documents:
+        for name, by_seed in document["runs"].items():
+            for seed, records in by_seed.items():
+                runs.setdefault(name, {})[int(seed)] = [StepRecord(**r) for r in records]
+    return results(runs, settings, default or documents[0]["default_strategy"],
+                   documents[0]["cost_model"], documents[0]["title"])
+
+
+def _cost_model_text(clicks: ClickModel) -> str:
+    return (f"whole image: per class and connected part of >= {100 * clicks.min_part:g}% of "
+            f"the image, the vertices of its outline after cv2.approxPolyDP (tolerance "
+            f"{clicks.tolerance} px at full size) + {clicks.label_click} label click; reviewed "
+            f"region: 0 clicks if the pre-label is the true dominant class, else "
+            f"{clicks.relabel_clicks}; every part of another class >= "
+            f"{100 * clicks.min_part:g}% of the image inside it repainted as a polygon (priced "
+            f"as above); void pixels cost nothing")
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
 def summary(result: dict) -> str:
-    """A short text table: mIoU per strategy at dbsal's budgets, with ratios."""
-    st = result["strategies"]
+    """A short text table of the mean curves and the comparison at equal clicks."""
     lines = []
-    if "dbsal" in st:
-        lines.append("pixels%   " + "  ".join(f"{n:>8}" for n in st if n != "full"))
-        for r in st["dbsal"][1:]:
-            f = r["pixels_fraction"]
-            vals = {n: miou_at(rows, f) for n, rows in st.items() if n != "full"}
-            lines.append(f"{100 * f:7.2f}   " + "  ".join(
-                f"{100 * v:8.2f}" if v is not None else f"{'-':>8}" for v in vals.values()))
-    if "full" in st:
-        lines.append(f"full supervision: {100 * st['full'][0]['miou']:.2f}")
-    if result.get("dbsal_selected_per_image"):
-        s = result["dbsal_selected_per_image"]
-        lines.append(f"dbsal superpixels selected per image: median {s['median']:.0f}, "
-                     f"p90 {s['p90']:.0f} (of {result['superpixels_per_image']['median']:.0f})")
+    for name, rows in result["strategies"].items():
+        cells = ", ".join(f"{r['clicks']:.0f}:{100 * r['miou']:.1f}" for r in rows)
+        lines.append(f"{name:>9}  clicks:mIoU  {cells}")
+    means = result["at_equal_clicks"]["mean_over_steps"]
+    for name, value in means.items():
+        if value is not None:
+            lines.append(f"{result['default_strategy']} - {name} at equal clicks: "
+                         f"{100 * value:+.2f} mIoU (mean over steps)")
+    if "full_supervision" in result:
+        lines.append(f"full supervision: {result['full_supervision']}")
     return "\n".join(lines)
 
 
