@@ -1,17 +1,19 @@
-# dbsal ML backend for Label Studio.
-# CPU by default; for NVIDIA GPUs build with a CUDA runtime base image, e.g.
+# dbsal: a Label Studio ML backend, served by gunicorn (gunicorn.conf.py).
+# CPU by default; for NVIDIA GPUs build on a CUDA runtime image, e.g.
 #   docker build --build-arg BASE_IMAGE=nvidia/cuda:13.0.0-cudnn-runtime-ubuntu24.04 .
 # (the torch wheel in requirements.txt is a CUDA build that also runs on the CPU).
+# WITH_RAY=1 adds Ray (requirements-ray.txt) for RAY_ADDRESS and the compose "ray" profile.
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
+ARG WITH_RAY=0
 
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PORT=9090 \
     HOST=0.0.0.0 \
+    PORT=9090 \
     MODEL_DIR=/data/models \
-    WORKERS=1 \
-    THREADS=8
+    THREADS=8 \
+    OMP_NUM_THREADS=1
 
 # CUDA base images come without Python; the python image has it already.
 RUN apt-get update \
@@ -20,18 +22,23 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
-COPY requirements.txt .
+COPY requirements.txt requirements-nodeps.txt requirements-ray.txt ./
 RUN python3 -m venv /venv \
     && /venv/bin/pip install -r requirements.txt \
-    && /venv/bin/pip install --no-deps --force-reinstall opencv-contrib-python-headless==4.12.0.88 \
-    && /venv/bin/python -c "import cv2.ximgproc"
+    && /venv/bin/pip install --no-deps --force-reinstall -r requirements-nodeps.txt \
+    && if [ "$WITH_RAY" = "1" ]; then /venv/bin/pip install -r requirements-ray.txt; fi \
+    && /venv/bin/python -c "import cv2.ximgproc, flask, label_studio_ml.model"
 ENV PATH=/venv/bin:$PATH
 
 COPY dbsal_backend ./dbsal_backend
-COPY model.py _wsgi.py ./
+COPY model.py _wsgi.py gunicorn.conf.py ./
+RUN useradd --create-home --uid 1000 dbsal && mkdir -p /data && chown dbsal /data
+USER dbsal
 
 VOLUME /data
 EXPOSE 9090
-# One worker process: the training scheduler and its state live in that process; threads serve
-# requests while training runs in the background.
-CMD gunicorn --bind ${HOST}:${PORT} --workers ${WORKERS} --threads ${THREADS} --timeout 0 _wsgi:app
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s \
+    CMD python3 -c "import os, urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/health', timeout=4)"
+# One worker process: the training scheduler and the serving models live in it; training runs
+# in child processes; threads answer requests.
+CMD ["gunicorn", "-c", "gunicorn.conf.py", "_wsgi:app"]

@@ -1,24 +1,33 @@
 # Two commands do all set-up: `make serve` and `make test`.
-PYTHON ?= python3
-VENV   ?= .venv
+PYTHON  ?= python3
+VENV    ?= .venv
 LS_VENV ?= .ls-venv
-PY      = $(VENV)/bin/python
-PORT   ?= 9090
-STAMP   = $(VENV)/.installed
+PY       = $(VENV)/bin/python
+PORT    ?= 9090
+STAMP    = $(VENV)/.installed
+DEV_STAMP = $(VENV)/.installed-dev
 LS_STAMP = $(LS_VENV)/.installed
+# One torch thread by default: on a small shared machine OpenMP threads spin (see README).
+export OMP_NUM_THREADS ?= 1
 
-.PHONY: venv ls-venv serve test test-unit test-e2e bench-speed bench-al bench-latency clean
+.PHONY: venv dev ls-venv serve test test-unit test-e2e test-ui bench-speed bench-al \
+        bench-latency bench-ui bench-scale clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-nodeps.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
-	# label-studio-sdk pins opencv-python-headless; the contrib build of the same
-	# version adds cv2.ximgproc (SLIC). Installed over it, files replaced in place.
-	$(PY) -m pip install -q --no-deps --force-reinstall opencv-contrib-python-headless==4.12.0.88
-	$(PY) -c "import cv2, cv2.ximgproc; print('cv2', cv2.__version__, 'with ximgproc')"
+	$(PY) -m pip install -q -r requirements.txt
+	# label-studio-ml without its stale Flask/Werkzeug pins; opencv-contrib over the SDK's
+	# opencv-python-headless (same version, adds cv2.ximgproc for SLIC).
+	$(PY) -m pip install -q --no-deps --force-reinstall -r requirements-nodeps.txt
+	$(PY) -c "import cv2.ximgproc, flask, label_studio_ml.model; print('ok: cv2', cv2.__version__, 'flask', flask.__version__)"
+	touch $@
+
+$(DEV_STAMP): $(STAMP) requirements-dev.txt
+	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
 venv: $(STAMP)
+dev: $(DEV_STAMP)
 
 # A real Label Studio server for the end-to-end tests, in its own environment.
 $(LS_STAMP):
@@ -29,27 +38,38 @@ $(LS_STAMP):
 ls-venv: $(LS_STAMP)
 
 serve: venv
-	PORT=$(PORT) $(PY) _wsgi.py
+	$(VENV)/bin/gunicorn -c gunicorn.conf.py --bind $${HOST:-127.0.0.1}:$(PORT) _wsgi:app
 
-test: venv ls-venv
+test: dev ls-venv
+	@if [ -x "$${CHROMIUM:-/usr/bin/chromium}" ]; then echo "browser tests: on ($${CHROMIUM:-/usr/bin/chromium})"; \
+	 else echo "browser tests: SKIPPED (no chromium at $${CHROMIUM:-/usr/bin/chromium}; apt-get install -y chromium)"; fi
 	LS_VENV=$(abspath $(LS_VENV)) $(PY) -m pytest -q tests
 
-test-unit: venv
-	$(PY) -m pytest -q tests -m "not e2e"
+test-unit: dev
+	$(PY) -m pytest -q tests -m "not e2e and not ui"
 
-test-e2e: venv ls-venv
-	LS_VENV=$(abspath $(LS_VENV)) $(PY) -m pytest -q tests -m e2e
+test-e2e: dev ls-venv
+	LS_VENV=$(abspath $(LS_VENV)) $(PY) -m pytest -q tests -m "e2e and not ui"
+
+test-ui: dev ls-venv
+	LS_VENV=$(abspath $(LS_VENV)) $(PY) -m pytest -q tests -m ui
 
 # Benchmarks (results under bench/results/); DATA is the CamVid root.
 DATA ?= ../shared/data/camvid
-bench-speed: venv
-	OMP_NUM_THREADS=1 $(PY) bench/speed.py --data $(DATA)
+bench-speed: dev
+	$(PY) bench/speed.py --data $(DATA)
 
-bench-al: venv
+bench-al: dev
 	bench/camvid_al.sh $(DATA)
 
-bench-latency: venv
-	OMP_NUM_THREADS=1 $(PY) bench/latency.py --data $(DATA)
+bench-latency: dev
+	$(PY) bench/latency.py --data $(DATA)
+
+bench-ui: dev ls-venv
+	LS_VENV=$(abspath $(LS_VENV)) $(PY) bench/ui.py --data $(DATA)
+
+bench-scale: dev ls-venv
+	LS_VENV=$(abspath $(LS_VENV)) $(PY) bench/scale.py
 
 clean:
 	rm -rf $(VENV) $(LS_VENV) .pytest_cache

@@ -1,301 +1,253 @@
-"""Every environment variable of the backend, read once into a frozen :class:`Settings`.
+"""Every setting of the backend, declared once and validated once (pydantic-settings).
 
-An unset or empty variable takes its default. A bad value raises ``ValueError`` naming the
-variable and what it accepts, so a misconfigured container fails at start, not mid-run.
-
-Variables
----------
-Label Studio and the server:
-
-``LABEL_STUDIO_URL``
-    Base URL of the Label Studio server (default ``http://localhost:8080``).
-``LABEL_STUDIO_API_KEY``
-    A legacy API token or a personal access token; both work. Used to read tasks and images and
-    to push predictions. Never logged (masked in ``repr`` and in the server's log output).
-``MODEL_DIR``
-    Folder for checkpoints, the state database and caches (default ``./models``).
-``LOG_LEVEL``
-    ``DEBUG``, ``INFO`` (default), ``WARNING``, ``ERROR`` or ``CRITICAL``.
-``HOST``
-    Address the server listens on (default ``127.0.0.1``; the Docker image sets ``0.0.0.0``).
-``PORT``
-    Port the server listens on (default ``9090``).
-
-Active learning (``DBSAL_*``):
-
-``DBSAL_ARCH``
-    Segmentation network: ``efficientnet_lite0`` (default; its ImageNet weights ship with a
-    package), ``unet`` (the authors' Bayesian U-Net, from scratch), ``mobilenet_v3_large`` or
-    ``resnet50`` (their torchvision weights are downloaded on first use).
-``DBSAL_PRETRAINED``
-    Start the encoder from ImageNet weights (default ``true``).
-``DBSAL_DEVICE``
-    ``auto`` (default: CUDA when present, else CPU), ``cpu``, ``cuda`` or ``cuda:N``.
-``DBSAL_INITIAL_BATCH``
-    Size of the random seed set of whole images labeled first (default ``10``).
-``DBSAL_STEP_SIZE``
-    Images K selected per active-learning step (default ``10``).
-``DBSAL_BUDGET``
-    Total labeling budget in ``DBSAL_BUDGET_UNIT``; unset, ``none`` or ``unlimited`` for no limit.
-``DBSAL_BUDGET_UNIT``
-    What the budget counts: ``superpixels`` (default), ``pixels`` or ``images``.
-``DBSAL_N_SEGMENTS``
-    Target number of superpixels per image (default ``300``).
-``DBSAL_SLIC_ALGORITHM``
-    OpenCV SLIC variant: ``SLICO`` (default), ``SLIC`` or ``MSLIC``.
-``DBSAL_COMPACTNESS``
-    SLIC compactness (OpenCV's ``ruler``), a positive number (default ``10``).
-``DBSAL_MC_SAMPLES``
-    Monte Carlo dropout passes per image (default ``20``).
-``DBSAL_UNCERTAINTY``
-    Pixel heuristic: ``entropy`` (default), ``bald``, ``margin`` or ``authors`` (the paper
-    code's BALD variant).
-``DBSAL_SPLIT``
-    Superpixel split per image: ``natural_breaks`` (default, the paper's dynamic budget),
-    ``kmeans`` or ``static`` (the top ``DBSAL_STATIC_FRACTION`` of superpixels).
-``DBSAL_STATIC_FRACTION``
-    Fraction of superpixels queried per image by the static split, in (0, 1] (default ``0.275``).
-``DBSAL_EPOCHS``
-    Training epochs per run (default ``20``).
-``DBSAL_BATCH_SIZE``
-    Training batch size (default ``4``).
-``DBSAL_LR``
-    Adam learning rate (default ``1e-4``).
-``DBSAL_CLASS_WEIGHTED``
-    Weight the loss by inverse class frequency (default ``true``).
-``DBSAL_FINE_TUNE``
-    Start each run from the previous checkpoint instead of from scratch (default ``true``).
-``DBSAL_MAX_SIDE``
-    Longest image side used for training and scoring; larger images are downscaled
-    (default ``512``).
-``DBSAL_TRAIN_AFTER``
-    Annotation events that trigger a training run (default ``5``); ``0`` trains only on
-    "Start Training".
-``DBSAL_MODEL_TITLE``
-    The backend's title, and the ``model_version`` of every prediction it pushes (default
-    ``dbsal``). Label Studio sorts tasks by prediction score only for the project's model
-    version, which connecting sets to this title.
-``DBSAL_SEED``
-    Seed for every random choice (default ``0``).
-
-Booleans accept ``true/false``, ``1/0``, ``yes/no`` and ``on/off`` in any case.
+Settings come from the environment (an unset or empty variable takes its default); a bad value
+stops the server at start with a message naming the variable. The names of the server settings
+are label-studio-ml-backend's (``LABEL_STUDIO_URL``, ``LABEL_STUDIO_API_KEY``, ``MODEL_DIR``,
+``BASIC_AUTH_USER``, ``BASIC_AUTH_PASS``, ``LOG_LEVEL``, ``HOST``, ``PORT``); the method's carry
+the ``DBSAL_`` prefix. Secrets are :class:`~pydantic.SecretStr`: never shown in ``repr`` or logs.
+The README's settings table lists every variable; each field's description here is its text.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import math
 import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Literal
 
-from dbsal_backend.selection import BUDGET_UNITS, SPLIT_METHODS
+from pydantic import (AliasChoices, BeforeValidator, Field, HttpUrl, SecretStr, ValidationError,
+                      field_validator)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .active import SCOPES, QueryPolicy
+from .budget import BUDGET_UNITS, Budget
+from .selection import SPLIT_METHODS
+from .superpixels import SlicParams
+from .training import Recipe
 
 logger = logging.getLogger(__name__)
 
-# Copies of engine names (``networks.ARCHITECTURES``, ``superpixels.ALGORITHMS``,
-# ``uncertainty.HEURISTICS``), so that reading settings imports neither torch nor OpenCV;
-# tests/test_settings.py checks they agree.
 ARCHS = ("unet", "efficientnet_lite0", "mobilenet_v3_large", "resnet50")
 SLIC_ALGORITHMS = ("SLICO", "SLIC", "MSLIC")
 UNCERTAINTIES = ("entropy", "bald", "margin", "authors")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
 
 
-@dataclass(frozen=True, repr=False)
-class Settings:
-    """Backend configuration; see the module docstring for each variable.
+def _upper(value: object) -> object:
+    return value.upper() if isinstance(value, str) else value
 
-    Build it with :meth:`from_env`; the constructor does no validation of its own.
-    """
 
-    label_studio_url: str = "http://localhost:8080"  # LABEL_STUDIO_URL
-    label_studio_api_key: str | None = None  # LABEL_STUDIO_API_KEY (masked in repr)
-    model_dir: Path = Path("./models")  # MODEL_DIR
-    log_level: str = "INFO"  # LOG_LEVEL
-    host: str = "127.0.0.1"  # HOST
-    port: int = 9090  # PORT
-    arch: str = "efficientnet_lite0"  # DBSAL_ARCH
-    pretrained: bool = True  # DBSAL_PRETRAINED
-    device: str = "auto"  # DBSAL_DEVICE
-    initial_batch: int = 10  # DBSAL_INITIAL_BATCH
-    step_size: int = 10  # DBSAL_STEP_SIZE
-    budget: int | None = None  # DBSAL_BUDGET (None: unlimited)
-    budget_unit: str = "superpixels"  # DBSAL_BUDGET_UNIT
-    n_segments: int = 300  # DBSAL_N_SEGMENTS
-    slic_algorithm: str = "SLICO"  # DBSAL_SLIC_ALGORITHM
-    compactness: float = 10.0  # DBSAL_COMPACTNESS
-    mc_samples: int = 20  # DBSAL_MC_SAMPLES
-    uncertainty: str = "entropy"  # DBSAL_UNCERTAINTY
-    split: str = "natural_breaks"  # DBSAL_SPLIT
-    static_fraction: float = 0.275  # DBSAL_STATIC_FRACTION
-    epochs: int = 20  # DBSAL_EPOCHS
-    batch_size: int = 4  # DBSAL_BATCH_SIZE
-    lr: float = 1e-4  # DBSAL_LR
-    class_weighted: bool = True  # DBSAL_CLASS_WEIGHTED
-    fine_tune: bool = True  # DBSAL_FINE_TUNE
-    max_side: int = 512  # DBSAL_MAX_SIDE
-    train_after: int = 5  # DBSAL_TRAIN_AFTER (0: only "Start Training")
-    model_title: str = "dbsal"  # DBSAL_MODEL_TITLE
-    seed: int = 0  # DBSAL_SEED
+def _unlimited(value: object) -> object:
+    return None if isinstance(value, str) and value.lower() in ("none", "unlimited") else value
 
+
+def _origins(value: object) -> object:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    return value
+
+
+def _server(name: str) -> AliasChoices:
+    """An unprefixed variable (label-studio-ml-backend's names)."""
+    return AliasChoices(name)
+
+
+Lower = BeforeValidator(_lower)
+Upper = BeforeValidator(_upper)
+
+
+class Settings(BaseSettings):
+    """Backend configuration. Build it with :meth:`from_env` (or ``Settings()``)."""
+
+    model_config = SettingsConfigDict(env_prefix="DBSAL_", env_ignore_empty=True,
+                                      extra="ignore", frozen=True, populate_by_name=True)
+
+    # -- Label Studio and the server ----------------------------------------------------------
+    label_studio_url: str = Field(
+        "http://localhost:8080", validation_alias=_server("LABEL_STUDIO_URL"),
+        description="Base URL of the Label Studio server.")
+    label_studio_api_key: SecretStr | None = Field(
+        None, validation_alias=_server("LABEL_STUDIO_API_KEY"),
+        description="A legacy API token or a personal access token; reads tasks and images, "
+                    "writes predictions. Never logged.")
+    model_dir: Path = Field(
+        Path("./models"), validation_alias=_server("MODEL_DIR"),
+        description="Checkpoints, the state database and the caches.")
+    basic_auth_user: str | None = Field(
+        None, validation_alias=_server("BASIC_AUTH_USER"),
+        description="With BASIC_AUTH_PASS: HTTP basic auth on every route but /health.")
+    basic_auth_pass: SecretStr | None = Field(
+        None, validation_alias=_server("BASIC_AUTH_PASS"),
+        description="The basic-auth password (never logged).")
+    log_level: Annotated[Literal[LOG_LEVELS], Upper] = Field(  # type: ignore[valid-type]
+        "INFO", validation_alias=_server("LOG_LEVEL"), description="Logging level.")
+    host: str = Field("127.0.0.1", validation_alias=_server("HOST"),
+                      description="Listen address (the Docker image sets 0.0.0.0).")
+    port: int = Field(9090, ge=1, le=65535, validation_alias=_server("PORT"),
+                      description="Listen port.")
+    ray_address: str | None = Field(
+        None, validation_alias=_server("RAY_ADDRESS"),
+        description="A Ray cluster: scoring runs on Ray Data and training as a Ray task there.")
+
+    # -- what the backend may touch ---------------------------------------------------------------
+    public_url: str | None = Field(
+        None, description="The URL Label Studio uses for this backend, if the backend cannot "
+                          "reach itself there (behind a proxy): confirms connected projects.")
+    allowed_image_origins: Annotated[list[str], BeforeValidator(_origins)] = Field(
+        default_factory=list,
+        description="Comma-separated origins (scheme://host[:port]) besides Label Studio's "
+                    "that images may be downloaded from.")
+    max_image_pixels: int = Field(50_000_000, ge=1, description="Largest image, in pixels.")
+    max_image_bytes: int = Field(64 * 2**20, ge=1, description="Largest image download.")
+    image_timeout: float = Field(30.0, gt=0, description="Seconds for one image download.")
+    max_request_bytes: int = Field(32 * 2**20, ge=1024, description="Largest request body.")
+    max_tasks_per_request: int = Field(1000, ge=1, description="Most tasks in one /predict.")
+    set_sampling: bool = Field(
+        True, description="On connect, set the project's sampling to Uncertainty sampling, so "
+                          "that 'Label All Tasks' serves the least confident task first.")
+
+    # -- the method -------------------------------------------------------------------------------
+    arch: Annotated[Literal[ARCHS], Lower] = Field(  # type: ignore[valid-type]
+        "efficientnet_lite0", description="Segmentation network.")
+    pretrained: bool = Field(True, description="Start the encoder from ImageNet weights.")
+    device: Annotated[str, Lower] = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+                                          description="auto, cpu, cuda or cuda:N.")
+    initial_batch: int = Field(10, ge=1, description="Whole images labeled first (seed set).")
+    step_size: int = Field(10, ge=1, description="Images queried per step.")
+    budget: Annotated[int | None, BeforeValidator(_unlimited)] = Field(
+        None, ge=1, description="Labeling budget in DBSAL_BUDGET_UNIT; none: unlimited.")
+    budget_unit: Annotated[Literal[BUDGET_UNITS], Lower] = Field(  # type: ignore[valid-type]
+        "regions", description="images, regions or pixels.")
+    n_segments: int = Field(150, ge=2, description="Target superpixels per image.")
+    slic_algorithm: Annotated[Literal[SLIC_ALGORITHMS], Upper] = Field(  # type: ignore
+        "SLIC", description="OpenCV SLIC variant (SLIC follows edges; SLICO's are regular).")
+    compactness: float = Field(5.0, gt=0, description="SLIC compactness (OpenCV ruler).")
+    mc_samples: int = Field(20, ge=1, description="MC-dropout passes per image.")
+    uncertainty: Annotated[Literal[UNCERTAINTIES], Lower] = Field(  # type: ignore
+        "entropy", description="Pixel heuristic.")
+    split: Annotated[Literal[SPLIT_METHODS], Lower] = Field(  # type: ignore[valid-type]
+        "natural_breaks", description="How superpixel scores split into queried and not.")
+    split_scope: Annotated[Literal[SCOPES], Lower] = Field(  # type: ignore[valid-type]
+        "image", description="image: split each image; step: split the step's images together.")
+    static_fraction: float = Field(0.275, gt=0, le=1,
+                                   description="Share of superpixels the static split queries.")
+    merge_regions: bool = Field(True, description="One region per connected same-class group.")
+    class_balanced: bool = Field(False, description="Weight superpixel scores by class rarity.")
+    max_regions: Annotated[int | None, BeforeValidator(_unlimited)] = Field(
+        None, ge=1, description="Most regions per queried image; none: no cap.")
+    smoothing: int = Field(2, ge=0, description="Rounds of majority smoothing of the pre-labels "
+                                                "over the superpixel graph.")
+    first_epochs: int = Field(40, ge=1, description="Epochs of the first training run (from "
+                                                    "ImageNet weights).")
+    epochs: int = Field(20, ge=1, description="Epochs of each later run (fine-tuning).")
+    batch_size: int = Field(8, ge=1, description="Training batch size.")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate.")
+    class_weighted: bool = Field(True, description="Inverse-frequency class weights in the loss.")
+    fine_tune: bool = Field(True, description="Start each run from the previous model.")
+    max_side: int = Field(512, ge=16, description="Longer image side for training and scoring.")
+    train_after: int = Field(5, ge=0, description="Annotation events that start a run; 0: only "
+                                                  "Start Training.")
+    model_title: str = Field("dbsal", min_length=1, description="The backend's title in Label "
+                                                                "Studio and its predictions' "
+                                                                "model version.")
+    seed: int = Field(0, ge=0, description="Seed of every random choice.")
+    score_batch_size: int = Field(4, ge=1, description="Images per MC-dropout batch.")
+    prefetch: int = Field(4, ge=0, description="Image downloads running ahead of scoring.")
+    max_concurrent_runs: int = Field(1, ge=1, description="Training runs at the same time.")
+
+    @field_validator("label_studio_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        HttpUrl(value)  # raises for anything but an http(s) URL
+        return value.rstrip("/")
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            HttpUrl(value)
+        return value.rstrip("/") if value else value
+
+    @field_validator("allowed_image_origins")
+    @classmethod
+    def _origin_list(cls, value: list[str]) -> list[str]:
+        out = []
+        for origin in value:
+            url = HttpUrl(origin)
+            if url.path not in (None, "", "/") or url.query or url.fragment:
+                raise ValueError(f"{origin!r} is not an origin (scheme://host[:port])")
+            out.append(f"{url.scheme}://{url.host}:{url.port}")
+        return out
+
+    # -- construction -------------------------------------------------------------------------
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read and validate every variable.
-
-        Parameters
-        ----------
-        environ : mapping, optional
-            Where to read from; ``os.environ`` when omitted.
-
-        Returns
-        -------
-        Settings
+        """Read every variable from ``environ`` (default ``os.environ``).
 
         Raises
         ------
         ValueError
-            If a variable holds a value it does not accept.
+            Naming each variable with a value it does not accept.
         """
-        environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for name, (field, parse) in _VARIABLES.items():
-            raw = environ.get(name, "").strip()
-            if raw:
-                try:
-                    values[field] = parse(raw)
-                except ValueError as exc:
-                    raise ValueError(f"{name}={raw!r} is invalid: {exc}") from None
-        unknown = sorted(k for k in environ if k.startswith("DBSAL_") and k not in _VARIABLES)
+        environ = dict(os.environ if environ is None else environ)
+        known = {f"DBSAL_{name.upper()}" for name, f in cls.model_fields.items()
+                 if f.validation_alias is None}
+        unknown = sorted(k for k in environ if k.startswith("DBSAL_") and k not in known)
         if unknown:
             logger.warning("ignoring unknown DBSAL_ variables: %s", ", ".join(unknown))
-        return cls(**values)
-
-    def __repr__(self) -> str:
-        fields = []
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "label_studio_api_key" and value is not None:
-                value = "***"
-            fields.append(f"{f.name}={value!r}")
-        return f"Settings({', '.join(fields)})"
-
-
-def _choice(options: tuple[str, ...], *, upper: bool = False) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        value = raw.upper() if upper else raw.lower()
-        if value not in options:
-            raise ValueError(f"expected one of {', '.join(options)}")
-        return value
-
-    return parse
-
-
-def _int(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
-    expected = f"expected an integer >= {minimum}"
-    if maximum is not None:
-        expected += f" and <= {maximum}"
-
-    def parse(raw: str) -> int:
+        values = {}
+        for name, f in cls.model_fields.items():
+            variable = f.validation_alias.choices[0] if f.validation_alias else f"DBSAL_{name.upper()}"
+            raw = environ.get(variable, "").strip()
+            if raw:
+                values[name] = raw
         try:
-            value = int(raw)
-        except ValueError:
-            raise ValueError(expected) from None
-        if value < minimum or (maximum is not None and value > maximum):
-            raise ValueError(expected)
-        return value
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            raise ValueError("invalid settings: " + "; ".join(
+                f"{_variable(cls, str(e['loc'][0]))}={values.get(str(e['loc'][0]), '')!r}: "
+                f"{e['msg']}" for e in exc.errors())) from None
 
-    return parse
-
-
-def _float(low: float, high: float | None = None) -> Callable[[str], float]:
-    expected = f"expected a number > {low}" + (f" and <= {high}" if high is not None else "")
-
-    def parse(raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ValueError(expected) from None
-        if not math.isfinite(value) or value <= low or (high is not None and value > high):
-            raise ValueError(expected)
-        return value
-
-    return parse
-
-
-def _bool(raw: str) -> bool:
-    value = raw.lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError("expected true/false, 1/0, yes/no or on/off")
-
-
-def _url(raw: str) -> str:
-    if not raw.startswith(("http://", "https://")) or len(raw.split("://", 1)[1]) == 0:
-        raise ValueError("expected an http:// or https:// URL")
-    return raw.rstrip("/")
-
-
-def _budget(raw: str) -> int | None:
-    if raw.lower() in ("none", "unlimited"):
+    # -- what the engine takes ------------------------------------------------------------------
+    @property
+    def auth(self) -> tuple[str, str] | None:
+        """Basic-auth credentials, when both are set."""
+        if self.basic_auth_user and self.basic_auth_pass:
+            return self.basic_auth_user, self.basic_auth_pass.get_secret_value()
         return None
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError("expected a positive integer, 'none' or 'unlimited'") from None
-    if value <= 0:
-        raise ValueError("expected a positive integer, 'none' or 'unlimited'")
-    return value
+
+    @property
+    def api_key(self) -> str:
+        """The Label Studio API key ("" when unset)."""
+        return self.label_studio_api_key.get_secret_value() if self.label_studio_api_key else ""
+
+    def query_policy(self) -> QueryPolicy:
+        return QueryPolicy(images=self.step_size, split=self.split, scope=self.split_scope,
+                           static_fraction=self.static_fraction, merge=self.merge_regions,
+                           class_balanced=self.class_balanced, max_regions=self.max_regions,
+                           smoothing=self.smoothing)
+
+    def slic_params(self) -> SlicParams:
+        return SlicParams(algorithm=self.slic_algorithm, n_segments=self.n_segments,
+                          ruler=self.compactness)
+
+    def recipe(self, first: bool = False) -> Recipe:
+        """The training recipe of a run; ``first``: the run that starts from ImageNet weights."""
+        return Recipe(epochs=self.first_epochs if first else self.epochs,
+                      batch_size=self.batch_size, lr=self.lr,
+                      class_weighted=self.class_weighted, seed=self.seed)
+
+    def labeling_budget(self) -> Budget:
+        return Budget(limit=self.budget, unit=self.budget_unit)
 
 
-def _device(raw: str) -> str:
-    value = raw.lower()
-    if value in ("auto", "cpu", "cuda") or (value.startswith("cuda:") and value[5:].isdigit()):
-        return value
-    raise ValueError("expected auto, cpu, cuda or cuda:N")
-
-
-def _text(raw: str) -> str:
-    return raw
-
-
-#: variable name -> (Settings field, parser of a non-empty stripped value)
-_VARIABLES: dict[str, tuple[str, Callable[[str], Any]]] = {
-    "LABEL_STUDIO_URL": ("label_studio_url", _url),
-    "LABEL_STUDIO_API_KEY": ("label_studio_api_key", _text),
-    "MODEL_DIR": ("model_dir", Path),
-    "LOG_LEVEL": ("log_level", _choice(LOG_LEVELS, upper=True)),
-    "HOST": ("host", _text),
-    "PORT": ("port", _int(1, 65535)),
-    "DBSAL_ARCH": ("arch", _choice(ARCHS)),
-    "DBSAL_PRETRAINED": ("pretrained", _bool),
-    "DBSAL_DEVICE": ("device", _device),
-    "DBSAL_INITIAL_BATCH": ("initial_batch", _int(1)),
-    "DBSAL_STEP_SIZE": ("step_size", _int(1)),
-    "DBSAL_BUDGET": ("budget", _budget),
-    "DBSAL_BUDGET_UNIT": ("budget_unit", _choice(BUDGET_UNITS)),
-    "DBSAL_N_SEGMENTS": ("n_segments", _int(2)),
-    "DBSAL_SLIC_ALGORITHM": ("slic_algorithm", _choice(SLIC_ALGORITHMS, upper=True)),
-    "DBSAL_COMPACTNESS": ("compactness", _float(0.0)),
-    "DBSAL_MC_SAMPLES": ("mc_samples", _int(1)),
-    "DBSAL_UNCERTAINTY": ("uncertainty", _choice(UNCERTAINTIES)),
-    "DBSAL_SPLIT": ("split", _choice(SPLIT_METHODS)),
-    "DBSAL_STATIC_FRACTION": ("static_fraction", _float(0.0, 1.0)),
-    "DBSAL_EPOCHS": ("epochs", _int(1)),
-    "DBSAL_BATCH_SIZE": ("batch_size", _int(1)),
-    "DBSAL_LR": ("lr", _float(0.0)),
-    "DBSAL_CLASS_WEIGHTED": ("class_weighted", _bool),
-    "DBSAL_FINE_TUNE": ("fine_tune", _bool),
-    "DBSAL_MAX_SIDE": ("max_side", _int(16)),
-    "DBSAL_TRAIN_AFTER": ("train_after", _int(0)),
-    "DBSAL_MODEL_TITLE": ("model_title", _text),
-    "DBSAL_SEED": ("seed", _int(0)),
-}
+def _variable(cls: type[Settings], field: str) -> str:
+    f = cls.model_fields.get(field)
+    if f is not None and f.validation_alias is not None:
+        return f.validation_alias.choices[0]
+    return f"DBSAL_{field.upper()}"

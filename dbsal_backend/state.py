@@ -1,153 +1,238 @@
-"""Per-project state of the backend in one SQLite file.
+"""Per-project state of the backend in one SQLite file, as typed records.
 
-What survives a restart: the model version and checkpoint, the active-learning step, the budget,
-the training state and last error, the seed batch, the labeling queue (task ids with scores), the
-superpixels queried in each task at each step, the stored label config, and the count of
-annotation events since the last training run.
+What survives a restart: whether a project is confirmed as connected, its label config, model
+version and checkpoint (a path relative to ``MODEL_DIR``, so a copied folder serves its own
+models), the active-learning step, the training state and last error, the seed batch, the
+annotation events since the last run, the labeling effort measured at the last run, each task's
+last query (its regions and, once answered, how many pre-labels were right), the last step's
+priorities and a history of steps.
 
-One connection guarded by a lock serves every thread of the process; the database runs in WAL
-mode with a busy timeout, so a second process (a CLI, a test) can read it while the server runs.
-Every write is one transaction.
+One connection guarded by a lock serves every thread; the database runs in WAL mode with a busy
+timeout, so a training job in another process writes while the server reads. Every write is one
+transaction.
 
-Examples
---------
->>> store = StateStore(":memory:")
->>> store.update_project(7, al_step=1, seed_batch=[3, 5])["al_step"]
-1
->>> store.set_queue(7, [(11, 0.9), (12, 0.4)])
->>> store.queue(7)
-[(11, 0.9), (12, 0.4)]
+A row that cannot be decoded raises :class:`DamagedRecord` for that project only; a file that
+is not a readable database raises :class:`DamagedDatabase` with what to do.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import operator
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields, replace
 from os import PathLike
 from typing import Any
 
-#: Values of the ``training_state`` field.
+from .budget import Effort
+
+__all__ = ["DamagedDatabase", "DamagedRecord", "ProjectRecord", "QueryRecord", "StateStore",
+           "StepRecord", "TRAINING_STATES"]
+
+#: Values of :attr:`ProjectRecord.training_state`.
 TRAINING_STATES = ("idle", "queued", "running", "failed")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
     project_id INTEGER PRIMARY KEY,
+    connected INTEGER NOT NULL DEFAULT 0,
+    title TEXT,
+    label_config TEXT,
     model_version TEXT,
     checkpoint TEXT,
     al_step INTEGER NOT NULL DEFAULT 0,
-    budget TEXT,
     training_state TEXT NOT NULL DEFAULT 'idle',
     last_error TEXT,
     last_trained REAL,
     seed_batch TEXT NOT NULL DEFAULT '[]',
     annotations_since_run INTEGER NOT NULL DEFAULT 0,
-    label_config TEXT,
+    spent TEXT NOT NULL DEFAULT '{}',
     updated_at REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS queue (
+CREATE TABLE IF NOT EXISTS queries (
     project_id INTEGER NOT NULL,
-    position INTEGER NOT NULL,
+    task_id INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    superpixels TEXT NOT NULL,
+    regions TEXT NOT NULL,
+    answered INTEGER NOT NULL DEFAULT 0,
+    prelabels_right INTEGER,
+    prelabels_judged INTEGER,
+    PRIMARY KEY (project_id, task_id)
+);
+CREATE TABLE IF NOT EXISTS priorities (
+    project_id INTEGER NOT NULL,
     task_id INTEGER NOT NULL,
     score REAL NOT NULL,
     PRIMARY KEY (project_id, task_id)
 );
-CREATE INDEX IF NOT EXISTS queue_order ON queue (project_id, position);
-CREATE TABLE IF NOT EXISTS queried (
+CREATE TABLE IF NOT EXISTS steps (
     project_id INTEGER NOT NULL,
     step INTEGER NOT NULL,
-    task_id INTEGER NOT NULL,
-    superpixels TEXT NOT NULL,
-    PRIMARY KEY (project_id, step, task_id)
+    finished_at REAL NOT NULL,
+    details TEXT NOT NULL,
+    PRIMARY KEY (project_id, step)
 );
 """
 
+#: The largest id SQLite stores (and Label Studio uses): ids are 1 .. 2**63 - 1.
+MAX_ID = 2**63 - 1
 
-def _nonneg_int(name: str, value: Any) -> int:
-    value = _as_int(name, value)
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
+
+class DamagedRecord(RuntimeError):
+    """A project's row holds values this version cannot read."""
+
+    def __init__(self, project: int, reason: str) -> None:
+        super().__init__(f"the state of project {project} is damaged ({reason}); remove the "
+                         f"project from the backend (reconnect it in Label Studio) to start over")
+        self.project = project
+
+
+class DamagedDatabase(RuntimeError):
+    """The state file is not a database this version can read."""
+
+
+@dataclass(frozen=True)
+class ProjectRecord:
+    """One project's state (see the module docstring)."""
+
+    project_id: int
+    connected: bool = False
+    title: str | None = None
+    label_config: str | None = None
+    model_version: str | None = None
+    checkpoint: str | None = None
+    al_step: int = 0
+    training_state: str = "idle"
+    last_error: str | None = None
+    last_trained: float | None = None
+    seed_batch: tuple[int, ...] = ()
+    annotations_since_run: int = 0
+    spent: Effort = field(default_factory=Effort)
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class QueryRecord:
+    """A task's last query: step, the superpixel settings (``SlicParams.key()``), regions as
+    ``(pre-label, superpixel ids, confidence)``, whether it was answered and, once measured,
+    how many pre-labels were right."""
+
+    task_id: int
+    step: int
+    superpixels: str
+    regions: tuple[tuple[int, tuple[int, ...], float], ...]
+    answered: bool = False
+    prelabels_right: int | None = None
+    prelabels_judged: int | None = None
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One finished step: when, and what it did (a JSON-ready dict)."""
+
+    step: int
+    finished_at: float
+    details: dict[str, Any]
+
+
+_INSERT_QUERY = ("INSERT OR REPLACE INTO queries (project_id, task_id, step, superpixels, "
+                 "regions) VALUES (?, ?, ?, ?, ?)")
+
+
+def _query_rows(pid: int, queries: Iterable[QueryRecord]) -> list[tuple]:
+    return [(pid, check_id(q.task_id, "task"), q.step, q.superpixels, json.dumps(
+        [[label, list(ids), confidence] for label, ids, confidence in q.regions]))
+        for q in queries]
+
+
+def check_id(value: Any, what: str = "project") -> int:
+    """``value`` as an id in ``1 .. 2**63 - 1`` (a Python or NumPy int, never a bool)."""
+    if isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", "") == "b" \
+            or not hasattr(value, "__index__"):
+        raise TypeError(f"{what} id must be an int, got {value!r}")
+    value = int(value.__index__())
+    if not 1 <= value <= MAX_ID:
+        raise ValueError(f"{what} id must be in 1..{MAX_ID}, got {value}")
     return value
 
 
-def _opt_str(name: str, value: Any) -> str | None:
-    if value is not None and not isinstance(value, str):
+_TEXT_FIELDS = ("title", "label_config", "model_version", "checkpoint", "last_error")
+
+
+def _encode(name: str, value: Any) -> Any:
+    """A field's value as stored; refuses values :func:`_decode` would call damaged."""
+    if name == "seed_batch":
+        return json.dumps([check_id(v, "task") for v in value])
+    if name == "spent":
+        if not isinstance(value, Effort) or not all(
+                type(v) is int and v >= 0 for v in value.to_dict().values()):
+            raise TypeError(f"spent must be an Effort of int counts >= 0, got {value!r}")
+        return json.dumps(value.to_dict())
+    if name == "connected":
+        return int(bool(value))
+    if name == "training_state" and value not in TRAINING_STATES:
+        raise ValueError(f"training_state must be one of {TRAINING_STATES}, got {value!r}")
+    if name in ("al_step", "annotations_since_run"):
+        if isinstance(value, bool) or not hasattr(value, "__index__"):
+            raise TypeError(f"{name} must be an int, got {value!r}")
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value!r}")
+        return int(value)
+    if name in _TEXT_FIELDS and value is not None and not isinstance(value, str):
         raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
+    if name == "last_trained" and value is not None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"last_trained must be a number or None, got {value!r}")
+        return float(value)
     return value
 
 
-def _opt_time(name: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise TypeError(f"{name} must be a Unix time in seconds or None, got {value!r}")
-    return float(value)
+def _encode_changes(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Project fields as stored (see :meth:`StateStore.update`); raises for unknown fields."""
+    allowed = {f.name for f in fields(ProjectRecord)} - {"project_id", "updated_at"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise ValueError(f"unknown project field(s) {sorted(unknown)}")
+    return {k: _encode(k, v) for k, v in changes.items()}
 
 
-def _training_state(name: str, value: Any) -> str:
-    if value not in TRAINING_STATES:
-        raise ValueError(f"{name} must be one of {', '.join(TRAINING_STATES)}, got {value!r}")
-    return value
-
-
-def _budget(name: str, value: Any) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        raise TypeError(f"{name} must be a mapping (unit, limit, images, superpixels, pixels) or None")
+def _decode(row: sqlite3.Row) -> ProjectRecord:
+    data = dict(row)
+    project = data["project_id"]
     try:
-        return json.dumps(dict(value), sort_keys=True, allow_nan=False)
+        seed_batch = json.loads(data["seed_batch"])
+        if not isinstance(seed_batch, list):
+            raise ValueError("seed_batch is not a list")
+        data["seed_batch"] = tuple(check_id(v, "task") for v in seed_batch)
+        spent = json.loads(data["spent"])
+        if not isinstance(spent, dict) or not all(
+                type(v) is int and v >= 0 for v in spent.values()):
+            raise ValueError("spent is not a dict of counts")
+        data["spent"] = Effort(**spent)
+        if data["connected"] not in (0, 1):
+            raise ValueError(f"connected is {data['connected']!r}")
+        data["connected"] = bool(data["connected"])
+        for name in ("last_trained", "updated_at"):
+            if data[name] is not None and type(data[name]) not in (int, float):
+                raise ValueError(f"{name} is not a number")
+        record = ProjectRecord(**data)
+        if record.training_state not in TRAINING_STATES:
+            raise ValueError(f"unknown training state {record.training_state!r}")
+        for name in ("al_step", "annotations_since_run"):
+            if not isinstance(getattr(record, name), int) or getattr(record, name) < 0:
+                raise ValueError(f"{name} is {getattr(record, name)!r}")
+        for name in _TEXT_FIELDS:
+            if getattr(record, name) is not None and not isinstance(getattr(record, name), str):
+                raise ValueError(f"{name} is not text")
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must hold JSON values: {exc}") from None
-
-
-def _task_ids(name: str, value: Any) -> str:
-    return json.dumps(_int_list(name, value))
-
-
-def _int_list(name: str, value: Any) -> list[int]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise TypeError(f"{name} must be a sequence of ints, got {type(value).__name__}")
-    return [_as_int(name, item) for item in value]
-
-
-def _as_int(name: str, value: Any) -> int:
-    """``value`` as an int; accepts Python and NumPy integers, rejects bools and floats."""
-    if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    try:
-        return operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an int, got {value!r}") from None
-
-
-#: Writable project fields and how each is checked and encoded for SQLite.
-_FIELDS: dict[str, Callable[[str, Any], Any]] = {
-    "model_version": _opt_str,
-    "checkpoint": _opt_str,
-    "al_step": _nonneg_int,
-    "budget": _budget,
-    "training_state": _training_state,
-    "last_error": _opt_str,
-    "last_trained": _opt_time,
-    "seed_batch": _task_ids,
-    "annotations_since_run": _nonneg_int,
-    "label_config": _opt_str,
-}
-
-#: The project fields :meth:`StateStore.update_project` accepts.
-PROJECT_FIELDS = tuple(_FIELDS)
-
-
-def _project_id(project: Any) -> int:
-    return _as_int("project", project)
+        raise DamagedRecord(project, str(exc)) from None
+    return record
 
 
 class StateStore:
@@ -156,39 +241,48 @@ class StateStore:
     Parameters
     ----------
     path : str or path-like
-        Database file, created with its schema when missing; ``":memory:"`` for a private
-        in-memory store.
+        Database file, created with its schema when missing; ``":memory:"`` for a private store.
     timeout : float
-        Seconds to wait for another process's lock before failing.
+        Seconds to wait for another process's write lock.
+
+    Raises
+    ------
+    DamagedDatabase
+        When the file is not a database this version can read (the message says what to do).
     """
 
     def __init__(self, path: str | PathLike[str], timeout: float = 10.0) -> None:
         self.path = str(path)
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(
-            self.path, timeout=timeout, isolation_level=None, check_same_thread=False
-        )
-        self._conn.row_factory = sqlite3.Row
-        with self._lock:
+        try:
+            self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
+                                         check_same_thread=False)
+            self._conn.row_factory = sqlite3.Row
             self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")  # durable across crashes in WAL mode
+            self._conn.execute("PRAGMA synchronous=NORMAL")
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                self._conn.close()
-                raise ValueError(
-                    f"{self.path} has state schema {version}; this version reads up to {SCHEMA_VERSION}"
-                )
+            if version not in (0, SCHEMA_VERSION):
+                raise DamagedDatabase(
+                    f"the state database {self.path} has schema version {version}; this version "
+                    f"reads {SCHEMA_VERSION}. Move it away (mv {self.path} {self.path}.old) to "
+                    f"start with an empty state; checkpoints in the model folder are kept")
             with self._transaction():
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         self._conn.execute(statement)
                 self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            self._conn.execute("PRAGMA quick_check").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise DamagedDatabase(
+                f"the state database {self.path} cannot be read ({exc}). Stop the backend, move "
+                f"the file away (mv {self.path} {self.path}.damaged, and its -wal and -shm files "
+                f"if present) and start again: projects are confirmed anew when Label Studio "
+                f"calls /setup, and the next training run rebuilds the model from the "
+                f"annotations") from None
 
-    # -- plumbing -------------------------------------------------------------------------
-
+    # -- plumbing -------------------------------------------------------------------------------
     @contextmanager
     def _transaction(self) -> Iterator[None]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` under the lock; ``ROLLBACK`` on any error."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -198,220 +292,140 @@ class StateStore:
                 raise
             self._conn.execute("COMMIT")
 
+    def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
     def close(self) -> None:
-        """Close the connection; the store is unusable afterwards."""
         with self._lock:
             self._conn.close()
 
-    def __enter__(self) -> StateStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- projects -------------------------------------------------------------------------
-
+    # -- projects -----------------------------------------------------------------------------
     def projects(self) -> list[int]:
         """Ids of every known project, ascending."""
-        with self._lock:
-            rows = self._conn.execute("SELECT project_id FROM projects ORDER BY project_id").fetchall()
-        return [r[0] for r in rows]
+        return [r[0] for r in self._rows("SELECT project_id FROM projects ORDER BY project_id")]
 
-    def get_project(self, project: int) -> dict[str, Any] | None:
-        """The project's fields as a dict, or None for an unknown project.
-
-        Keys: ``project_id``, every name in :data:`PROJECT_FIELDS` (``budget`` decoded to a dict
-        or None, ``seed_batch`` to a list of ints) and ``updated_at``.
-        """
-        pid = _project_id(project)
-        with self._lock:
-            row = self._conn.execute("SELECT * FROM projects WHERE project_id=?", (pid,)).fetchone()
-        if row is None:
-            return None
-        out = dict(row)
-        out["budget"] = None if out["budget"] is None else json.loads(out["budget"])
-        out["seed_batch"] = json.loads(out["seed_batch"])
-        return out
-
-    def ensure_project(self, project: int, **fields: Any) -> dict[str, Any]:
-        """Create the project with ``fields`` if it is unknown; leave a known one unchanged.
-
-        Returns
-        -------
-        dict
-            The project, as :meth:`get_project` returns it.
-        """
-        pid = _project_id(project)
-        encoded = _encode(fields)
-        with self._transaction():
-            exists = self._conn.execute("SELECT 1 FROM projects WHERE project_id=?", (pid,)).fetchone()
-            if exists is None:
-                self._upsert(pid, encoded)
-        return self.get_project(pid)  # type: ignore[return-value]
-
-    def update_project(self, project: int, **fields: Any) -> dict[str, Any]:
-        """Set fields of a project, creating it when unknown.
-
-        Parameters
-        ----------
-        project : int
-            Label Studio project id.
-        **fields
-            Any of :data:`PROJECT_FIELDS`.
-
-        Returns
-        -------
-        dict
-            The project after the update, as :meth:`get_project` returns it.
+    def get(self, project: int) -> ProjectRecord | None:
+        """The project's record; None when unknown.
 
         Raises
         ------
-        ValueError
-            For an unknown field name or training state.
-        TypeError
-            For a value of the wrong type.
+        DamagedRecord
+            When its row cannot be decoded.
         """
-        pid = _project_id(project)
-        encoded = _encode(fields)
+        rows = self._rows("SELECT * FROM projects WHERE project_id=?", (check_id(project),))
+        return _decode(rows[0]) if rows else None
+
+    def update(self, project: int, **changes: Any) -> ProjectRecord:
+        """Set fields of a project (creating it when unknown); returns the new record.
+
+        Fields are those of :class:`ProjectRecord` except ``project_id`` and ``updated_at``.
+        """
+        pid = check_id(project)
+        encoded = _encode_changes(changes)
         with self._transaction():
             self._upsert(pid, encoded)
-        return self.get_project(pid)  # type: ignore[return-value]
+        return self.get(pid)  # type: ignore[return-value]
 
     def _upsert(self, pid: int, encoded: dict[str, Any]) -> None:
+        """Write encoded fields of a project (inside a transaction)."""
         encoded = {**encoded, "updated_at": time.time()}
         names = ", ".join(encoded)
         marks = ", ".join("?" for _ in encoded)
         updates = ", ".join(f"{k}=excluded.{k}" for k in encoded)
         self._conn.execute(
             f"INSERT INTO projects (project_id, {names}) VALUES (?, {marks}) "
-            f"ON CONFLICT(project_id) DO UPDATE SET {updates}",
-            (pid, *encoded.values()),
-        )
+            f"ON CONFLICT(project_id) DO UPDATE SET {updates}", (pid, *encoded.values()))
 
-    # -- queue ----------------------------------------------------------------------------
-
-    def set_queue(self, project: int, items: Iterable[tuple[int, float]]) -> None:
-        """Replace the project's labeling queue with ``(task_id, score)`` pairs, in order."""
-        pid = _project_id(project)
-        rows = _queue_rows(pid, items)
+    def mark_failed(self, project: int, error: str) -> None:
+        """Record a failure without reading the row (works for a damaged one too)."""
         with self._transaction():
-            self._upsert(pid, {})
-            self._write_queue(pid, rows)
+            self._conn.execute("UPDATE projects SET training_state='failed', last_error=?, "
+                               "updated_at=? WHERE project_id=?",
+                               (error, time.time(), check_id(project)))
 
-    def queue(self, project: int) -> list[tuple[int, float]]:
-        """The project's labeling queue as ``(task_id, score)`` pairs, first to label first."""
-        pid = _project_id(project)
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT task_id, score FROM queue WHERE project_id=? ORDER BY position", (pid,)
-            ).fetchall()
-        return [(r[0], r[1]) for r in rows]
-
-    def _write_queue(self, pid: int, rows: list[tuple[int, int, int, float]]) -> None:
-        self._conn.execute("DELETE FROM queue WHERE project_id=?", (pid,))
-        self._conn.executemany(
-            "INSERT INTO queue (project_id, position, task_id, score) VALUES (?, ?, ?, ?)", rows
-        )
-
-    # -- active-learning steps ------------------------------------------------------------
-
-    def record_step(
-        self,
-        project: int,
-        step: int,
-        queried: Mapping[int, Sequence[int]],
-        queue: Iterable[tuple[int, float]] | None = None,
-        **fields: Any,
-    ) -> dict[str, Any]:
-        """Record one active-learning step in a single transaction.
-
-        Stores the superpixels queried in each task at ``step`` (replacing what that step held),
-        sets ``al_step`` to ``step``, replaces the queue when ``queue`` is given, and sets any
-        other project ``fields`` (``budget``, ``model_version``...).
-
-        Parameters
-        ----------
-        project : int
-            Label Studio project id.
-        step : int
-            Step number (the seed batch is step 0 by convention).
-        queried : mapping of int to sequence of int
-            ``{task_id: [superpixel ids]}`` queried at this step.
-        queue : iterable of (int, float), optional
-            The new labeling queue.
-        **fields
-            More project fields, as in :meth:`update_project`.
-
-        Returns
-        -------
-        dict
-            The project after the step.
-        """
-        pid = _project_id(project)
-        step = _nonneg_int("step", step)
-        if not isinstance(queried, Mapping):
-            raise TypeError("queried must be a mapping {task_id: [superpixel ids]}")
-        if "al_step" in fields:
-            raise ValueError("pass the step number as `step`, not as al_step")
-        qrows = []
-        for task_id, ids in queried.items():
-            tid = _as_int("queried task id", task_id)
-            qrows.append((pid, step, tid, json.dumps(sorted(set(_int_list("superpixel ids", ids))))))
-        queue_rows = None if queue is None else _queue_rows(pid, queue)
-        encoded = _encode({**fields, "al_step": step})
+    def forget(self, project: int) -> None:
+        """Remove everything the store holds about a project."""
+        pid = check_id(project)
         with self._transaction():
+            for table in ("projects", "queries", "priorities", "steps"):
+                self._conn.execute(f"DELETE FROM {table} WHERE project_id=?", (pid,))
+
+    # -- steps, queries, priorities --------------------------------------------------------------
+    def record_step(self, project: int, step: int, queries: Iterable[QueryRecord],
+                    priorities: Mapping[int, float], details: Mapping[str, Any],
+                    **changes: Any) -> ProjectRecord:
+        """Record a finished step in one transaction: its queries (replacing earlier queries of
+        the same tasks), the new priorities, the history entry, ``al_step`` and ``changes``."""
+        pid = check_id(project)
+        rows = _query_rows(pid, queries)
+        ranked = [(pid, check_id(t, "task"), float(s)) for t, s in priorities.items()]
+        encoded = _encode_changes(dict(al_step=step, **changes))
+        history = json.dumps(dict(details))
+        with self._transaction():
+            self._conn.executemany(_INSERT_QUERY, rows)
+            self._conn.execute("DELETE FROM priorities WHERE project_id=?", (pid,))
+            self._conn.executemany("INSERT INTO priorities VALUES (?, ?, ?)", ranked)
+            self._conn.execute("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?)",
+                               (pid, step, time.time(), history))
             self._upsert(pid, encoded)
-            self._conn.execute("DELETE FROM queried WHERE project_id=? AND step=?", (pid, step))
+        return self.get(pid)  # type: ignore[return-value]
+
+    def add_queries(self, project: int, queries: Iterable[QueryRecord]) -> None:
+        """Store queries made outside a step (regions computed on demand or topped up)."""
+        rows = _query_rows(check_id(project), queries)
+        with self._transaction():
+            self._conn.executemany(_INSERT_QUERY, rows)
+
+    def queries(self, project: int, answered: bool | None = None) -> dict[int, QueryRecord]:
+        """Every stored query of the project by task id (only answered or unanswered ones when
+        ``answered`` is given)."""
+        sql = "SELECT * FROM queries WHERE project_id=?"
+        args: list[Any] = [check_id(project)]
+        if answered is not None:
+            sql += " AND answered=?"
+            args.append(int(answered))
+        out = {}
+        for row in self._rows(sql, args):
+            regions = tuple((int(label), tuple(int(i) for i in ids), float(conf))
+                            for label, ids, conf in json.loads(row["regions"]))
+            out[row["task_id"]] = QueryRecord(row["task_id"], row["step"], row["superpixels"],
+                                              regions, bool(row["answered"]),
+                                              row["prelabels_right"], row["prelabels_judged"])
+        return out
+
+    def mark_answered(self, project: int, tasks: Iterable[int]) -> None:
+        """Note that these tasks' queries have an annotation now."""
+        rows = [(check_id(project), check_id(t, "task")) for t in tasks]
+        with self._transaction():
             self._conn.executemany(
-                "INSERT INTO queried (project_id, step, task_id, superpixels) VALUES (?, ?, ?, ?)", qrows
-            )
-            if queue_rows is not None:
-                self._write_queue(pid, queue_rows)
-        return self.get_project(pid)  # type: ignore[return-value]
+                "UPDATE queries SET answered=1 WHERE project_id=? AND task_id=?", rows)
 
-    def queried(self, project: int, step: int | None = None) -> dict[int, list[int]]:
-        """Superpixels queried per task: ``{task_id: sorted superpixel ids}``.
+    def set_prelabels(self, project: int, task: int, right: int, judged: int) -> None:
+        """Record how many pre-labels of a task's query the annotation kept."""
+        with self._transaction():
+            self._conn.execute(
+                "UPDATE queries SET answered=1, prelabels_right=?, prelabels_judged=? "
+                "WHERE project_id=? AND task_id=?", (right, judged, check_id(project),
+                                                     check_id(task, "task")))
 
-        With ``step`` given, only that step; otherwise the union over every step.
-        """
-        pid = _project_id(project)
-        sql = "SELECT task_id, superpixels FROM queried WHERE project_id=?"
-        args: tuple[int, ...] = (pid,)
-        if step is not None:
-            sql += " AND step=?"
-            args = (pid, _nonneg_int("step", step))
-        with self._lock:
-            rows = self._conn.execute(sql + " ORDER BY step, task_id", args).fetchall()
-        merged: dict[int, set[int]] = {}
-        for task_id, ids in rows:
-            merged.setdefault(task_id, set()).update(json.loads(ids))
-        return {tid: sorted(ids) for tid, ids in merged.items()}
+    def priorities(self, project: int) -> list[tuple[int, float]]:
+        """The last step's ``(task, uncertainty)``, most uncertain first."""
+        return [(r[0], r[1]) for r in self._rows(
+            "SELECT task_id, score FROM priorities WHERE project_id=? ORDER BY score DESC, "
+            "task_id", (check_id(project),))]
 
+    def steps(self, project: int) -> list[StepRecord]:
+        """The project's finished steps, in order."""
+        return [StepRecord(r["step"], r["finished_at"], json.loads(r["details"])) for r in
+                self._rows("SELECT * FROM steps WHERE project_id=? ORDER BY step",
+                           (check_id(project),))]
 
-def _encode(fields: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(fields) - set(_FIELDS))
-    if unknown:
-        raise ValueError(f"unknown project field(s) {', '.join(unknown)}; expected {', '.join(_FIELDS)}")
-    return {name: _FIELDS[name](name, value) for name, value in fields.items()}
-
-
-def _queue_rows(pid: int, items: Iterable[tuple[int, float]]) -> list[tuple[int, int, int, float]]:
-    rows = []
-    seen = set()
-    for position, item in enumerate(items):
-        try:
-            task_id, score = item
-        except (TypeError, ValueError):
-            raise TypeError(f"queue items must be (task_id, score) pairs, got {item!r}") from None
-        tid = _as_int("queue task id", task_id)
-        try:
-            value = float(score)
-        except (TypeError, ValueError):
-            raise TypeError(f"queue score must be a number, got {score!r}") from None
-        if not math.isfinite(value):
-            raise ValueError(f"queue score must be finite, got {score!r}")
-        if tid in seen:
-            raise ValueError(f"task {tid} appears twice in the queue")
-        seen.add(tid)
-        rows.append((pid, position, tid, value))
-    return rows
+    def prelabel_accuracy(self, project: int) -> dict[int, dict[str, Any]]:
+        """Per step: pre-labels right / judged over the answered queries of that step."""
+        rows = self._rows(
+            "SELECT step, SUM(prelabels_right), SUM(prelabels_judged), COUNT(*) FROM queries "
+            "WHERE project_id=? AND answered=1 AND prelabels_judged IS NOT NULL GROUP BY step",
+            (check_id(project),))
+        return {r[0]: {"right": r[1], "judged": r[2], "tasks": r[3],
+                       "accuracy": r[1] / r[2] if r[2] else None} for r in rows}
