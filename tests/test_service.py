@@ -1,277 +1,248 @@
-"""The active-learning loop (Service) against an in-memory stand-in for Label Studio.
+"""The active-learning loop (Service) against an in-memory Label Studio (tests/fakels.py).
 
-The real server is exercised by the e2e suite; here a fake client holds tasks, annotations and
-predictions in dicts, so every branch of a run is fast and inspectable.
+Images are served over real HTTP on 127.0.0.1, so the image fetcher runs for real; the real
+Label Studio is exercised by the e2e suites.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import shutil
 import threading
+import time
 
 import numpy as np
 import pytest
 
 from dbsal_backend.constants import IGNORE_INDEX
-from dbsal_backend.label_config import parse_label_config
-from dbsal_backend.ls_annotations import label_map_to_results, select_annotations
-from dbsal_backend.ls_client import ImageFetchError
+from dbsal_backend.ls_client import UNCERTAINTY_SAMPLING
 from dbsal_backend.rle import rle_to_mask
-from dbsal_backend.service import Service, _fit_to_budget, max_uncertainty
-from dbsal_backend.selection import Budget
+from dbsal_backend.service import NotConnected, Service
 from dbsal_backend.settings import Settings
 from dbsal_backend.state import StateStore
+from fakels import BACKEND_URL, CONFIG, LABELS, FakeLabelStudio, brush_results
 
-CONFIG = """<View>
-  <Image name="image" value="$image"/>
-  <BrushLabels name="tag" toName="image">
-    <Label value="Background"/><Label value="Square"/>
-  </BrushLabels>
-</View>"""
-LABELS = ["Background", "Square"]
-
-
-def _scene(rng, size=48):
-    img = np.full((size, size, 3), 40, np.uint8)
-    lbl = np.zeros((size, size), np.uint8)
-    y, x = rng.integers(4, size - 20, 2)
-    img[y:y + 16, x:x + 16] = (220, 60, 60)
-    lbl[y:y + 16, x:x + 16] = 1
-    img = np.clip(img.astype(int) + rng.integers(-10, 10, img.shape), 0, 255).astype(np.uint8)
-    return img, lbl
-
-
-def brush_results(label_map, only=None):
-    """Brush results painting ``label_map`` (optionally only where ``only`` is True)."""
-    return label_map_to_results(label_map, parse_label_config(CONFIG), only=only)
-
-
-class FakeClient:
-    """The subset of LabelStudioClient the service uses, over dicts."""
-
-    def __init__(self, n_tasks=8, seed=0):
-        rng = np.random.default_rng(seed)
-        self.images, self.truth, self.tasks = {}, {}, {}
-        for tid in range(1, n_tasks + 1):
-            self.images[tid], self.truth[tid] = _scene(rng)
-            self.tasks[tid] = {"id": tid, "data": {"image": f"/data/upload/{tid}.png"},
-                               "annotations": []}
-        self.predictions: dict[int, dict] = {}
-        self.model_version = ""
-        self.views = 0
-        self.broken: set[int] = set()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def close(self):
-        pass
-
-    def list_tasks(self, project, include=None):
-        for task in self.tasks.values():
-            yield {"id": task["id"], "data": task["data"]}
-
-    def annotations(self, project):
-        return select_annotations({t: task["annotations"] for t, task in self.tasks.items()
-                                   if task["annotations"]})
-
-    def load_image(self, task, key):
-        tid = task["id"]
-        if tid in self.broken:
-            raise ImageFetchError(f"task {tid}: image cannot be decoded")
-        return self.images[tid].copy()
-
-    def delete_predictions(self, project, model_version=None):
-        self.predictions.clear()
-
-    def push_predictions(self, project, predictions):
-        for p in predictions:
-            assert 0.0 <= p["score"] <= 1.0
-            self.predictions[p["task"]] = p
-        return len(predictions)
-
-    def project_model_version(self, project):
-        return self.model_version
-
-    def set_project_model_version(self, project, version):
-        self.model_version = version
-
-    def ensure_queue_view(self, project, title):
-        self.views = 1
-        return 1
-
-    def annotate(self, tid, results, cancelled=False, when="2026-11-25T10:00:00Z"):
-        self.tasks[tid]["annotations"].append({
-            "id": len(self.tasks[tid]["annotations"]) + 100 * tid, "result": results,
-            "was_cancelled": cancelled, "created_at": when, "updated_at": when})
+SIZE = 48
 
 
 @pytest.fixture
-def settings(tmp_path):
-    return dataclasses.replace(
-        Settings(), model_dir=tmp_path / "models", arch="unet", pretrained=False,
-        initial_batch=3, step_size=2, n_segments=30, mc_samples=3, epochs=3, batch_size=2,
-        lr=1e-3, max_side=48, device="cpu")
+def ls():
+    fake = FakeLabelStudio(n_tasks=8)
+    yield fake
+    fake.close()
 
 
-def make_service(settings, client):
+def make_settings(tmp_path, ls, **changes) -> Settings:
+    values = dict(label_studio_url=ls.url, label_studio_api_key="x", model_dir=tmp_path / "m",
+                  public_url=BACKEND_URL, arch="unet", pretrained=False, initial_batch=3,
+                  step_size=2, n_segments=30, mc_samples=3, epochs=3, batch_size=2,
+                  max_side=SIZE, device="cpu", prefetch=2)
+    values.update(changes)
+    return Settings.model_validate(values)
+
+
+def make_service(tmp_path, ls, **changes) -> Service:
+    settings = make_settings(tmp_path, ls, **changes)
     settings.model_dir.mkdir(parents=True, exist_ok=True)
-    state = StateStore(settings.model_dir / "state.sqlite3")
-    state.update_project(1, label_config=CONFIG)
-    return Service(settings, state, lambda: client), state
+    return Service(settings, StateStore(settings.model_dir / "state.sqlite3"), ls.client)
 
 
-def test_first_run_without_annotations_queues_a_seed_batch(settings):
-    client = FakeClient()
-    service, state = make_service(settings, client)
-    result = service.run(1)
-    seed = result["seed_batch"]
-    assert len(seed) == 3 and result["trained"] is False
-    # every task gets a priority; seed tasks first, with no regions (whole images)
-    assert set(client.predictions) == set(client.tasks)
-    assert {t for t, p in client.predictions.items() if p["score"] == 1.0} == set(seed)
-    assert all(p["result"] == [] for p in client.predictions.values())
-    assert [t for t, _ in state.queue(1)][:3] == seed
-    assert client.model_version == "dbsal" and client.views == 1
-    # the seed set is charged to the budget: 3 whole images
-    budget = Budget.from_dict(state.get_project(1)["budget"])
-    assert budget.images == 3 and budget.pixels == 3 * 48 * 48
+def connected(service: Service, project: int = 1):
+    with service.client_factory() as client:
+        return service.connect(client, project)
 
 
-def test_on_setup_seeds_in_the_background(settings):
-    client = FakeClient()
-    service, state = make_service(settings, client)
-    service.on_setup(1, parse_label_config(CONFIG))
-    for t in threading.enumerate():
-        if t.name == "dbsal-seed-1":
-            t.join(30)
-    assert len(state.get_project(1)["seed_batch"]) == 3
+def ours(ls, task: int, title: str = "dbsal") -> list[dict]:
+    return [p for p in ls.predictions.get(task, []) if p["model_version"] == title]
 
 
-def test_training_run_queries_superpixels_and_survives_restart(settings):
-    client = FakeClient(n_tasks=8)
-    service, state = make_service(settings, client)
-    seed = service.run(1)["seed_batch"]
+def label_seed(ls, seed: list[int]) -> None:
     for tid in seed:  # a person labels the seed images completely
-        client.annotate(tid, brush_results(client.truth[tid]))
-    broken = max(set(client.tasks) - set(seed))
-    client.broken.add(broken)  # one task's image cannot be read: skipped, the rest proceed
+        ls.annotate(tid, brush_results(ls.truth[tid]))
+
+
+def test_setup_confirms_over_the_api_then_prepares_and_seeds(tmp_path, ls):
+    service = make_service(tmp_path, ls)
+    assert service.setup(1, CONFIG) == "dbsal"
+    for thread in threading.enumerate():
+        if thread.name == "dbsal-confirm-1":
+            thread.join(30)
+    record = service.state.get(1)
+    assert record.connected and record.label_config == CONFIG and record.title == "dbsal"
+    assert ls.projects[1]["sampling"] == UNCERTAINTY_SAMPLING
+    seed = list(record.seed_batch)
+    assert len(seed) == 3
+    # the seed tasks, and only they, carry a prediction: no regions, confidence 0
+    assert {t for t in ls.tasks if ours(ls, t)} == set(seed)
+    assert all(ours(ls, t)[0] == {"task": t, "result": [], "score": 0.0, "model_version": "dbsal"}
+               for t in seed)
+    assert ls.projects[1]["model_version"] == "dbsal"
+
+
+def test_setup_of_a_project_that_did_not_connect_registers_nothing(tmp_path, ls, monkeypatch):
+    monkeypatch.setattr("dbsal_backend.service.CONFIRM_SECONDS", 1.5)
+    ls.add_project(2, connected=False)
+    service = make_service(tmp_path, ls)
+    service.setup(2, CONFIG)
+    service.setup(99, CONFIG)  # no such project in Label Studio
+    time.sleep(2.5)
+    assert service.state.get(2) is None and service.state.get(99) is None
+    assert not ls.predictions
+    with pytest.raises(NotConnected):
+        service.predict(2, [{"id": 1}])
+
+
+def test_a_bad_config_is_refused_at_setup(tmp_path, ls):
+    from dbsal_backend.label_config import LabelConfigError
+
+    with pytest.raises(LabelConfigError):
+        make_service(tmp_path, ls).setup(1, "<View><Image name='i' value='$image'/></View>")
+
+
+def test_webhook_gets_basic_auth_when_it_is_on(tmp_path, ls):
+    service = make_service(tmp_path, ls, basic_auth_user="ls", basic_auth_pass="s3cret")
+    connected(service)
+    assert ls.hooks[1][0]["headers"]["Authorization"] == "Basic bHM6czNjcmV0"
+
+
+def test_the_loop_seed_train_query_answer_and_measure(tmp_path, ls):
+    service = make_service(tmp_path, ls)
+    connected(service)
+    first = service.run(1)  # no annotation yet: the seed batch
+    seed = first["seed_batch"]
+    label_seed(ls, seed)
     result = service.run(1)
-    assert result["trained"] and result["step"] == 1
-    assert result["skipped"] == 1
-    queried = result["queried"]
+    assert result["trained_on"] == 3 and result["step"] == 1
+    record = service.state.get(1)
+    assert record.checkpoint.startswith("project-1/") and (tmp_path / "m" / record.checkpoint).is_file()
+    assert record.spent.images == 3 and record.spent.pixels == 3 * SIZE * SIZE
+    queried = [t for t in ls.tasks if ours(ls, t)]
     assert 1 <= len(queried) <= 2 and not set(queried) & set(seed)
-    for tid, ids in queried.items():
-        pred = client.predictions[tid]
-        assert len(pred["result"]) == len(ids) >= 1
-        for region in pred["result"]:
-            assert region["value"]["brushlabels"][0] in LABELS
-            mask = rle_to_mask(region["value"]["rle"], 48, 48)
-            assert mask.any()
-        # the queried tasks are the most uncertain ones: first in the queue
-    queue = [t for t, _ in state.queue(1)]
-    assert set(queue[:len(queried)]) == set(queried)
-    assert set(queue) == set(client.tasks) - set(seed) - {broken}
-    scores = [s for _, s in state.queue(1)]
-    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
-    # labeled tasks are not re-queued and get no prediction
-    assert not set(seed) & set(client.predictions)
+    unqueried_scores = [s for t, s in service.state.priorities(1) if t not in queried]
+    for tid in queried:
+        prediction = ours(ls, tid)[0]
+        regions = prediction["result"]
+        assert regions, "a queried task carries regions"
+        confidences = [r["score"] for r in regions]
+        assert confidences == sorted(confidences), "least confident region first"
+        assert all(0 <= c <= 1 for c in confidences)
+        assert all(r["value"]["brushlabels"][0] in LABELS for r in regions)
+        masks = [rle_to_mask(r["value"]["rle"], SIZE, SIZE) for r in regions]
+        assert all(m.any() for m in masks)
+        assert not np.any(np.sum(masks, axis=0) > 1), "regions do not overlap"
+        # the task score is the model's confidence: the queried tasks are the least confident
+        assert prediction["score"] <= 1 - max(unqueried_scores, default=0) + 1e-6
     status = service.status(1)
-    assert status["al_step"] == 1 and status["model_loaded"]
-    assert status["budget"]["superpixels"] > 0
+    assert status["al_step"] == 1 and status["questions_ready"] == len(queried)
+    assert status["steps"][0]["queried"] == len(queried)
 
-    # answer the queried regions only (low-uncertainty superpixels stay unlabeled = ignored)
-    for tid, pred in client.predictions.items():
-        if pred["result"]:
-            covered = np.zeros((48, 48), bool)
-            for region in pred["result"]:
-                covered |= rle_to_mask(region["value"]["rle"], 48, 48)
-            client.annotate(tid, brush_results(client.truth[tid], only=covered))
+    # a person keeps every pre-label of the first queried task, and relabels all of the second
+    keep = queried[0]
+    ls.annotate(keep, ours(ls, keep)[0]["result"])
+    if len(queried) > 1:
+        flipped = [dict(r, value=dict(r["value"], brushlabels=[
+            LABELS[1 - LABELS.index(r["value"]["brushlabels"][0])]])) for r in ours(ls, queried[1])[0]["result"]]
+        ls.annotate(queried[1], flipped)
+    service.state.mark_answered(1, queried)
+    second = service.run(1)
+    assert second["step"] == 2 and second["trained_on"] == 3 + len(queried)
+    steps = {s["step"]: s for s in service.status(1)["steps"]}
+    kept = service.state.queries(1)[keep]
+    assert kept.prelabels_right == kept.prelabels_judged == len(ours_before := kept.regions) > 0
+    if len(queried) > 1:
+        other = service.state.queries(1)[queried[1]]
+        assert other.prelabels_right == 0 and other.prelabels_judged > 0
+    assert steps[1]["prelabel_accuracy"] is not None
+    # answered tasks are never queried again
+    assert not set(t for t in ls.tasks if ours(ls, t) and ours(ls, t)[0]["result"]) & set(queried)
+    del ours_before
 
-    client.broken.clear()
-    # a restart: a new Service over the same MODEL_DIR resumes model, step and budget
-    restarted = Service(settings, StateStore(settings.model_dir / "state.sqlite3"), lambda: client)
-    assert restarted.status(1)["model_loaded"] and restarted.status(1)["al_step"] == 1
-    result2 = restarted.run(1)
-    assert result2["step"] == 2
-    assert not set(result2["queried"]) & set(queried)
 
-
-def test_predict_returns_one_prediction_per_task(settings):
-    client = FakeClient()
-    service, _ = make_service(settings, client)
-    config = parse_label_config(CONFIG)
-    tasks = [client.tasks[1], client.tasks[2]]
-    before = service.predict(1, tasks, config)  # no model yet: empty results
-    assert [p["result"] for p in before] == [[], []]
+def test_predict_on_demand(tmp_path, ls):
+    service = make_service(tmp_path, ls)
+    connected(service)
+    before = service.predict(1, [{"id": 1}, {"id": 2}])
+    assert [p["result"] for p in before] == [[], []] and before[0]["score"] == 0.0
     seed = service.run(1)["seed_batch"]
-    for tid in seed:
-        client.annotate(tid, brush_results(client.truth[tid]))
+    label_seed(ls, seed)
     service.run(1)
-    client.broken.add(2)
-    after = service.predict(1, tasks, config)
-    assert len(after) == 2
+    other = ls.add_task(2, *next(iter([(ls.images[1], ls.truth[1])])))  # a task of project 2
+    ls.add_project(2)
+    after = service.predict(1, [{"id": 4}, {"id": other}, {"id": 12345}])
+    assert len(after) == 3
     assert after[0]["result"] and after[0]["model_version"] == "dbsal"
-    assert after[1]["result"] == []  # unreadable image: empty, logged, no crash
+    assert after[1]["result"] == [] and after[2]["result"] == []  # foreign and unknown tasks
+    # the task data came from Label Studio, not from the request
+    poisoned = service.predict(1, [{"id": 4, "data": {"image": "http://169.254.169.254/x.png"}}])
+    assert poisoned[0]["result"]
+    assert all(path.startswith("/data/upload/") for path, _ in ls.image_requests)
+    assert 4 in service.state.queries(1)
 
 
-def test_malformed_annotation_is_skipped(settings):
-    client = FakeClient()
-    service, _ = make_service(settings, client)
+def test_broken_images_and_annotations_are_skipped(tmp_path, ls):
+    service = make_service(tmp_path, ls)
+    connected(service)
     seed = service.run(1)["seed_batch"]
-    client.annotate(seed[0], brush_results(client.truth[seed[0]]))
-    bad = brush_results(client.truth[seed[1]])
-    bad[0]["value"]["rle"] = [1, 2, 3]  # malformed RLE
-    client.annotate(seed[1], bad)
-    wrong_size = brush_results(client.truth[seed[2]])
-    wrong_size[0]["original_width"] = 99
-    client.annotate(seed[2], wrong_size)
-    result = service.run(1)  # trains on the one good annotation
-    assert result["trained"]
-
-
-def test_newest_annotation_wins_and_cancelled_are_skipped(settings):
-    client = FakeClient()
-    service, _ = make_service(settings, client)
-    seed = service.run(1)["seed_batch"]
-    client.annotate(seed[0], [], cancelled=True)
-    labeled, unlabeled = service._fetch_tasks(client, 1)
-    assert seed[0] not in [t["id"] for t, _ in labeled]
-    client.annotate(seed[1], [], when="2026-11-25T09:00:00Z")
-    client.annotate(seed[1], brush_results(client.truth[seed[1]]), when="2026-11-25T11:00:00Z")
-    labeled, _ = service._fetch_tasks(client, 1)
-    (task, ann), = [(t, a) for t, a in labeled if t["id"] == seed[1]]
-    assert ann["result"]
-
-
-def test_budget_limits_queried_regions(settings):
-    client = FakeClient()
-    limited = dataclasses.replace(settings, budget=3 * 48 * 48 + 5, budget_unit="pixels")
-    service, state = make_service(limited, client)
-    seed = service.run(1)["seed_batch"]
-    for tid in seed:
-        client.annotate(tid, brush_results(client.truth[tid]))
+    label_seed(ls, seed[:1])
+    bad = brush_results(ls.truth[seed[1]])
+    bad[0]["value"]["rle"] = [1, 2, 3]
+    ls.annotate(seed[1], bad)
+    ls.tasks[5]["data"]["image"] = "/data/upload/missing.png"
     result = service.run(1)
-    budget = Budget.from_dict(state.get_project(1)["budget"])
-    assert budget.pixels <= limited.budget
-    assert sum(len(v) for v in result["queried"].values()) <= 5
-    status = service.status(1)
-    assert status["budget"]["left"] == limited.budget - budget.pixels
+    assert result["trained_on"] == 1 and result["skipped"] >= 1
 
 
-def test_fit_to_budget_keeps_the_most_uncertain():
-    ids = np.array([0, 2, 3])
-    scores = np.array([0.9, 0.1, 0.5, 0.7])
-    sizes = np.array([10, 10, 10, 10])
-    assert _fit_to_budget(ids, scores, sizes, Budget("superpixels", 2)).tolist() == [0, 3]
-    assert _fit_to_budget(ids, scores, sizes, Budget("pixels", 25)).tolist() == [0, 3]
-    assert _fit_to_budget(ids, scores, sizes, Budget("images", 0)).tolist() == []
+def test_budget_in_regions_limits_what_a_step_asks(tmp_path, ls):
+    service = make_service(tmp_path, ls, budget=3 * 1 + 2, budget_unit="regions")
+    connected(service)
+    label_seed(ls, service.run(1)["seed_batch"])
+    spent_before = 3  # one brush result per class present: at most 2 per seed image
+    result = service.run(1)
+    spent = service.state.get(1).spent.regions
+    assert spent >= spent_before
+    offered = sum(len(ours(ls, t)[0]["result"]) for t in ls.tasks if ours(ls, t))
+    assert offered <= max(5 - spent, 0)
+    status = service.status(1)["budget"]
+    assert status["limit"] == 5 and status["unit"] == "regions"
+    if status["exhausted"]:
+        assert result.get("budget_spent") and offered == 0
 
 
-def test_max_uncertainty_normalises_into_unit_range():
-    assert max_uncertainty("entropy", 4) == 2.0
-    assert max_uncertainty("authors", 4) == 4.0
-    assert max_uncertainty("margin", 11) == 1.0
+def test_a_project_that_disconnects_is_left_alone(tmp_path, ls):
+    service = make_service(tmp_path, ls)
+    connected(service)
+    ls.ml[1] = []
+    with pytest.raises(NotConnected):
+        service.run(1)
+    assert not service.state.get(1).connected
+    with pytest.raises(NotConnected):
+        service.predict(1, [{"id": 1}])
+
+
+def test_a_copied_model_dir_serves_its_own_models(tmp_path, ls):
+    service = make_service(tmp_path, ls)
+    connected(service)
+    label_seed(ls, service.run(1)["seed_batch"])
+    service.run(1)
+    copy = tmp_path / "copy"
+    shutil.copytree(tmp_path / "m", copy)
+    original = service.state.get(1).checkpoint
+    shutil.rmtree(tmp_path / "m" / "project-1")  # the original's models are gone
+    moved = Service(make_settings(tmp_path, ls, model_dir=copy),
+                    StateStore(copy / "state.sqlite3"), ls.client)
+    record = moved.state.get(1)
+    assert record.checkpoint == original
+    served = moved.served(record, moved.config(record))
+    assert served is not None
+    assert moved.predict(1, [{"id": 6}])[0]["result"]
+
+
+def test_pre_labels_are_corrected_for_the_class_weights(tmp_path, ls):
+    service = make_service(tmp_path, ls)
+    connected(service)
+    label_seed(ls, service.run(1)["seed_batch"])
+    service.run(1)
+    served = service.served(service.state.get(1), service.config(service.state.get(1)))
+    weights = served.meta["class_weights"]
+    assert len(weights) == 2 and weights[1] > weights[0]  # the square is the rarer class
+    assert service.scorer(served, 2)._prior is not None
+    assert IGNORE_INDEX == 255

@@ -1,4 +1,4 @@
-"""The offline simulator: oracle answers, and a whole tiny run through the command line."""
+"""The offline simulator: the product's step, the simulated annotator, results and the CLI."""
 
 import json
 
@@ -6,12 +6,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dbsal_backend.constants import IGNORE_INDEX
-from dbsal_backend.simulate import Oracle, StepRecord, aggregate, main, mean_selected_fraction, miou_at
+from dbsal_backend import active, cluster, service, simulate
+from dbsal_backend.settings import Settings
+from dbsal_backend.simulate import (STRATEGIES, StepRecord, aggregate, clicks_to_reach,
+                                    compare_at_clicks, main)
+
+ROW_KEYS = {"step", "images", "regions", "corrections", "clicks", "pixels_fraction", "miou",
+            "miou_std", "seeds", "regions_per_image_median", "prelabel_accuracy"}
 
 
 def _scene(rng, h=32, w=48):
-    """A synthetic street-like scene: background 0, a red box (1), a blue disc (2), void border."""
+    """Background 0, a red box (1), a blue disc (2), a void top row."""
     img = np.zeros((h, w, 3), np.uint8) + rng.integers(20, 60)
     lbl = np.zeros((h, w), np.uint8)
     y, x = rng.integers(2, h - 14), rng.integers(2, w - 14)
@@ -22,7 +27,7 @@ def _scene(rng, h=32, w=48):
     disc = (yy - cy) ** 2 + (xx - cx) ** 2 < 25
     img[disc] = (30, 30, 210)
     lbl[disc] = 2
-    lbl[0, :] = 9  # void, remapped to the ignore index by --ignore-value 9
+    lbl[0, :] = 9
     img = np.clip(img.astype(int) + rng.integers(-8, 8, img.shape), 0, 255).astype(np.uint8)
     return img, lbl
 
@@ -41,93 +46,87 @@ def dataset(tmp_path_factory):
     return root
 
 
-def test_oracle_full_answers_ground_truth_inside_queried_superpixels():
-    gt = np.array([[0, 1, 1], [2, 2, IGNORE_INDEX]], np.uint8)
-    sp = np.array([[0, 0, 1], [2, 2, 1]], np.int32)
-    oracle = Oracle([gt], [sp], mode="full")
-    out = oracle.regions(0, [1])
-    assert out.tolist() == [[IGNORE_INDEX, IGNORE_INDEX, 1], [IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX]]
-    assert np.array_equal(oracle.whole_image(0), gt)
+def args(dataset, tmp_path, *extra):
+    return ["--data", str(dataset), "--n-classes", "3", "--ignore-value", "9",
+            "--arch", "unet", "--pretrained", "false", "--init-images", "2",
+            "--images-per-step", "2", "--steps", "2", "--first-epochs", "2", "--epochs", "1",
+            "--full-epochs", "1", "--mc-samples", "2", "--max-side", "48", "--batch-size", "2",
+            "--device", "cpu", "--cache-dir", str(tmp_path / "cache"), *extra]
 
 
-def test_oracle_dominant_gives_one_class_per_superpixel():
-    gt = np.array([[0, 1, 1, 1], [IGNORE_INDEX] * 4], np.uint8)
-    sp = np.array([[0, 0, 0, 0], [1, 1, 1, 1]], np.int32)
-    oracle = Oracle([gt], [sp], mode="dominant", n_classes=3)
-    out = oracle.regions(0, [0, 1])
-    # superpixel 0: majority class 1 everywhere; superpixel 1: no labeled pixel -> ignored
-    assert out.tolist() == [[1, 1, 1, 1], [IGNORE_INDEX] * 4]
-
-
-def test_oracle_rejects_bad_mode():
-    with pytest.raises(ValueError, match="oracle mode"):
-        Oracle([], [], mode="nope")
-
-
-def test_aggregate_and_interpolation():
-    recs = {0: [StepRecord(0, 2, 10, 100, 0.1, 0.2), StepRecord(1, 4, 15, 150, 0.15, 0.4)],
-            1: [StepRecord(0, 2, 10, 100, 0.1, 0.4), StepRecord(1, 4, 15, 150, 0.15, 0.6)]}
-    rows = aggregate({"dbsal": recs})["dbsal"]
-    assert [r["miou"] for r in rows] == pytest.approx([0.3, 0.5])
-    assert miou_at(rows, 0.125) == pytest.approx(0.4)
-    assert miou_at(rows, 0.5) is None
-
-
-def test_mean_selected_fraction():
-    recs = [StepRecord(1, 0, 0, 0, 0, 0, [3, 1], [0.3, 0.1])]
-    assert mean_selected_fraction(recs) == pytest.approx(0.2)
-    with pytest.raises(ValueError):
-        mean_selected_fraction([StepRecord(0, 0, 0, 0, 0, 0)])
+def test_the_simulator_runs_the_products_step():
+    assert simulate.active_step is active.active_step is cluster.active_step
+    assert service.make_compute is cluster.make_compute
+    default = STRATEGIES["default"]
+    settings = Settings.model_validate({})
+    assert default.policy == settings.query_policy()
+    assert default.superpixels == settings.slic_params()
 
 
 def test_simulator_end_to_end(dataset, tmp_path):
     out = tmp_path / "sim.json"
-    result = main([
-        "--data", str(dataset), "--n-classes", "3", "--ignore-value", "9",
-        "--strategies", "dbsal", "static", "random", "full", "--seeds", "0",
-        "--arch", "unet", "--pretrained", "false", "--init-images", "2", "--step-size", "2",
-        "--steps", "2", "--epochs-initial", "3", "--epochs-step", "2", "--epochs-full", "2",
-        "--mc-samples", "3", "--n-segments", "24", "--batch-size", "2",
-        "--cache-dir", str(tmp_path / "cache"), "--out", str(out),
-    ])
+    result = main(args(dataset, tmp_path, "--strategies", "default", "dbsal", "static",
+                       "random", "full", "--seeds", "0", "1", "--default", "default",
+                       "--out", str(out)))
     saved = json.loads(out.read_text())
+    assert saved["default_strategy"] == "default" and saved["settings"]["seeds"] == [0, 1]
+    assert "approxPolyDP" in saved["cost_model"]
     assert (tmp_path / "sim.png").stat().st_size > 1000
-    assert set(saved["strategies"]) == {"dbsal", "static", "random", "full"}
-    for name in ("dbsal", "static", "random"):
-        rows = saved["strategies"][name]
+    strategies = saved["strategies"]
+    assert set(strategies) == {"default", "dbsal", "static", "random", "full"}
+    for name in ("default", "dbsal", "static", "random"):
+        rows = strategies[name]
         assert [r["step"] for r in rows] == [0, 1, 2]
-        for key in ("images", "superpixels", "pixels_fraction", "miou"):
-            assert all(key in r for r in rows)
-        # the budget only grows, and mIoU is a fraction
-        assert all(a["pixels_fraction"] < b["pixels_fraction"] for a, b in zip(rows, rows[1:]))
-        assert all(0.0 <= r["miou"] <= 1.0 for r in rows)
-    # same seed set for every strategy: step 0 spends the same budget
-    assert len({saved["strategies"][n][0]["pixels_fraction"] for n in ("dbsal", "static", "random")}) == 1
-    # superpixel strategies spend less than whole images per selected image
-    assert saved["strategies"]["dbsal"][2]["pixels_fraction"] < saved["strategies"]["random"][2]["pixels_fraction"]
-    assert saved["strategies"]["full"][0]["pixels_fraction"] == 1.0
-    assert 0 < saved["settings"]["static_fraction_used"] <= 1
-    assert saved["dbsal_selected_per_image"]["median"] >= 1
-    assert result["settings"]["pool_images"] == 10
-    # the plot can be redrawn from the results alone
-    (tmp_path / "sim.png").unlink()
-    again = main(["--replot", str(out)])
-    assert again["strategies"] == saved["strategies"]
-    assert (tmp_path / "sim.png").stat().st_size > 1000
+        assert all(set(r) == ROW_KEYS for r in rows)
+        assert all(a["clicks"] < b["clicks"] and a["pixels_fraction"] < b["pixels_fraction"]
+                   for a, b in zip(rows, rows[1:]))
+        assert all(0.0 <= r["miou"] <= 1.0 and r["seeds"] == 2 for r in rows)
+    # every strategy of a seed starts from the same seed set
+    assert len({strategies[n][0]["clicks"] for n in ("default", "dbsal", "static", "random")}) == 1
+    for name in ("default", "dbsal", "static"):
+        step = strategies[name][1]
+        assert step["regions_per_image_median"] >= 1 and 0 <= step["prelabel_accuracy"] <= 1
+    assert strategies["random"][1]["prelabel_accuracy"] is None
+    (full,) = strategies["full"]
+    assert full["pixels_fraction"] == 1.0 and full["images"] == 10
+    assert full["clicks"] > strategies["random"][-1]["clicks"]
+    matched = saved["runs"]["static"]["0"][1]["superpixel_fraction"]
+    assert matched and all(0 < f <= 1 for f in matched)
+    comparison = saved["at_equal_clicks"]
+    assert comparison["reference"] == "default"
+    assert set(comparison["differences"]) == {"dbsal", "static", "random"}
+    assert result["full_supervision"]["clicks"] == full["clicks"]
 
 
-def test_simulator_requires_data(capsys):
-    with pytest.raises(SystemExit):
-        main(["--strategies", "dbsal"])
-    assert "--data and --n-classes are required" in capsys.readouterr().err
-
-
-def test_simulator_is_repeatable(dataset, tmp_path):
-    args = ["--data", str(dataset), "--n-classes", "3", "--ignore-value", "9",
-            "--strategies", "dbsal", "--seeds", "3", "--arch", "unet", "--pretrained", "false",
-            "--init-images", "2", "--step-size", "2", "--steps", "1", "--epochs-initial", "1",
-            "--epochs-step", "1", "--mc-samples", "2", "--n-segments", "24", "--batch-size", "2",
-            "--cache-dir", str(tmp_path / "cache")]
-    a = main(args + ["--out", str(tmp_path / "a.json")])
-    b = main(args + ["--out", str(tmp_path / "b.json")])
+def test_simulator_is_repeatable_and_results_combine(dataset, tmp_path):
+    common = args(dataset, tmp_path, "--strategies", "dbsal", "--steps", "1")
+    a = main(common + ["--seeds", "3", "--out", str(tmp_path / "a.json")])
+    b = main(common + ["--seeds", "3", "--out", str(tmp_path / "b.json")])
     assert a["strategies"] == b["strategies"]
+    c = main(common + ["--seeds", "4", "--out", str(tmp_path / "c.json")])
+    both = main(["--combine", str(tmp_path / "a.json"), str(tmp_path / "c.json"),
+                 "--data", "x", "--n-classes", "3", "--out", str(tmp_path / "ac.json")])
+    assert both["settings"]["seeds"] == [3, 4]
+    assert both["strategies"]["dbsal"][0]["seeds"] == 2
+    assert both["strategies"]["dbsal"][1]["miou"] == pytest.approx(
+        (a["strategies"]["dbsal"][1]["miou"] + c["strategies"]["dbsal"][1]["miou"]) / 2)
+    (tmp_path / "ac.png").unlink()
+    main(["--replot", "--data", "x", "--n-classes", "3", "--out", str(tmp_path / "ac.json")])
+    assert (tmp_path / "ac.png").exists()
+
+
+def _records(points):
+    return [StepRecord(step=k, images=0, regions=0, corrections=0, clicks=c, pixels=0,
+                       pixels_fraction=0.0, miou=m) for k, (c, m) in enumerate(points)]
+
+
+def test_comparison_at_equal_clicks_interpolates_on_each_seed():
+    runs = {"default": {0: _records([(100, 0.2), (150, 0.4)]), 1: _records([(100, 0.3), (140, 0.5)])},
+            "random": {0: _records([(100, 0.2), (300, 0.4)]), 1: _records([(100, 0.3), (120, 0.6)])}}
+    (row,) = compare_at_clicks(runs, "default", ["random"])["random"]
+    # seed 0: random at 150 clicks = 0.25 -> +0.15; seed 1: 140 is beyond random's 120 -> left out
+    assert row["seeds"] == 1 and row["miou_difference"] == pytest.approx(0.15)
+    rows = aggregate({"default": runs["default"]})["default"]
+    assert rows[1]["clicks"] == 145 and rows[1]["miou"] == pytest.approx(0.45)
+    assert clicks_to_reach(rows, 0.35) == pytest.approx(100 + (0.1 / 0.2) * 45)
+    assert clicks_to_reach(rows, 0.9) is None

@@ -1,0 +1,85 @@
+"""Where runs compute: in-process, and on a local Ray cluster with the same results."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dbsal_backend.active import QueryPolicy
+from dbsal_backend.cluster import LocalCompute, RayCompute
+from dbsal_backend.images import ImageFetcher
+from dbsal_backend.networks import UNet
+from dbsal_backend.scoring import Scorer
+from dbsal_backend.superpixels import SlicParams, SuperpixelCache
+from dbsal_backend.training import Recipe
+from fakels import TOKEN, FakeLabelStudio
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def ls():
+    fake = FakeLabelStudio(n_tasks=12, seed=3)
+    yield fake
+    fake.close()
+
+
+@pytest.fixture(scope="module")
+def setup(ls, tmp_path_factory):
+    torch.manual_seed(0)
+    model = UNet(2, base_channels=4, depth=3).eval()
+    scorer = Scorer(model, 2, mc_samples=3, max_side=48, seed=5, batch_size=3,
+                    class_weights=[0.5, 1.5])
+    cache = SuperpixelCache(tmp_path_factory.mktemp("sp"), SlicParams(n_segments=20))
+    fetcher = ImageFetcher(ls.url, lambda renew: {"Authorization": f"Token {TOKEN}"})
+    tasks = [ls.client().get_task(t) for t in sorted(ls.tasks)]
+    tasks[4] = {**tasks[4], "data": {"image": "/data/upload/gone.png"}}  # one broken image
+    return model, scorer, cache, fetcher, tasks
+
+
+def run_step(compute, setup, policy):
+    model, scorer, cache, fetcher, tasks = setup
+    skipped = []
+    result = compute.step(tasks, fetcher, "image", scorer, cache.get, policy,
+                          lambda task, exc: skipped.append(task), budget_left=None)
+    return result, skipped
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    compute = RayCompute("local", {"label_studio_url": "http://unused", "api_key": TOKEN,
+                                   "allowed_image_origins": [], "max_image_bytes": 2**20,
+                                   "max_image_pixels": 10**7, "image_timeout": 10.0})
+    yield compute
+    ray.shutdown()
+
+
+def test_ray_gives_the_same_step_as_in_process(ls, setup, local_ray):
+    local_ray.worker_settings["label_studio_url"] = ls.url
+    policy = QueryPolicy(images=3, merge=True, smoothing=1)
+    here, skipped_here = run_step(LocalCompute(prefetch_workers=2), setup, policy)
+    there, skipped_there = run_step(local_ray, setup, policy)
+    assert skipped_here == skipped_there == [setup[4][4]["id"]]
+    assert here.priorities.keys() == there.priorities.keys()
+    assert max(abs(here.priorities[k] - there.priorities[k]) for k in here.priorities) < 1e-5
+    assert [q.key for q in here.queries] == [q.key for q in there.queries]
+    for a, b in zip(here.queries, there.queries):
+        assert a.regions == b.regions
+        assert np.array_equal(a.superpixels, b.superpixels)
+
+
+def test_ray_trains_like_in_process(setup, local_ray):
+    model, scorer, cache, fetcher, tasks = setup
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(3)]
+    labels = [(im[..., 0] > 128).astype(np.uint8) for im in images]
+    recipe = Recipe(epochs=2, batch_size=2, seed=1)
+    torch.manual_seed(0)
+    a = LocalCompute().train(UNet(2, base_channels=4, depth=2), images, labels, recipe,
+                             torch.device("cpu"))
+    torch.manual_seed(0)
+    b = local_ray.train(UNet(2, base_channels=4, depth=2), images, labels, recipe,
+                        torch.device("cpu"))
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.allclose(x.float(), y.float(), atol=1e-5), name
