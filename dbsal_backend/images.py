@@ -31,9 +31,10 @@ import itertools
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import httpx
 import numpy as np
@@ -60,9 +61,26 @@ class ImageFetchError(RuntimeError):
         self.status_code = status_code
 
 
+def _split(url: str) -> SplitResult:
+    """``urlsplit(url)`` with its port checked; :class:`ImageFetchError` for a malformed URL
+    (a task's data is written by people, so a bad URL must skip the task, not stop the step)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError as exc:
+        raise ImageFetchError(f"{url[:200]!r} is not a valid URL ({exc})") from None
+    return parts
+
+
 def origin(url: str) -> str:
-    """``scheme://host:port`` of a URL (default ports filled in), lower case."""
-    parts = urlsplit(url)
+    """``scheme://host:port`` of a URL (default ports filled in), lower case.
+
+    Raises
+    ------
+    ImageFetchError
+        For a malformed URL (an invalid port or IPv6 address).
+    """
+    parts = _split(url)
     scheme = parts.scheme.lower()
     port = parts.port or {"http": 80, "https": 443}.get(scheme)
     return f"{scheme}://{(parts.hostname or '').lower()}:{port}"
@@ -138,8 +156,10 @@ class ImageFetcher:
                 logger.warning(self.cache_problem)
         self._memory: OrderedDict[str, bytes] = OrderedDict()
         self._lock = threading.Lock()
+        # No cookies are kept: one set by Label Studio would go to other origins on its host.
         self._http = httpx.Client(follow_redirects=False, trust_env=False,
-                                  timeout=httpx.Timeout(min(timeout, 10.0)))
+                                  timeout=httpx.Timeout(min(timeout, 10.0)),
+                                  cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])))
 
     def close(self) -> None:
         self._http.close()
@@ -153,7 +173,7 @@ class ImageFetcher:
         if not isinstance(value, str) or not value.strip():
             raise ImageFetchError(f"task {task_id} has no image URL in data[{data_key!r}]")
         value = value.strip()
-        scheme = urlsplit(value).scheme.lower()
+        scheme = _split(value).scheme.lower()
         if scheme in ("http", "https"):
             return value
         if value.startswith("/") and not value.startswith("//"):
@@ -211,7 +231,11 @@ class ImageFetcher:
                 hops += 1
                 if hops > MAX_REDIRECTS:
                     raise ImageFetchError(f"{url[:200]}: more than {MAX_REDIRECTS} redirects")
-                url = urljoin(url, location)
+                try:
+                    url = urljoin(url, location)
+                except ValueError as exc:
+                    raise ImageFetchError(f"{url[:200]} redirects to an invalid URL "
+                                          f"{location[:200]!r} ({exc})") from None
                 continue
             if status != 200:
                 raise ImageFetchError(f"downloading {url[:200]} answered HTTP {status}", status)

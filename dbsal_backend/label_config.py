@@ -5,18 +5,42 @@ whose ``toName`` is that image; its ``Label`` children, in order, are the classe
 a model is ``labels[i]``). Other tags (``Header``, ``Choices``, ...) are allowed and ignored.
 Tag names are matched case-insensitively, as the Label Studio editor does.
 
-XML is parsed with :mod:`defusedxml` (entity expansion and external references are refused).
+The config comes from whoever calls ``/setup``, so parsing is bounded: a config longer than
+:data:`MAX_CONFIG_CHARS`, with more than :data:`MAX_TAGS` tags, nested deeper than
+:data:`MAX_DEPTH` or with more than :data:`MAX_LABELS` labels (class indices stay below
+``IGNORE_INDEX``) is refused, every check is linear in the config's length, and malformed input
+of any kind raises :class:`LabelConfigError`.
+XML is parsed with :mod:`defusedxml` (entity expansion and external references are refused); an
+``<?xml ...?>`` declaration is dropped first (the config is already text, so its encoding is
+moot).
 """
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from dataclasses import dataclass
-from xml.etree.ElementTree import Element, ParseError
+from typing import Any
+from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import fromstring
+from defusedxml.ElementTree import DefusedXMLParser
 
-__all__ = ["EXAMPLE_LABEL_CONFIG", "LabelConfig", "LabelConfigError", "parse_label_config"]
+from .constants import IGNORE_INDEX
+
+__all__ = ["EXAMPLE_LABEL_CONFIG", "MAX_CONFIG_CHARS", "MAX_DEPTH", "MAX_LABELS", "MAX_TAGS",
+           "LabelConfig", "LabelConfigError", "parse_label_config"]
+
+#: Longest label config accepted, in characters.
+MAX_CONFIG_CHARS = 2**20
+#: Deepest tag nesting accepted.
+MAX_DEPTH = 64
+#: Most tags accepted (a brush config has a few hundred at most; this bounds the parse time).
+MAX_TAGS = 10_000
+#: Most labels accepted: class indices ``0 .. MAX_LABELS - 1`` stay below ``IGNORE_INDEX``.
+MAX_LABELS = IGNORE_INDEX - 1
+
+# A leading XML declaration (after an optional byte order mark or blank space).
+_DECLARATION = re.compile(r"\A[\ufeff\s]*<\?xml\s[^>]*>")
 
 #: A label config the backend accepts: one image, one brush tool with a few classes.
 EXAMPLE_LABEL_CONFIG = """\
@@ -79,6 +103,43 @@ class LabelConfig:
         return {label: i for i, label in enumerate(self.labels)}
 
 
+class _BoundedBuilder(TreeBuilder):
+    """An ElementTree builder that refuses more than :data:`MAX_TAGS` tags or nesting deeper
+    than :data:`MAX_DEPTH` as it parses (counters, no recursion)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depth = 0
+        self.tags = 0
+
+    def start(self, tag: str, attrs: dict[str, str]) -> Any:
+        self.depth += 1
+        self.tags += 1
+        if self.depth > MAX_DEPTH:
+            raise LabelConfigError(f"tags are nested more than {MAX_DEPTH} levels deep")
+        if self.tags > MAX_TAGS:
+            raise LabelConfigError(f"the config has more than {MAX_TAGS} tags")
+        return super().start(tag, attrs)
+
+    def end(self, tag: str) -> Any:
+        self.depth -= 1
+        return super().end(tag)
+
+
+def _parse(xml: str) -> Element:
+    parser = DefusedXMLParser(target=_BoundedBuilder())
+    try:
+        parser.feed(_DECLARATION.sub("", xml, count=1))
+        return parser.close()
+    except LabelConfigError:
+        raise
+    except (ParseError, ValueError, LookupError) as exc:
+        # ValueError covers defusedxml's refusals (entities, external references) and text
+        # that cannot be encoded (lone surrogates).
+        raise LabelConfigError(f"malformed XML ({type(exc).__name__}: {str(exc)[:200]})") \
+            from None
+
+
 def _tags(root: Element, name: str) -> list[Element]:
     return [el for el in root.iter() if isinstance(el.tag, str) and el.tag.lower() == name]
 
@@ -107,15 +168,16 @@ def parse_label_config(xml: str) -> LabelConfig:
     TypeError
         If ``xml`` is not a string.
     LabelConfigError
-        If the XML is malformed, or there is not exactly one ``Image`` and exactly one
-        ``BrushLabels`` pointing at it with distinct, non-empty ``Label`` values.
+        If the XML is malformed, too long or too deeply nested, or there is not exactly one
+        ``Image`` and exactly one ``BrushLabels`` pointing at it with 1 to :data:`MAX_LABELS`
+        distinct, non-empty ``Label`` values.
     """
     if not isinstance(xml, str):
         raise TypeError(f"label config must be a str, got {type(xml).__name__}")
-    try:
-        root = fromstring(xml)
-    except (ParseError, DefusedXmlException) as exc:
-        raise LabelConfigError(f"malformed XML ({exc})") from None
+    if len(xml) > MAX_CONFIG_CHARS:
+        raise LabelConfigError(f"the config has {len(xml)} characters, more than "
+                               f"{MAX_CONFIG_CHARS}")
+    root = _parse(xml)
 
     images = _tags(root, "image")
     if len(images) != 1:
@@ -139,10 +201,14 @@ def parse_label_config(xml: str) -> LabelConfig:
             f'<BrushLabels toName="{to_name}"> must name the image "{image_name}"'
         )
 
-    labels = [_attribute(el, "value", "a <Label> of <BrushLabels>") for el in _tags(brush, "label")]
-    if not labels:
+    elements = _tags(brush, "label")
+    if not elements:
         raise LabelConfigError("<BrushLabels> has no <Label> children")
-    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if len(elements) > MAX_LABELS:
+        raise LabelConfigError(f"<BrushLabels> has {len(elements)} labels, more than "
+                               f"{MAX_LABELS} (class indices must stay below {IGNORE_INDEX})")
+    labels = [_attribute(el, "value", "a <Label> of <BrushLabels>") for el in elements]
+    duplicates = sorted(label for label, count in Counter(labels).items() if count > 1)
     if duplicates:
         raise LabelConfigError(f"<BrushLabels> repeats the labels {duplicates}")
     return LabelConfig(

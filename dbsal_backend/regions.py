@@ -122,8 +122,10 @@ def smooth_labels(table: SuperpixelTable, pairs: np.ndarray, rounds: int) -> Sup
         np.add.at(votes, (pairs[:, 0], label[pairs[:, 1]]), table.size[pairs[:, 1]])
         np.add.at(votes, (pairs[:, 1], label[pairs[:, 0]]), table.size[pairs[:, 0]])
         best = votes.argmax(axis=1)
-        share = votes.max(axis=1) / np.maximum(votes.sum(axis=1), 1)
-        label = np.where((best != label) & (share >= 0.5), best, label)
+        top = votes.max(axis=1)
+        share = top / np.maximum(votes.sum(axis=1), 1)
+        own = votes[np.arange(n), label]  # a tie with the own class keeps it (whatever the order)
+        label = np.where((top > own) & (share >= 0.5), best, label)
     return SuperpixelTable(table.uncertainty, label, table.size)
 
 

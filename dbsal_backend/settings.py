@@ -62,10 +62,18 @@ Upper = BeforeValidator(_upper)
 
 
 class Settings(BaseSettings):
-    """Backend configuration. Build it with :meth:`from_env` (or ``Settings()``)."""
+    """Backend configuration. Build it with :meth:`from_env`; ``Settings(**values)`` and
+    ``Settings.model_validate(values)`` read no environment (the values given, else defaults)."""
 
     model_config = SettingsConfigDict(env_prefix="DBSAL_", env_ignore_empty=True,
                                       extra="ignore", frozen=True, populate_by_name=True)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings,
+                                   dotenv_settings, file_secret_settings):  # type: ignore[override]
+        # from_env reads the environment (or the mapping it is given) itself, so that an
+        # explicit mapping is the only source and its unknown variables can be reported.
+        return (init_settings,)
 
     # -- Label Studio and the server ----------------------------------------------------------
     label_studio_url: str = Field(
@@ -104,7 +112,8 @@ class Settings(BaseSettings):
                     "that images may be downloaded from.")
     max_image_pixels: int = Field(50_000_000, ge=1, description="Largest image, in pixels.")
     max_image_bytes: int = Field(64 * 2**20, ge=1, description="Largest image download.")
-    image_timeout: float = Field(30.0, gt=0, description="Seconds for one image download.")
+    image_timeout: float = Field(30.0, gt=0, allow_inf_nan=False,
+                                 description="Seconds for one image download.")
     max_request_bytes: int = Field(32 * 2**20, ge=1024, description="Largest request body.")
     max_tasks_per_request: int = Field(1000, ge=1, description="Most tasks in one /predict.")
     set_sampling: bool = Field(
@@ -126,7 +135,8 @@ class Settings(BaseSettings):
     n_segments: int = Field(150, ge=2, description="Target superpixels per image.")
     slic_algorithm: Annotated[Literal[SLIC_ALGORITHMS], Upper] = Field(  # type: ignore
         "SLIC", description="OpenCV SLIC variant (SLIC follows edges; SLICO's are regular).")
-    compactness: float = Field(5.0, gt=0, description="SLIC compactness (OpenCV ruler).")
+    compactness: float = Field(5.0, gt=0, allow_inf_nan=False,
+                               description="SLIC compactness (OpenCV ruler).")
     mc_samples: int = Field(20, ge=1, description="MC-dropout passes per image.")
     uncertainty: Annotated[Literal[UNCERTAINTIES], Lower] = Field(  # type: ignore
         "entropy", description="Pixel heuristic.")
@@ -134,7 +144,7 @@ class Settings(BaseSettings):
         "natural_breaks", description="How superpixel scores split into queried and not.")
     split_scope: Annotated[Literal[SCOPES], Lower] = Field(  # type: ignore[valid-type]
         "image", description="image: split each image; step: split the step's images together.")
-    static_fraction: float = Field(0.275, gt=0, le=1,
+    static_fraction: float = Field(0.275, gt=0, le=1, allow_inf_nan=False,
                                    description="Share of superpixels the static split queries.")
     merge_regions: bool = Field(True, description="One region per connected same-class group.")
     class_balanced: bool = Field(False, description="Weight superpixel scores by class rarity.")
@@ -146,7 +156,7 @@ class Settings(BaseSettings):
                                                     "ImageNet weights).")
     epochs: int = Field(20, ge=1, description="Epochs of each later run (fine-tuning).")
     batch_size: int = Field(8, ge=1, description="Training batch size.")
-    lr: float = Field(1e-3, gt=0, description="Adam learning rate.")
+    lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="Adam learning rate.")
     class_weighted: bool = Field(True, description="Inverse-frequency class weights in the loss.")
     fine_tune: bool = Field(True, description="Start each run from the previous model.")
     max_side: int = Field(512, ge=16, description="Longer image side for training and scoring.")

@@ -97,7 +97,8 @@ class Recipe:
         if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
             raise ValueError(f"Recipe.weight_decay must be >= 0, got {self.weight_decay!r}")
         # The augmentation settings are checked by the dataset they configure.
-        SegmentationDataset([], [], scale_range=self.scale_range, hflip=self.hflip)
+        SegmentationDataset([], [], scale_range=self.scale_range, hflip=self.hflip,
+                            seed=self.seed)
 
 
 def class_weights(labels: np.ndarray | Sequence[np.ndarray], n_classes: int,

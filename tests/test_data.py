@@ -6,7 +6,14 @@ import torch
 from PIL import Image
 
 from dbsal_backend.constants import IGNORE_INDEX
-from dbsal_backend.data import SegmentationDataset, load_split, read_image, read_label
+from dbsal_backend.data import (
+    SegmentationDataset,
+    fit_side,
+    load_split,
+    read_image,
+    read_label,
+    resize_nearest,
+)
 
 
 def _rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -182,3 +189,34 @@ def test_dataset_rejects_bad_arrays():
         SegmentationDataset([image.astype(np.float32)], [label])
     with pytest.raises(IndexError):
         SegmentationDataset([image], [label])[1]
+
+
+# ---------------------------------------------------------------- working resolution
+
+
+def test_fit_side_shrinks_the_longer_side_with_area_interpolation():
+    image = np.kron(np.array([[0, 100], [200, 40]], np.uint8), np.ones((4, 8), np.uint8))
+    image = np.repeat(image[:, :, None], 3, axis=2)  # 8 x 16, four flat blocks
+    small = fit_side(image, 4)
+    assert small.shape == (2, 4, 3) and small.dtype == np.uint8
+    np.testing.assert_array_equal(small[:, :, 0], [[0, 0, 100, 100], [200, 200, 40, 40]])
+    mixed = fit_side(np.array([[0, 255]] * 2, np.uint8), 1)  # area: the mean, not a pick
+    assert mixed.shape == (1, 1) and 120 <= int(mixed[0, 0]) <= 135
+
+
+def test_fit_side_keeps_images_that_fit_and_never_goes_below_one_pixel():
+    image = np.zeros((30, 20, 3), np.uint8)
+    assert fit_side(image, 30) is image and fit_side(image, 500) is image
+    assert fit_side(np.zeros((3, 1000, 3), np.uint8), 20).shape == (1, 20, 3)
+    assert fit_side(np.zeros((1000, 3, 3), np.uint8), 20).shape == (20, 1, 3)
+
+
+def test_resize_nearest_keeps_labels_exact():
+    labels = np.array([[0, 1], [2, IGNORE_INDEX]], np.uint8)
+    assert resize_nearest(labels, 2, 2) is labels
+    big = resize_nearest(labels, 4, 6)
+    assert big.shape == (4, 6) and big.dtype == np.uint8
+    np.testing.assert_array_equal(big, np.kron(labels, np.ones((2, 3), np.uint8)))
+    ids = np.arange(6, dtype=np.int32).reshape(2, 3) * 1000
+    small = resize_nearest(np.kron(ids, np.ones((3, 3), np.int32)), 2, 3)
+    np.testing.assert_array_equal(small, ids)  # ids are never blended

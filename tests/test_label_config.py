@@ -1,9 +1,18 @@
-"""Tests for dbsal_backend.label_config."""
+"""Tests for dbsal_backend.label_config: the configs it accepts, and hostile ones it refuses."""
+
+import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from dbsal_backend.constants import IGNORE_INDEX
 from dbsal_backend.label_config import (
     EXAMPLE_LABEL_CONFIG,
+    MAX_CONFIG_CHARS,
+    MAX_DEPTH,
+    MAX_LABELS,
+    MAX_TAGS,
     LabelConfig,
     LabelConfigError,
     parse_label_config,
@@ -96,3 +105,179 @@ def test_entity_expansion_is_refused():
 def test_not_a_string_is_a_type_error():
     with pytest.raises(TypeError, match="must be a str"):
         parse_label_config(b"<View/>")
+
+
+# ---------------------------------------------------------------- hostile configs
+
+
+def _config(labels, before="", inside_image=""):
+    body = "".join(f'<Label value="{label}"/>' for label in labels)
+    return (f'{before}<View><Image name="i" value="$i"/>{inside_image}'
+            f'<BrushLabels name="b" toName="i">{body}</BrushLabels></View>')
+
+
+@pytest.mark.parametrize("declaration", [
+    '<?xml version="1.0" encoding="UTF-8"?>',
+    "<?xml version='1.0' encoding='utf-8' standalone='yes'?>\n",
+    '<?xml version="1.0" encoding="ISO-8859-1"?>',
+    '<?xml version="1.0" encoding="utf-16"?>',
+    '<?xml version="1.0" encoding="no-such-codec"?>',
+    '<?xml version="1.0"?>',
+    '\ufeff<?xml version="1.0"?>',
+    '\n  <?xml version="1.0" encoding="UTF-8"?>\n',
+])
+def test_an_xml_declaration_is_accepted(declaration):
+    # The config is text already: whatever encoding the declaration names, labels read as written.
+    config = parse_label_config(_config(["straße", "café", "道路"], before=declaration))
+    assert config.labels == ["straße", "café", "道路"]
+
+
+def test_too_long_config_is_refused_before_parsing():
+    padding = "<!--" + "x" * MAX_CONFIG_CHARS + "-->"
+    start = time.perf_counter()
+    with pytest.raises(LabelConfigError, match=f"more than {MAX_CONFIG_CHARS}"):
+        parse_label_config(_config(["a"], inside_image=padding))
+    assert time.perf_counter() - start < 0.1
+    # Just under the limit (a comment pads it) is fine.
+    fitting = _config(["a"], inside_image="<!--" + "x" * (MAX_CONFIG_CHARS - 200) + "-->")
+    assert len(fitting) <= MAX_CONFIG_CHARS
+    assert parse_label_config(fitting).labels == ["a"]
+
+
+def test_label_count_limit_keeps_class_indices_below_ignore_index():
+    assert MAX_LABELS == IGNORE_INDEX - 1
+    labels = [f"c{i}" for i in range(MAX_LABELS)]
+    config = parse_label_config(_config(labels))
+    assert max(config.class_index.values()) == MAX_LABELS - 1 < IGNORE_INDEX
+    with pytest.raises(LabelConfigError, match=f"{MAX_LABELS + 1} labels, more than {MAX_LABELS}"):
+        parse_label_config(_config(labels + ["one too many"]))
+
+
+def test_100000_labels_are_refused_quickly():
+    start = time.perf_counter()
+    with pytest.raises(LabelConfigError):
+        parse_label_config(_config(str(i) for i in range(100_000)))
+    assert time.perf_counter() - start < 0.5
+
+
+@pytest.mark.parametrize("labels", [
+    [str(i) for i in range(MAX_TAGS - 10)],  # refused by the label limit
+    ["x"] * (MAX_TAGS - 10),  # all duplicates: the old quadratic check pinned a core here
+])
+def test_many_labels_under_the_size_limit_are_refused_quickly(labels):
+    xml = _config(labels)
+    assert len(xml) <= MAX_CONFIG_CHARS
+    start = time.perf_counter()
+    with pytest.raises(LabelConfigError, match="labels, more than"):
+        parse_label_config(xml)
+    assert time.perf_counter() - start < 0.5
+
+
+def test_duplicates_are_found_among_many_labels():
+    labels = [f"c{i}" for i in range(MAX_LABELS - 2)] + ["c7", "c100"]
+    with pytest.raises(LabelConfigError, match=r"repeats the labels \['c100', 'c7'\]"):
+        parse_label_config(_config(labels))
+
+
+def test_too_many_tags_are_refused_quickly():
+    filler = "<a/>" * (MAX_TAGS + 1)
+    start = time.perf_counter()
+    with pytest.raises(LabelConfigError, match=f"more than {MAX_TAGS} tags"):
+        parse_label_config(_config(["a"], inside_image=filler))
+    assert time.perf_counter() - start < 0.5
+    # The worst a config of the largest size can do: tiny tags, then the refusal, still fast.
+    start = time.perf_counter()
+    with pytest.raises(LabelConfigError):
+        parse_label_config("<a/>" * (MAX_CONFIG_CHARS // 4 - 1))
+    assert time.perf_counter() - start < 0.5
+
+
+def test_nesting_depth_limit():
+    def nested(depth):
+        inner = '<Image name="i" value="$i"/><BrushLabels name="b" toName="i"><Label value="a"/>' \
+                '</BrushLabels>'
+        return "<View>" * (depth - 2) + inner + "</View>" * (depth - 2)
+
+    assert parse_label_config(nested(MAX_DEPTH)).labels == ["a"]  # Label sits at MAX_DEPTH
+    with pytest.raises(LabelConfigError, match=f"more than {MAX_DEPTH} levels"):
+        parse_label_config(nested(MAX_DEPTH + 1))
+    # Deep nesting within the size limit: refused at once, no recursion error.
+    depth = MAX_CONFIG_CHARS // 8
+    start = time.perf_counter()
+    with pytest.raises(LabelConfigError, match="levels"):
+        parse_label_config("<a>" * depth + "</a>" * depth)
+    assert time.perf_counter() - start < 0.5
+
+
+@pytest.mark.parametrize("xml", [
+    # billion laughs
+    '<?xml version="1.0"?><!DOCTYPE v [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;">'
+    ']><View><Image name="i" value="$i"/><BrushLabels name="b" toName="i"><Label value="&b;"/>'
+    "</BrushLabels></View>",
+    # external entity
+    '<!DOCTYPE v [<!ENTITY e SYSTEM "file:///etc/passwd">]><View><Image name="i" value="$i"/>'
+    '<BrushLabels name="b" toName="i"><Label value="x"/></BrushLabels><Header value="&e;"/>'
+    "</View>",
+    # parameter entity pulling an external DTD
+    '<!DOCTYPE v [<!ENTITY % p SYSTEM "http://127.0.0.1:1/evil.dtd"> %p;]><View/>',
+    # undefined entity
+    '<View><Image name="i" value="$i"/><BrushLabels name="b" toName="i"><Label value="&nope;"/>'
+    "</BrushLabels></View>",
+])
+def test_entities_are_refused(xml):
+    with pytest.raises(LabelConfigError, match="malformed XML"):
+        parse_label_config(xml)
+
+
+@pytest.mark.parametrize("xml", ["", "\x00", "<View a='\ud800'/>", "<a>\udcff</a>",
+                                 "<View></Image>", "<?xml version='1.0'?>", "<" * 1000])
+def test_odd_text_is_a_label_config_error(xml):
+    with pytest.raises(LabelConfigError):
+        parse_label_config(xml)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=300))
+def test_arbitrary_text_raises_only_label_config_errors(text):
+    try:
+        parse_label_config(text)
+    except LabelConfigError:
+        pass
+
+
+_VALID = _config(["road", "sky"])
+
+
+@st.composite
+def _mutations(draw):
+    """A valid config with characters deleted, inserted, replaced or duplicated."""
+    text = _VALID
+    for _ in range(draw(st.integers(1, 6))):
+        at = draw(st.integers(0, len(text)))
+        kind = draw(st.sampled_from(["delete", "insert", "replace", "repeat"]))
+        piece = draw(st.sampled_from(["<", ">", "/", '"', "'", "&", "=", "<Label value='x'/>",
+                                      "<Image name='j' value='$j'/>", "<!--", "-->", "<![CDATA[",
+                                      "<!DOCTYPE v [<!ENTITY a 'b'>]>", "&a;", "\x00", "\ud800",
+                                      "<?xml version='1.0'?>", "BrushLabels", "toName"])
+                     | st.text(max_size=5))
+        if kind == "delete":
+            text = text[:at] + text[at + draw(st.integers(1, 10)):]
+        elif kind == "insert":
+            text = text[:at] + piece + text[at:]
+        elif kind == "replace":
+            text = text[:at] + piece + text[at + len(piece):]
+        else:
+            end = draw(st.integers(at, len(text)))
+            text = text[:end] + text[at:end] * draw(st.integers(1, 20)) + text[end:]
+    return text
+
+
+@settings(max_examples=200, deadline=None)
+@given(_mutations())
+def test_mutated_configs_raise_only_label_config_errors(text):
+    try:
+        config = parse_label_config(text)
+    except LabelConfigError:
+        return
+    assert config.labels and len(set(config.labels)) == len(config.labels)
+    assert len(config.labels) <= MAX_LABELS

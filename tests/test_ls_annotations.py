@@ -2,6 +2,9 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from dbsal_backend.constants import IGNORE_INDEX
 from dbsal_backend.label_config import EXAMPLE_LABEL_CONFIG, parse_label_config
@@ -186,3 +189,59 @@ def test_label_map_to_results_round_trips():
     assert (partial[~only] == IGNORE_INDEX).all()
     with pytest.raises(ValueError):
         label_map_to_results(label_map[0], CONFIG)
+
+
+# ---------------------------------------------------------------- properties
+
+
+@settings(max_examples=100, deadline=None)
+@given(hnp.arrays(np.uint8, st.tuples(st.integers(1, 16), st.integers(1, 16)),
+                  elements=st.sampled_from([0, 1, 2, 3, 4, IGNORE_INDEX])))
+def test_label_maps_round_trip_through_brush_results(label_map):
+    results = label_map_to_results(label_map, CONFIG)
+    assert len(results) == len(set(np.unique(label_map).tolist()) - {IGNORE_INDEX})
+    back, warnings = annotation_to_label_map(results, CONFIG, *label_map.shape,
+                                             CONFIG.class_index)
+    assert warnings == []
+    np.testing.assert_array_equal(back, label_map)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
+                                                                max_size=4),
+    max_leaves=12)
+
+
+@st.composite
+def _brush_results(draw):
+    """Brush results aimed at this config, with any value, labels, sizes and RLE."""
+    result = {"from_name": CONFIG.brush_name, "to_name": CONFIG.image_name,
+              "type": draw(st.sampled_from(["brushlabels", "BrushLabels"]))}
+    if draw(st.booleans()):
+        result["original_width"] = draw(st.sampled_from([W, W + 1]) | _JSON)
+        result["original_height"] = draw(st.sampled_from([H, 0]) | _JSON)
+    rle = draw(st.one_of(
+        st.builds(lambda m: mask_to_rle(m), hnp.arrays(bool, (H, W))),
+        st.lists(st.integers(0, 255), max_size=40),
+        st.lists(st.integers(), max_size=10),
+        _JSON))
+    labels = draw(st.one_of(st.lists(st.sampled_from(CONFIG.labels + ["cat"]), max_size=2),
+                            _JSON))
+    value = draw(st.one_of(st.just({"format": "rle", "rle": rle, "brushlabels": labels}),
+                           st.just({"brushlabels": labels}), _JSON))
+    result["value"] = value
+    return result
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(st.lists(_brush_results(), max_size=4), st.lists(_JSON, max_size=3), _JSON))
+def test_any_annotation_gives_a_label_map_or_an_annotation_error(results):
+    try:
+        label_map, warnings = annotation_to_label_map(results, CONFIG, H, W,
+                                                      CONFIG.class_index)
+    except AnnotationError:
+        return
+    assert label_map.shape == (H, W) and label_map.dtype == np.uint8
+    assert set(np.unique(label_map).tolist()) <= set(range(len(CONFIG.labels))) | {IGNORE_INDEX}
+    assert all(isinstance(w, str) for w in warnings)

@@ -1,4 +1,4 @@
-"""Tests for dbsal_backend.ls_predictions."""
+"""Tests for dbsal_backend.ls_predictions: queries as Label Studio predictions."""
 
 import json
 
@@ -6,124 +6,92 @@ import numpy as np
 import pytest
 from label_studio_sdk.converter.brush import decode_rle
 
+from dbsal_backend.active import Query
 from dbsal_backend.constants import IGNORE_INDEX
 from dbsal_backend.label_config import EXAMPLE_LABEL_CONFIG, parse_label_config
 from dbsal_backend.ls_annotations import annotation_to_label_map
-from dbsal_backend.ls_predictions import dominant_classes, superpixel_prediction
+from dbsal_backend.ls_predictions import empty_prediction, query_prediction
+from dbsal_backend.regions import Region
+from dbsal_backend.rle import rle_to_mask
 
 CONFIG = parse_label_config(EXAMPLE_LABEL_CONFIG)  # 5 classes
 
 
-def grid_superpixels(h=6, w=8, block=2):
+def grid(h=6, w=8, block=2):
     """Superpixels as ``block x block`` tiles, ids row-major."""
     rows, cols = np.indices((h, w))
-    return (rows // block) * (w // block) + cols // block
+    return (rows // block) * -(-w // block) + cols // block
 
 
-def test_dominant_classes_matches_loop():
-    rng = np.random.default_rng(0)
-    sp = grid_superpixels()
-    predicted = rng.integers(0, 3, size=sp.shape)
-    got = dominant_classes(predicted, sp, 3)
-    n = sp.max() + 1
-    assert got.shape == (n,)
-    for i in range(n):
-        counts = np.bincount(predicted[sp == i], minlength=3)
-        assert got[i] == np.argmax(counts)
+REGIONS = [Region((1,), 2, 0.123456, 4), Region((4, 5), 4, 0.5, 8), Region((11,), 0, 0.9, 4)]
 
 
-def test_dominant_classes_ties_and_empty_ids():
-    sp = np.array([[0, 0, 2, 2]])
-    predicted = np.array([[2, 1, 3, 3]])
-    np.testing.assert_array_equal(dominant_classes(predicted, sp, 4), [1, 0, 3])
-
-
-@pytest.mark.parametrize(
-    "predicted, sp, n, error",
-    [
-        (np.zeros((2, 2), int), np.zeros((2, 3), int), 2, ValueError),
-        (np.full((2, 2), 2), np.zeros((2, 2), int), 2, ValueError),
-        (np.zeros((2, 2), float), np.zeros((2, 2), int), 2, TypeError),
-        (np.zeros((2, 2), int), -np.ones((2, 2), int), 2, ValueError),
-        (np.zeros((2, 2), int), np.zeros((2, 2), int), 0, ValueError),
-        (np.zeros(4, int), np.zeros(4, int), 2, ValueError),
-    ],
-)
-def test_dominant_classes_bad_input(predicted, sp, n, error):
-    with pytest.raises(error):
-        dominant_classes(predicted, sp, n)
-
-
-def make_prediction(high_ids=(1, 4), task_score=0.75):
-    sp = grid_superpixels()
-    predicted = np.zeros(sp.shape, np.int64)
-    predicted[sp == 1] = 2  # building
-    predicted[sp == 4] = 4  # sky
-    predicted[0, 2] = 3  # one dissenting pixel inside superpixel 1
-    scores = np.linspace(0.1, 2.2, sp.max() + 1)
-    return sp, predicted, scores, superpixel_prediction(
-        sp, high_ids, predicted, scores, CONFIG, "dbsal", task_score
-    )
-
-
-def test_prediction_structure():
-    sp, _, scores, prediction = make_prediction()
-    assert prediction["score"] == 0.75 and prediction["model_version"] == "dbsal"
+def test_one_brush_result_per_region_in_order():
+    sp = grid()
+    query = Query(17, 0.3, (6, 8), sp, REGIONS, 12)
+    prediction = query_prediction(query, CONFIG, "dbsal-v3")
+    assert prediction["model_version"] == "dbsal-v3"
+    assert prediction["score"] == pytest.approx(0.7)  # the model's confidence in the image
     results = prediction["result"]
-    assert [r["id"] for r in results] == ["sp1", "sp4"]
-    assert len({r["id"] for r in results}) == len(results)
-    for r, sid, label in zip(results, (1, 4), ("building", "sky")):
-        assert r["from_name"] == "tag" and r["to_name"] == "image"
-        assert r["type"] == "brushlabels" and r["image_rotation"] == 0
-        assert (r["original_width"], r["original_height"]) == (8, 6)
-        assert r["value"]["format"] == "rle" and r["value"]["brushlabels"] == [label]
-        assert r["score"] == pytest.approx(scores[sid])
-        # Decoded with the SDK's own decoder: this superpixel, alpha (and RGB) 0/255.
-        canvas = decode_rle(bytes(r["value"]["rle"])).reshape(6, 8, 4)
-        np.testing.assert_array_equal(canvas[..., 3], np.where(sp == sid, 255, 0))
-    json.dumps(prediction)  # plain JSON types only
+    assert [r["id"] for r in results] == ["r0", "r1", "r2"]
+    for result, region in zip(results, REGIONS):
+        assert (result["from_name"], result["to_name"]) == (CONFIG.brush_name, CONFIG.image_name)
+        assert result["type"] == "brushlabels" and result["image_rotation"] == 0
+        assert (result["original_width"], result["original_height"]) == (8, 6)
+        assert result["value"]["format"] == "rle"
+        assert result["value"]["brushlabels"] == [CONFIG.labels[region.label]]
+        assert result["score"] == round(region.confidence, 4)
+        mask = np.isin(sp, region.superpixels)
+        np.testing.assert_array_equal(rle_to_mask(result["value"]["rle"], 6, 8), mask)
+        # Label Studio's own decoder reads the same canvas (alpha 255 where painted).
+        canvas = decode_rle(bytes(result["value"]["rle"])).reshape(6, 8, 4)
+        np.testing.assert_array_equal(canvas[..., 3], np.where(mask, 255, 0))
+    assert [r["value"]["brushlabels"] for r in results] == [["building"], ["sky"],
+                                                             ["background"]]
+    assert json.loads(json.dumps(prediction)) == prediction  # plain JSON types only
 
 
-def test_prediction_round_trips_through_annotation_decoder():
-    sp, _, _, prediction = make_prediction(high_ids=np.array([0, 5, 11]))
-    label_map, warnings = annotation_to_label_map(
-        prediction["result"], CONFIG, 6, 8, CONFIG.class_index
-    )
+def test_a_smaller_superpixel_map_is_scaled_to_the_image():
+    sp = grid()  # a 6 x 8 map of 12 tiles, for an image twice as large
+    query = Query("t", 0.25, (12, 16), sp, REGIONS, 12)
+    prediction = query_prediction(query, CONFIG, "v")
+    for result, region in zip(prediction["result"], REGIONS):
+        assert (result["original_width"], result["original_height"]) == (16, 12)
+        full = np.kron(np.isin(sp, region.superpixels), np.ones((2, 2), bool))
+        np.testing.assert_array_equal(rle_to_mask(result["value"]["rle"], 12, 16), full)
+
+
+def test_a_non_integer_scale_still_covers_each_region_once():
+    sp = grid(6, 8, 2)
+    query = Query("t", 0.25, (9, 13), sp, REGIONS, 12)
+    masks = [rle_to_mask(r["value"]["rle"], 9, 13) for r in query_prediction(
+        query, CONFIG, "v")["result"]]
+    assert sum(m.astype(int) for m in masks).max() == 1  # no pixel in two regions
+    for mask, region in zip(masks, REGIONS):
+        share = np.isin(sp, region.superpixels).mean()
+        assert mask.mean() == pytest.approx(share, abs=0.1)
+
+
+def test_the_prediction_reads_back_as_the_pre_labels():
+    sp = grid()
+    prediction = query_prediction(Query(1, 0.5, (6, 8), sp, REGIONS, 12), CONFIG, "v")
+    labels, warnings = annotation_to_label_map(prediction["result"], CONFIG, 6, 8,
+                                               CONFIG.class_index)
     assert warnings == []
     expected = np.full(sp.shape, IGNORE_INDEX)
-    expected[np.isin(sp, [0, 5, 11])] = 0  # background everywhere but sp 1 and 4
-    np.testing.assert_array_equal(label_map, expected)
+    for region in REGIONS:
+        expected[np.isin(sp, region.superpixels)] = region.label
+    np.testing.assert_array_equal(labels, expected)
 
 
-def test_repeated_absent_and_no_ids():
-    sp = np.array([[0, 0, 2, 2]])  # id 1 has no pixels
-    predicted = np.zeros_like(sp)
-    scores = np.array([0.5, 0.9, 0.2])
-    prediction = superpixel_prediction(sp, [2, 1, 2], predicted, scores, CONFIG, "v", 0.0)
-    assert [r["id"] for r in prediction["result"]] == ["sp2"]
-    assert superpixel_prediction(sp, [], predicted, scores, CONFIG, "v", 1)["result"] == []
+def test_a_query_without_regions_carries_only_the_task_score():
+    prediction = query_prediction(Query(1, 0.8, (6, 8), grid(), [], 12), CONFIG, "v")
+    assert prediction == {"result": [], "score": pytest.approx(0.2), "model_version": "v"}
 
 
-@pytest.mark.parametrize(
-    "kwargs, error, match",
-    [
-        ({"high_ids": np.array([True, False])}, TypeError, "flatnonzero"),
-        ({"high_ids": [12]}, ValueError, r"\[0, 12\)"),
-        ({"high_ids": [-1]}, ValueError, r"\[0, 12\)"),
-        ({"scores": np.ones(3)}, ValueError, "at least 12"),
-        ({"scores": np.full(12, np.nan)}, ValueError, "finite"),
-        ({"task_score": 1.5}, ValueError, r"\[0, 1\]"),
-        ({"task_score": float("nan")}, ValueError, r"\[0, 1\]"),
-        ({"task_score": "0.5"}, TypeError, "number"),
-        ({"model_version": ""}, ValueError, "model_version"),
-        ({"config": EXAMPLE_LABEL_CONFIG}, TypeError, "LabelConfig"),
-        ({"predicted": np.full((6, 8), 5)}, ValueError, "n_classes=5"),
-    ],
-)
-def test_prediction_bad_input(kwargs, error, match):
-    sp = grid_superpixels()
-    args = {"superpixels": sp, "high_ids": [1], "predicted": np.zeros_like(sp),
-            "scores": np.ones(12), "config": CONFIG, "model_version": "v", "task_score": 0.5}
-    args.update(kwargs)
-    with pytest.raises(error, match=match):
-        superpixel_prediction(**args)
+@pytest.mark.parametrize("confidence, expected", [(0.25, 0.25), (1.5, 1.0), (-0.1, 0.0),
+                                                  (0, 0.0), (1, 1.0)])
+def test_empty_prediction_clamps_the_score(confidence, expected):
+    prediction = empty_prediction("dbsal", confidence)
+    assert prediction == {"result": [], "score": expected, "model_version": "dbsal"}
+    assert type(prediction["score"]) is float

@@ -16,6 +16,7 @@ from dbsal_backend.networks import (
     load_efficientnet_lite0_imagenet,
     pick_device,
 )
+from dbsal_backend.uncertainty import MCDropout, enable_mc_dropout, shared_masks
 
 
 def _dropouts(module: nn.Module) -> list[nn.Module]:
@@ -91,6 +92,38 @@ def test_all_dropout_is_in_decode_and_none_in_encode(model):
     n_params = sum(1 for _ in model.parameters())
     assert n_params == sum(1 for _ in model.encoder.parameters()) + sum(
         1 for _ in model.decoder.parameters())
+
+
+@pytest.mark.parametrize("model", _small_models(), ids=["unet", "unet-5-dropout", "lraspp"])
+def test_every_dropout_is_mc_dropout_and_shares_its_masks_in_the_context(model):
+    dropouts = _dropouts(model)
+    assert dropouts and all(type(d) is MCDropout for d in dropouts)
+    calls = []  # per dropout call: (where the input is non-zero, where the output was zeroed)
+
+    def record(module, inputs, output):
+        calls.append((inputs[0] != 0, (output == 0) & (inputs[0] != 0)))
+
+    hooks = [d.register_forward_hook(record) for d in dropouts]
+    enable_mc_dropout(model)
+    x = torch.rand(2, 3, 24, 40)
+    try:
+        with torch.no_grad():
+            with shared_masks(0):
+                model(x)
+            shared, calls[:] = list(calls), []
+            model(x)
+            plain = list(calls)
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.eval()
+    assert len(shared) == len(plain) >= len(dropouts)  # the LR-ASPP head uses its layer twice
+    for (live, dropped), (plain_live, plain_dropped) in zip(shared, plain):
+        both = live[0] & live[1]  # compare the images where both inputs are non-zero
+        assert both.any() and dropped[0][both].any()
+        assert torch.equal(dropped[0][both], dropped[1][both])
+        both = plain_live[0] & plain_live[1]
+        assert not torch.equal(plain_dropped[0][both], plain_dropped[1][both])
 
 
 @pytest.mark.parametrize("model", _small_models(), ids=["unet", "unet-5-dropout", "lraspp"])

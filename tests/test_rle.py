@@ -2,6 +2,9 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from label_studio_sdk.converter.brush import decode_rle, encode_rle, mask2rle
 
 from dbsal_backend.rle import mask_to_rle, regions_to_rle, rle_to_mask
@@ -272,3 +275,119 @@ def test_regions_rejects_bad_input():
         regions_to_rle(np.zeros((3, 3), dtype=np.int32), ids=[1.5])
     with pytest.raises(TypeError):
         regions_to_rle([[0, 1]])
+
+
+# ---------------------------------------------------------------- properties
+
+
+@st.composite
+def masks(draw):
+    """Boolean masks: random pixels, or long runs (to cross the 2**16-byte block limit)."""
+    if draw(st.booleans()):
+        shape = (draw(st.integers(1, 40)), draw(st.integers(1, 40)))
+        return draw(hnp.arrays(bool, shape))
+    runs = draw(st.lists(st.integers(1, 40_000), min_size=1, max_size=8))
+    flat = np.repeat(np.arange(len(runs)) % 2 == draw(st.integers(0, 1)), runs)
+    width = draw(st.integers(1, min(flat.size, 500)))
+    height = flat.size // width
+    return flat[:height * width].reshape(height, width)
+
+
+@settings(max_examples=150, deadline=None)
+@given(masks())
+def test_decode_of_encode_is_the_mask(mask):
+    rle = mask_to_rle(mask)
+    assert all(0 <= b <= 255 for b in rle)
+    np.testing.assert_array_equal(rle_to_mask(rle, *mask.shape), mask)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_any_valid_stream_decodes_to_its_alpha_channel(data):
+    """Any word size and field sizes, runs and literals at random, any byte values."""
+    height, width = data.draw(st.integers(1, 6)), data.draw(st.integers(1, 6))
+    word = data.draw(st.integers(1, 8))
+    sizes = tuple(data.draw(st.lists(st.integers(1, 8), min_size=4, max_size=4)))
+    canvas = np.array(data.draw(st.lists(st.integers(0, 2**word - 1), min_size=4 * height * width,
+                                         max_size=4 * height * width)))
+    if data.draw(st.booleans()):
+        canvas[: 4 * height * width // 2] = canvas[0]  # a long stretch of one value: runs
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    rle = reference_encode(canvas, word, sizes, rng)
+    expected = (canvas[3::4] != 0).reshape(height, width)
+    np.testing.assert_array_equal(rle_to_mask(rle, height, width), expected)
+
+
+def _decode_or_refuse(rle, height, width):
+    try:
+        mask = rle_to_mask(rle, height, width)
+    except (TypeError, ValueError):
+        return
+    assert mask.shape == (height, width) and mask.dtype == bool
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 255), max_size=64), st.integers(1, 5), st.integers(1, 5))
+def test_decoder_fuzz_on_random_bytes(rle, height, width):
+    _decode_or_refuse(rle, height, width)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_decoder_fuzz_behind_a_valid_header(data):
+    """A header with the right value count and random word and field sizes, then junk."""
+    height, width = data.draw(st.integers(1, 5)), data.draw(st.integers(1, 5))
+    header = (f"{4 * height * width:032b}" + f"{data.draw(st.integers(0, 31)):05b}"
+              + "".join(f"{data.draw(st.integers(0, 15)):04b}" for _ in range(4)))
+    tail = data.draw(st.lists(st.integers(0, 1), max_size=600))
+    bits = header + "".join(map(str, tail))
+    bits += "0" * (-len(bits) % 8)
+    rle = [int(bits[k:k + 8], 2) for k in range(0, len(bits), 8)]
+    _decode_or_refuse(rle, height, width)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(
+    st.lists(st.integers()),  # any ints, negative and huge
+    st.lists(st.one_of(st.integers(), st.floats(), st.booleans(), st.none(), st.text(max_size=2))),
+    st.binary(max_size=64),
+    st.lists(st.lists(st.integers(0, 255), max_size=3), max_size=4),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=3),
+    st.text(max_size=8),
+    st.integers(),
+    st.none(),
+))
+def test_decoder_fuzz_on_anything(rle):
+    _decode_or_refuse(rle, 2, 3)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_decoder_fuzz_on_damaged_valid_rles(data):
+    mask = data.draw(masks())
+    rle = mask_to_rle(mask)
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(rle)))
+        kind = data.draw(st.sampled_from(["flip", "cut", "insert"]))
+        if kind == "flip" and at < len(rle):
+            rle[at] ^= 1 << data.draw(st.integers(0, 7))
+        elif kind == "cut":
+            rle = rle[:at]
+        else:
+            rle = rle[:at] + [data.draw(st.integers(0, 255))] + rle[at:]
+    _decode_or_refuse(rle, *mask.shape)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(
+    hnp.arrays(st.sampled_from([np.int8, np.int32, np.int64]),
+               st.tuples(st.integers(1, 20), st.integers(1, 20)), elements=st.integers(-3, 6)),
+    hnp.arrays(np.uint8, st.tuples(st.integers(1, 20), st.integers(1, 20)),
+               elements=st.integers(250, 255))),
+    st.one_of(st.none(), st.lists(st.integers(-5, 255), max_size=6)))
+def test_regions_to_rle_equals_mask_to_rle_per_region(labels, ids):
+    out = regions_to_rle(labels, ids)
+    expected_ids = sorted(set(np.unique(labels).tolist() if ids is None else ids))
+    assert sorted(out) == expected_ids
+    for region in expected_ids:
+        assert out[region] == mask_to_rle(labels == region)

@@ -1,6 +1,5 @@
-"""Tests for dbsal_backend.selection: scores, ranking, splits, baselines and the budget."""
+"""Tests for dbsal_backend.selection: ranking, splits and baselines."""
 
-import json
 from fractions import Fraction
 
 import jenkspy
@@ -9,7 +8,6 @@ import pytest
 
 from dbsal_backend.selection import (
     SPLIT_METHODS,
-    Budget,
     kmeans_split,
     natural_breaks_split,
     natural_breaks_threshold,
@@ -17,7 +15,6 @@ from dbsal_backend.selection import (
     rank_images,
     split_superpixels,
     static_split,
-    superpixel_scores,
     within_group_sse,
 )
 
@@ -210,40 +207,7 @@ def test_split_superpixels_dispatch():
         split_superpixels(x, "otsu")
 
 
-# ---------------------------------------------------------------- scores and ranking
-
-
-def test_superpixel_scores_match_naive_loop():
-    rng = np.random.default_rng(7)
-    for _ in range(30):
-        h, w = rng.integers(1, 12, size=2)
-        n = int(rng.integers(1, 15))
-        labels = rng.integers(0, n, size=(h, w))
-        pixels = rng.random((h, w)).astype(np.float32)
-        extra = int(rng.integers(0, 3))
-        got = superpixel_scores(pixels, labels, n=n + extra)
-        assert got.dtype == np.float64 and got.shape == (n + extra,)
-        for i in range(n + extra):
-            members = pixels[labels == i]
-            expected = members.astype(np.float64).mean() if members.size else 0.0
-            assert got[i] == pytest.approx(expected, rel=1e-12)
-
-
-def test_superpixel_scores_default_n_and_errors():
-    labels = np.array([[0, 0, 3], [3, 3, 0]])
-    scores = np.array([[1.0, 2.0, 4.0], [5.0, 6.0, 3.0]])
-    np.testing.assert_allclose(superpixel_scores(scores, labels), [2.0, 0.0, 0.0, 5.0])
-    assert superpixel_scores(np.zeros((0, 4)), np.zeros((0, 4), dtype=int)).shape == (0,)
-    with pytest.raises(ValueError, match="same shape"):
-        superpixel_scores(scores, labels[:, :2])
-    with pytest.raises(TypeError, match="integer superpixel ids"):
-        superpixel_scores(scores, labels.astype(float))
-    with pytest.raises(ValueError, match=">= 0"):
-        superpixel_scores(scores, labels - 1)
-    with pytest.raises(ValueError, match="needs n >= 4"):
-        superpixel_scores(scores, labels, n=3)
-    with pytest.raises(ValueError, match="finite"):
-        superpixel_scores(np.where(labels == 3, np.nan, scores), labels)
+# ---------------------------------------------------------------- ranking
 
 
 def test_rank_images_dict_and_array():
@@ -280,48 +244,3 @@ def test_random_images_distinct_uniform_and_seeded():
         random_images(candidates, 1, 0)
     with pytest.raises(ValueError, match="distinct"):
         random_images(["a", "a"], 1, rng)
-
-
-# ---------------------------------------------------------------- budget
-
-
-def test_budget_accounting():
-    budget = Budget(unit="superpixels", limit=100)
-    assert budget.spent == 0 and budget.remaining == 100 and not budget.exhausted
-    budget.charge(images=2, superpixels=60, pixels=6000)
-    budget.charge(superpixels=30, pixels=2500)
-    assert (budget.images, budget.superpixels, budget.pixels) == (2, 90, 8500)
-    assert budget.spent == 90 and budget.remaining == 10 and not budget.exhausted
-    budget.charge(images=1, superpixels=25, pixels=100)
-    assert budget.spent == 115 and budget.remaining == 0 and budget.exhausted
-    assert budget.fraction_of(86000) == pytest.approx(0.1)
-    assert Budget(unit="images", limit=3, images=3).exhausted
-    assert Budget(unit="pixels", pixels=7).spent == 7
-    unlimited = Budget()
-    unlimited.charge(superpixels=10**9)
-    assert unlimited.remaining is None and not unlimited.exhausted
-
-
-def test_budget_round_trip_and_validation():
-    budget = Budget(unit="pixels", limit=50000, images=3, superpixels=41, pixels=12345)
-    data = json.loads(json.dumps(budget.to_dict()))
-    assert Budget.from_dict(data) == budget
-    assert Budget.from_dict(Budget().to_dict()) == Budget()
-    with pytest.raises(ValueError, match="unit must be one of"):
-        Budget(unit="clicks")
-    with pytest.raises(ValueError, match="limit must be >= 0"):
-        Budget(limit=-1)
-    with pytest.raises(TypeError, match="limit must be an int"):
-        Budget(limit=1.5)
-    with pytest.raises(ValueError, match="pixels must be >= 0"):
-        Budget(pixels=-3)
-    with pytest.raises(ValueError, match="superpixels must be >= 0"):
-        Budget().charge(superpixels=-1)
-    with pytest.raises(TypeError, match="images must be an int"):
-        Budget().charge(images=True)
-    with pytest.raises(ValueError, match="total_pixels must be > 0"):
-        Budget().fraction_of(0)
-    with pytest.raises(ValueError, match="unknown Budget fields"):
-        Budget.from_dict({"unit": "images", "cost": 3})
-    with pytest.raises(TypeError, match="mapping"):
-        Budget.from_dict([("unit", "images")])

@@ -1,161 +1,276 @@
-"""Settings: defaults, parsing, validation messages, masking of the API key."""
+"""Tests for dbsal_backend.settings: defaults, parsing, errors naming the variable, secrets."""
 
-import dataclasses
 import logging
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from dbsal_backend import settings as settings_module
+from dbsal_backend.active import QueryPolicy
+from dbsal_backend.budget import Budget
+from dbsal_backend.images import origin
 from dbsal_backend.settings import Settings
+from dbsal_backend.superpixels import SlicParams
+from dbsal_backend.training import Recipe
+
+# What the backend does when nothing is set (the README's settings table).
+DEFAULTS = {
+    "label_studio_url": "http://localhost:8080", "label_studio_api_key": None,
+    "model_dir": Path("./models"), "basic_auth_user": None, "basic_auth_pass": None,
+    "log_level": "INFO", "host": "127.0.0.1", "port": 9090, "ray_address": None,
+    "public_url": None, "allowed_image_origins": [], "max_image_pixels": 50_000_000,
+    "max_image_bytes": 64 * 2**20, "image_timeout": 30.0, "max_request_bytes": 32 * 2**20,
+    "max_tasks_per_request": 1000, "set_sampling": True,
+    "arch": "efficientnet_lite0", "pretrained": True, "device": "auto", "initial_batch": 10,
+    "step_size": 10, "budget": None, "budget_unit": "regions", "n_segments": 150,
+    "slic_algorithm": "SLIC", "compactness": 5.0, "mc_samples": 20, "uncertainty": "entropy",
+    "split": "natural_breaks", "split_scope": "image", "static_fraction": 0.275,
+    "merge_regions": True, "class_balanced": False, "max_regions": None, "smoothing": 2,
+    "first_epochs": 40, "epochs": 20, "batch_size": 8, "lr": 1e-3, "class_weighted": True,
+    "fine_tune": True, "max_side": 512, "train_after": 5, "model_title": "dbsal", "seed": 0,
+    "score_batch_size": 4, "prefetch": 4, "max_concurrent_runs": 1,
+}
+
+# One value other than the default for every variable, and what it parses to.
+EVERY_VARIABLE = {
+    "LABEL_STUDIO_URL": ("https://ls.example.org/", "label_studio_url", "https://ls.example.org"),
+    "MODEL_DIR": ("/data/models", "model_dir", Path("/data/models")),
+    "BASIC_AUTH_USER": ("alice", "basic_auth_user", "alice"),
+    "LOG_LEVEL": ("debug", "log_level", "DEBUG"),
+    "HOST": ("0.0.0.0", "host", "0.0.0.0"),
+    "PORT": ("9191", "port", 9191),
+    "RAY_ADDRESS": ("ray://head:10001", "ray_address", "ray://head:10001"),
+    "DBSAL_PUBLIC_URL": ("http://backend:9090/", "public_url", "http://backend:9090"),
+    "DBSAL_ALLOWED_IMAGE_ORIGINS": ("https://img.example.org", "allowed_image_origins",
+                                    ["https://img.example.org:443"]),
+    "DBSAL_MAX_IMAGE_PIXELS": ("1000", "max_image_pixels", 1000),
+    "DBSAL_MAX_IMAGE_BYTES": ("2048", "max_image_bytes", 2048),
+    "DBSAL_IMAGE_TIMEOUT": ("2.5", "image_timeout", 2.5),
+    "DBSAL_MAX_REQUEST_BYTES": ("4096", "max_request_bytes", 4096),
+    "DBSAL_MAX_TASKS_PER_REQUEST": ("7", "max_tasks_per_request", 7),
+    "DBSAL_SET_SAMPLING": ("false", "set_sampling", False),
+    "DBSAL_ARCH": ("UNet", "arch", "unet"),
+    "DBSAL_PRETRAINED": ("no", "pretrained", False),
+    "DBSAL_DEVICE": ("CUDA:1", "device", "cuda:1"),
+    "DBSAL_INITIAL_BATCH": ("3", "initial_batch", 3),
+    "DBSAL_STEP_SIZE": ("7", "step_size", 7),
+    "DBSAL_BUDGET": ("5000", "budget", 5000),
+    "DBSAL_BUDGET_UNIT": ("Pixels", "budget_unit", "pixels"),
+    "DBSAL_N_SEGMENTS": ("77", "n_segments", 77),
+    "DBSAL_SLIC_ALGORITHM": ("mslic", "slic_algorithm", "MSLIC"),
+    "DBSAL_COMPACTNESS": ("20.5", "compactness", 20.5),
+    "DBSAL_MC_SAMPLES": ("5", "mc_samples", 5),
+    "DBSAL_UNCERTAINTY": ("BALD", "uncertainty", "bald"),
+    "DBSAL_SPLIT": ("static", "split", "static"),
+    "DBSAL_SPLIT_SCOPE": ("STEP", "split_scope", "step"),
+    "DBSAL_STATIC_FRACTION": ("0.5", "static_fraction", 0.5),
+    "DBSAL_MERGE_REGIONS": ("0", "merge_regions", False),
+    "DBSAL_CLASS_BALANCED": ("yes", "class_balanced", True),
+    "DBSAL_MAX_REGIONS": ("12", "max_regions", 12),
+    "DBSAL_SMOOTHING": ("0", "smoothing", 0),
+    "DBSAL_FIRST_EPOCHS": ("9", "first_epochs", 9),
+    "DBSAL_EPOCHS": ("2", "epochs", 2),
+    "DBSAL_BATCH_SIZE": ("3", "batch_size", 3),
+    "DBSAL_LR": ("3e-4", "lr", 3e-4),
+    "DBSAL_CLASS_WEIGHTED": ("off", "class_weighted", False),
+    "DBSAL_FINE_TUNE": ("false", "fine_tune", False),
+    "DBSAL_MAX_SIDE": ("256", "max_side", 256),
+    "DBSAL_TRAIN_AFTER": ("0", "train_after", 0),
+    "DBSAL_MODEL_TITLE": ("weeds-v1", "model_title", "weeds-v1"),
+    "DBSAL_SEED": ("42", "seed", 42),
+    "DBSAL_SCORE_BATCH_SIZE": ("2", "score_batch_size", 2),
+    "DBSAL_PREFETCH": ("0", "prefetch", 0),
+    "DBSAL_MAX_CONCURRENT_RUNS": ("3", "max_concurrent_runs", 3),
+}
+SECRETS = {"LABEL_STUDIO_API_KEY": "s3cr3t-token-value", "BASIC_AUTH_PASS": "hunter2-pass"}
 
 
-def test_defaults_when_nothing_is_set():
+def test_defaults_when_nothing_is_set(monkeypatch):
+    monkeypatch.setenv("DBSAL_EPOCHS", "3")  # from_env(dict) reads the dict only
+    monkeypatch.setenv("PORT", "1234")
     s = Settings.from_env({})
-    assert s == Settings()
-    assert s.label_studio_url == "http://localhost:8080"
-    assert s.label_studio_api_key is None
-    assert s.model_dir == Path("./models")
-    assert (s.log_level, s.host, s.port) == ("INFO", "127.0.0.1", 9090)
-    assert (s.arch, s.pretrained, s.device) == ("efficientnet_lite0", True, "auto")
-    assert (s.initial_batch, s.step_size, s.budget, s.budget_unit) == (10, 10, None, "superpixels")
-    assert (s.n_segments, s.slic_algorithm, s.compactness, s.mc_samples) == (300, "SLICO", 10.0, 20)
-    assert (s.uncertainty, s.split, s.static_fraction) == ("entropy", "natural_breaks", 0.275)
-    assert (s.epochs, s.batch_size, s.lr, s.class_weighted, s.fine_tune) == (20, 4, 1e-4, True, True)
-    assert (s.max_side, s.train_after, s.model_title, s.seed) == (512, 5, "dbsal", 0)
+    assert {name: getattr(s, name) for name in Settings.model_fields} == DEFAULTS
+    assert s.auth is None and s.api_key == ""
+
+
+def test_the_process_environment_is_the_default_source(monkeypatch):
+    monkeypatch.setenv("DBSAL_EPOCHS", "3")
+    monkeypatch.setenv("PORT", "1234")
+    s = Settings.from_env()
+    assert (s.epochs, s.port) == (3, 1234)
 
 
 def test_every_variable_is_parsed():
-    env = {
-        "LABEL_STUDIO_URL": "https://ls.example.org/",
-        "LABEL_STUDIO_API_KEY": "abc123",
-        "MODEL_DIR": "/data/models",
-        "LOG_LEVEL": "debug",
-        "HOST": "0.0.0.0",
-        "PORT": "9191",
-        "DBSAL_ARCH": "unet",
-        "DBSAL_PRETRAINED": "false",
-        "DBSAL_DEVICE": "cuda:1",
-        "DBSAL_INITIAL_BATCH": "3",
-        "DBSAL_STEP_SIZE": "7",
-        "DBSAL_BUDGET": "5000",
-        "DBSAL_BUDGET_UNIT": "pixels",
-        "DBSAL_N_SEGMENTS": "150",
-        "DBSAL_SLIC_ALGORITHM": "mslic",
-        "DBSAL_COMPACTNESS": "20.5",
-        "DBSAL_MC_SAMPLES": "5",
-        "DBSAL_UNCERTAINTY": "BALD",
-        "DBSAL_SPLIT": "static",
-        "DBSAL_STATIC_FRACTION": "0.5",
-        "DBSAL_EPOCHS": "2",
-        "DBSAL_BATCH_SIZE": "8",
-        "DBSAL_LR": "3e-4",
-        "DBSAL_CLASS_WEIGHTED": "no",
-        "DBSAL_FINE_TUNE": "0",
-        "DBSAL_MAX_SIDE": "256",
-        "DBSAL_TRAIN_AFTER": "0",
-        "DBSAL_MODEL_TITLE": "weeds-v1",
-        "DBSAL_SEED": "42",
-    }
-    s = Settings.from_env(env)
-    assert s.label_studio_url == "https://ls.example.org"  # trailing slash dropped
-    assert s.label_studio_api_key == "abc123"
-    assert s.model_dir == Path("/data/models")
-    assert (s.log_level, s.host, s.port) == ("DEBUG", "0.0.0.0", 9191)
-    assert (s.arch, s.pretrained, s.device) == ("unet", False, "cuda:1")
-    assert (s.initial_batch, s.step_size, s.budget, s.budget_unit) == (3, 7, 5000, "pixels")
-    assert (s.n_segments, s.slic_algorithm, s.compactness, s.mc_samples) == (150, "MSLIC", 20.5, 5)
-    assert (s.uncertainty, s.split, s.static_fraction) == ("bald", "static", 0.5)
-    assert (s.epochs, s.batch_size, s.lr, s.class_weighted, s.fine_tune) == (2, 8, 3e-4, False, False)
-    assert (s.max_side, s.train_after, s.model_title, s.seed) == (256, 0, "weeds-v1", 42)
+    assert {field for _, field, _ in EVERY_VARIABLE.values()} | {
+        "label_studio_api_key", "basic_auth_pass"} == set(Settings.model_fields)
+    s = Settings.from_env({name: raw for name, (raw, _, _) in EVERY_VARIABLE.items()} | SECRETS)
+    for name, (_, field, expected) in EVERY_VARIABLE.items():
+        assert getattr(s, field) == expected, name
+    assert s.api_key == "s3cr3t-token-value"
+    assert s.auth == ("alice", "hunter2-pass")
 
 
-@pytest.mark.parametrize("raw,expected", [("true", True), ("YES", True), ("On", True), ("1", True),
-                                          ("false", False), ("no", False), ("OFF", False), ("0", False)])
+@pytest.mark.parametrize("raw, expected", [("true", True), ("YES", True), ("On", True),
+                                           ("1", True), ("false", False), ("no", False),
+                                           ("OFF", False), ("0", False)])
 def test_booleans(raw, expected):
     assert Settings.from_env({"DBSAL_PRETRAINED": raw}).pretrained is expected
 
 
-@pytest.mark.parametrize("raw", ["none", "Unlimited", ""])
-def test_unlimited_budget(raw):
-    assert Settings.from_env({"DBSAL_BUDGET": raw}).budget is None
+@pytest.mark.parametrize("name", ["DBSAL_BUDGET", "DBSAL_MAX_REGIONS"])
+@pytest.mark.parametrize("raw", ["none", "Unlimited", "NONE", "", "   "])
+def test_none_and_unlimited(name, raw):
+    field = name.removeprefix("DBSAL_").lower()
+    assert getattr(Settings.from_env({name: raw}), field) is None
 
 
 def test_empty_and_blank_values_take_the_default():
-    s = Settings.from_env({"PORT": "", "DBSAL_EPOCHS": "   ", "LABEL_STUDIO_API_KEY": ""})
-    assert (s.port, s.epochs, s.label_studio_api_key) == (9090, 20, None)
+    s = Settings.from_env({"PORT": "", "DBSAL_EPOCHS": "   ", "LABEL_STUDIO_API_KEY": "",
+                           "DBSAL_ALLOWED_IMAGE_ORIGINS": " "})
+    assert (s.port, s.epochs, s.label_studio_api_key, s.allowed_image_origins) == (
+        9090, 20, None, [])
 
 
-@pytest.mark.parametrize(
-    "name,raw,accepts",
-    [
-        ("LABEL_STUDIO_URL", "localhost:8080", "http:// or https://"),
-        ("LOG_LEVEL", "LOUD", "DEBUG"),
-        ("PORT", "0", "integer >= 1 and <= 65535"),
-        ("PORT", "http", "integer"),
-        ("DBSAL_ARCH", "vgg", "efficientnet_lite0"),
-        ("DBSAL_PRETRAINED", "maybe", "true/false"),
-        ("DBSAL_DEVICE", "gpu", "cuda:N"),
-        ("DBSAL_INITIAL_BATCH", "0", ">= 1"),
-        ("DBSAL_STEP_SIZE", "2.5", "integer"),
-        ("DBSAL_BUDGET", "-3", "positive integer"),
-        ("DBSAL_BUDGET_UNIT", "clicks", "superpixels"),
-        ("DBSAL_N_SEGMENTS", "1", ">= 2"),
-        ("DBSAL_SLIC_ALGORITHM", "felzenszwalb", "SLICO"),
-        ("DBSAL_COMPACTNESS", "0", "> 0"),
-        ("DBSAL_MC_SAMPLES", "-1", ">= 1"),
-        ("DBSAL_UNCERTAINTY", "variance", "entropy"),
-        ("DBSAL_SPLIT", "jenks", "natural_breaks"),
-        ("DBSAL_STATIC_FRACTION", "1.5", "<= 1.0"),
-        ("DBSAL_STATIC_FRACTION", "0", "> 0"),
-        ("DBSAL_EPOCHS", "ten", "integer"),
-        ("DBSAL_BATCH_SIZE", "0", ">= 1"),
-        ("DBSAL_LR", "nan", "number > 0"),
-        ("DBSAL_LR", "inf", "number > 0"),
-        ("DBSAL_CLASS_WEIGHTED", "2", "true/false"),
-        ("DBSAL_FINE_TUNE", "sometimes", "true/false"),
-        ("DBSAL_MAX_SIDE", "8", ">= 16"),
-        ("DBSAL_TRAIN_AFTER", "-1", ">= 0"),
-        ("DBSAL_SEED", "-5", ">= 0"),
-    ],
-)
-def test_bad_values_name_the_variable_and_what_it_accepts(name, raw, accepts):
+def test_allowed_image_origins_are_parsed_and_normalised():
+    raw = " https://Img.Example.ORG , http://cdn.example.org:8080/,,http://[::1]:8000 "
+    origins = Settings.from_env({"DBSAL_ALLOWED_IMAGE_ORIGINS": raw}).allowed_image_origins
+    assert origins == ["https://img.example.org:443", "http://cdn.example.org:8080",
+                       "http://[::1]:8000"]
+    # The fetcher compares them with the origins of image URLs: they must match.
+    for url, allowed in zip(["https://IMG.example.org/a.png", "http://cdn.example.org:8080/b",
+                             "http://[::1]:8000/c.jpg"], origins):
+        assert origin(url) == origin(allowed)
+
+
+@pytest.mark.parametrize("raw", ["http://img.example.org/images", "http://img.example.org?x=1",
+                                 "ftp://img.example.org", "img.example.org",
+                                 "http://ok.org,http://bad.org/path"])
+def test_an_allowed_image_origin_must_be_an_origin(raw):
+    with pytest.raises(ValueError, match="DBSAL_ALLOWED_IMAGE_ORIGINS"):
+        Settings.from_env({"DBSAL_ALLOWED_IMAGE_ORIGINS": raw})
+
+
+@pytest.mark.parametrize("name, raw", [
+    ("LABEL_STUDIO_URL", "localhost:8080"), ("LABEL_STUDIO_URL", "ftp://ls"),
+    ("LOG_LEVEL", "LOUD"), ("PORT", "0"), ("PORT", "65536"), ("PORT", "http"),
+    ("DBSAL_PUBLIC_URL", "backend"), ("DBSAL_MAX_IMAGE_PIXELS", "0"),
+    ("DBSAL_MAX_IMAGE_BYTES", "-1"), ("DBSAL_IMAGE_TIMEOUT", "0"), ("DBSAL_IMAGE_TIMEOUT", "inf"),
+    ("DBSAL_MAX_REQUEST_BYTES", "100"), ("DBSAL_MAX_TASKS_PER_REQUEST", "0"),
+    ("DBSAL_SET_SAMPLING", "maybe"), ("DBSAL_ARCH", "vgg"), ("DBSAL_PRETRAINED", "maybe"),
+    ("DBSAL_DEVICE", "gpu"), ("DBSAL_DEVICE", "cuda:x"), ("DBSAL_INITIAL_BATCH", "0"),
+    ("DBSAL_STEP_SIZE", "2.5"), ("DBSAL_BUDGET", "-3"), ("DBSAL_BUDGET", "0"),
+    ("DBSAL_BUDGET_UNIT", "clicks"), ("DBSAL_N_SEGMENTS", "1"),
+    ("DBSAL_SLIC_ALGORITHM", "felzenszwalb"), ("DBSAL_COMPACTNESS", "0"),
+    ("DBSAL_COMPACTNESS", "inf"), ("DBSAL_MC_SAMPLES", "-1"), ("DBSAL_UNCERTAINTY", "variance"),
+    ("DBSAL_SPLIT", "jenks"), ("DBSAL_SPLIT_SCOPE", "batch"), ("DBSAL_STATIC_FRACTION", "1.5"),
+    ("DBSAL_STATIC_FRACTION", "0"), ("DBSAL_STATIC_FRACTION", "nan"),
+    ("DBSAL_MERGE_REGIONS", "2"), ("DBSAL_CLASS_BALANCED", "sometimes"),
+    ("DBSAL_MAX_REGIONS", "0"), ("DBSAL_SMOOTHING", "-1"), ("DBSAL_FIRST_EPOCHS", "0"),
+    ("DBSAL_EPOCHS", "ten"), ("DBSAL_BATCH_SIZE", "0"), ("DBSAL_LR", "nan"), ("DBSAL_LR", "inf"),
+    ("DBSAL_LR", "-1e-3"), ("DBSAL_CLASS_WEIGHTED", "2"), ("DBSAL_FINE_TUNE", "sometimes"),
+    ("DBSAL_MAX_SIDE", "8"), ("DBSAL_TRAIN_AFTER", "-1"), ("DBSAL_MODEL_TITLE", " "),
+    ("DBSAL_SEED", "-5"), ("DBSAL_SCORE_BATCH_SIZE", "0"), ("DBSAL_PREFETCH", "-1"),
+    ("DBSAL_MAX_CONCURRENT_RUNS", "0"),
+])
+def test_bad_values_name_the_variable(name, raw):
+    if name == "DBSAL_MODEL_TITLE":  # blank means unset: the default title
+        assert Settings.from_env({name: raw}).model_title == "dbsal"
+        return
     with pytest.raises(ValueError) as info:
         Settings.from_env({name: raw})
-    assert name in str(info.value)
-    assert accepts in str(info.value)
+    message = str(info.value)
+    assert message.startswith("invalid settings: ") and f"{name}={raw.strip()!r}" in message
 
 
-def test_repr_masks_the_api_key():
-    s = Settings.from_env({"LABEL_STUDIO_API_KEY": "s3cr3t-token-value"})
-    assert "s3cr3t-token-value" not in repr(s)
-    assert "label_studio_api_key='***'" in repr(s)
-    assert "s3cr3t" not in str(s)
-    assert "label_studio_api_key=None" in repr(Settings())
+def test_every_bad_variable_is_named_at_once():
+    with pytest.raises(ValueError) as info:
+        Settings.from_env({"PORT": "0", "DBSAL_EPOCHS": "ten", "DBSAL_SEED": "1"})
+    assert "PORT=" in str(info.value) and "DBSAL_EPOCHS=" in str(info.value)
+    assert "DBSAL_SEED" not in str(info.value)
+
+
+def test_secrets_are_never_shown():
+    s = Settings.from_env(SECRETS | {"BASIC_AUTH_USER": "alice"})
+    for text in (repr(s), str(s), repr(s.model_dump()), s.model_dump_json()):
+        for secret in SECRETS.values():
+            assert secret not in text
+    assert s.api_key == SECRETS["LABEL_STUDIO_API_KEY"]
+    assert s.auth == ("alice", SECRETS["BASIC_AUTH_PASS"])
+    # Only the user, or only the password: no basic auth.
+    assert Settings.from_env({"BASIC_AUTH_USER": "alice"}).auth is None
+    assert Settings.from_env({"BASIC_AUTH_PASS": "x"}).auth is None
 
 
 def test_settings_are_frozen():
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        Settings().port = 1
+    s = Settings.from_env({})
+    with pytest.raises(ValidationError):
+        s.port = 1
 
 
-def test_unknown_dbsal_variables_are_reported(caplog):
+def test_unknown_dbsal_variables_are_warned_about(caplog):
     with caplog.at_level(logging.WARNING, logger="dbsal_backend.settings"):
-        Settings.from_env({"DBSAL_EPOCH": "3"})
-    assert "DBSAL_EPOCH" in caplog.text
+        s = Settings.from_env({"DBSAL_EPOCH": "3", "DBSAL_LABEL_STUDIO_URL": "http://x",
+                               "DBSAL_EPOCHS": "4", "OTHER_THING": "1"})
+    assert "DBSAL_EPOCH," in caplog.text or caplog.text.rstrip().endswith("DBSAL_EPOCH")
+    assert "DBSAL_LABEL_STUDIO_URL" in caplog.text  # the server's variables have no prefix
+    assert "DBSAL_EPOCHS" not in caplog.text and "OTHER_THING" not in caplog.text
+    assert s.epochs == 4 and s.label_studio_url == "http://localhost:8080"
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dbsal_backend.settings"):
+        Settings.from_env({"DBSAL_EPOCHS": "4"})
+    assert caplog.text == ""
 
 
-def test_every_variable_is_documented():
-    doc = settings_module.__doc__
-    for name in settings_module._VARIABLES:
-        assert f"``{name}``" in doc, name
+def test_what_the_engine_takes():
+    s = Settings.from_env({"DBSAL_STEP_SIZE": "3", "DBSAL_SPLIT": "static",
+                           "DBSAL_SPLIT_SCOPE": "step", "DBSAL_STATIC_FRACTION": "0.5",
+                           "DBSAL_MERGE_REGIONS": "no", "DBSAL_CLASS_BALANCED": "yes",
+                           "DBSAL_MAX_REGIONS": "4", "DBSAL_SMOOTHING": "1",
+                           "DBSAL_SLIC_ALGORITHM": "slico", "DBSAL_N_SEGMENTS": "99",
+                           "DBSAL_COMPACTNESS": "7.5", "DBSAL_FIRST_EPOCHS": "9",
+                           "DBSAL_EPOCHS": "2", "DBSAL_BATCH_SIZE": "5", "DBSAL_LR": "0.01",
+                           "DBSAL_CLASS_WEIGHTED": "no", "DBSAL_SEED": "7",
+                           "DBSAL_BUDGET": "100", "DBSAL_BUDGET_UNIT": "images"})
+    assert s.query_policy() == QueryPolicy(images=3, split="static", scope="step",
+                                           static_fraction=0.5, merge=False,
+                                           class_balanced=True, max_regions=4, smoothing=1)
+    assert s.slic_params() == SlicParams(algorithm="SLICO", n_segments=99, ruler=7.5)
+    assert s.recipe() == Recipe(epochs=2, batch_size=5, lr=0.01, class_weighted=False, seed=7)
+    assert s.recipe(first=True) == Recipe(epochs=9, batch_size=5, lr=0.01, class_weighted=False,
+                                          seed=7)
+    assert s.labeling_budget() == Budget(limit=100, unit="images")
+    assert Settings.from_env({}).labeling_budget() == Budget(limit=None, unit="regions")
+
+
+def test_every_accepted_value_builds_the_engine_objects():
+    """Values the settings accept never fail later, when the engine objects are built."""
+    for env in ({}, {"DBSAL_STATIC_FRACTION": "1", "DBSAL_N_SEGMENTS": "2",
+                     "DBSAL_COMPACTNESS": "1e-9", "DBSAL_LR": "1e-12"}):
+        s = Settings.from_env(env)
+        s.query_policy(), s.slic_params(), s.recipe(), s.recipe(first=True), s.labeling_budget()
 
 
 def test_choices_match_the_engine():
+    from dbsal_backend.active import SCOPES
+    from dbsal_backend.budget import BUDGET_UNITS
     from dbsal_backend.networks import ARCHITECTURES
+    from dbsal_backend.selection import SPLIT_METHODS
     from dbsal_backend.superpixels import ALGORITHMS
     from dbsal_backend.uncertainty import HEURISTICS
 
     assert set(settings_module.ARCHS) == set(ARCHITECTURES)
     assert set(settings_module.SLIC_ALGORITHMS) == set(ALGORITHMS)
     assert set(settings_module.UNCERTAINTIES) == set(HEURISTICS)
+    for name, choices in (("split", SPLIT_METHODS), ("split_scope", SCOPES),
+                          ("budget_unit", BUDGET_UNITS)):
+        for choice in choices:
+            assert getattr(Settings.from_env({f"DBSAL_{name.upper()}": choice}), name) == choice
+
+
+def test_only_from_env_reads_the_environment(monkeypatch):
+    monkeypatch.setenv("DBSAL_EPOCHS", "3")
+    monkeypatch.setenv("LABEL_STUDIO_API_KEY", "from-the-environment")
+    for s in (Settings(), Settings.model_validate({}), Settings.model_validate({"seed": 1})):
+        assert s.epochs == 20 and s.label_studio_api_key is None
+    assert Settings.model_validate({"epochs": "4"}).epochs == 4

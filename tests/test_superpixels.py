@@ -152,6 +152,9 @@ def test_bad_params_type_raises():
         {"iterations": 0},
         {"min_element_size": -1},
         {"min_element_size": 101},
+        {"max_pixels": 3},
+        {"max_pixels": 1000.0},
+        {"max_pixels": True},
     ],
 )
 def test_bad_params_raise(kwargs):
@@ -169,6 +172,7 @@ def test_key_is_stable_and_distinct():
         SlicParams(ruler=10.5),
         SlicParams(iterations=9),
         SlicParams(min_element_size=0),
+        SlicParams(max_pixels=10_000),
     ]
     assert len({p.key() for p in variants}) == len(variants)
 
@@ -267,3 +271,70 @@ def test_cache_bad_arguments(tmp_path):
         SuperpixelCache(tmp_path, memory_items=-1)
     with pytest.raises(ValueError):
         SuperpixelCache(tmp_path).get(np.zeros((8, 8), dtype=np.int64))
+
+
+# ---------------------------------------------------------------- large images
+
+
+def test_working_size_keeps_small_images_and_shrinks_large_ones():
+    params = SlicParams(max_pixels=1200)
+    assert params.working_size(30, 40) == (30, 40)  # exactly the limit
+    height, width = params.working_size(60, 80)
+    assert (height, width) == (30, 40)
+    assert params.working_size(1, 10**6)[0] == 2  # never below 2 pixels a side
+    assert SlicParams().max_pixels == 2048 * 2048
+
+
+def test_an_image_above_max_pixels_is_segmented_at_the_working_size():
+    image = textured(60, 80)
+    params = SlicParams(n_segments=20, max_pixels=1200)
+    labels = slic(image, params)
+    assert_contiguous(labels, (30, 40))
+    assert 5 <= labels.max() + 1 <= 60
+    # The same as segmenting the shrunk image yourself.
+    small = cv2.resize(image, (40, 30), interpolation=cv2.INTER_AREA)
+    np.testing.assert_array_equal(labels, slic(small, SlicParams(n_segments=20)))
+    assert_contiguous(slic(image, SlicParams(n_segments=20, max_pixels=60 * 80)), (60, 80))
+
+
+def test_the_cache_keys_and_checks_the_working_size(tmp_path):
+    image = textured(60, 80)
+    small = SuperpixelCache(tmp_path, SlicParams(n_segments=20, max_pixels=1200), memory_items=0)
+    full = SuperpixelCache(tmp_path, SlicParams(n_segments=20), memory_items=0)
+    assert small.path(image) != full.path(image)
+    assert small.get(image).shape == (30, 40) and full.get(image).shape == (60, 80)
+    assert small.get(image).shape == (30, 40)
+    assert (small.hits, small.misses) == (1, 1)
+    # A file of the wrong size under this key is recomputed.
+    with open(small.path(image), "wb") as handle:
+        np.savez_compressed(handle, labels=np.zeros((60, 80), dtype=np.int32))
+    assert small.get(image).shape == (30, 40) and small.misses == 2
+
+
+# ---------------------------------------------------------------- an unwritable cache
+
+
+def test_an_unwritable_cache_folder_falls_back_to_memory(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"")
+    cache = SuperpixelCache(blocker / "cache", SlicParams(n_segments=20), memory_items=0)
+    assert cache.problem and "not writable" in cache.problem and "memory" in cache.problem
+    assert cache.memory_items >= 1
+    image = textured(48, 64)
+    first = cache.get(image)
+    np.testing.assert_array_equal(first, slic(image, SlicParams(n_segments=20)))
+    np.testing.assert_array_equal(cache.get(image), first)
+    assert (cache.hits, cache.misses) == (1, 1)  # the second call came from memory
+
+
+def test_a_cache_folder_that_breaks_later_falls_back_to_memory(tmp_path):
+    root = tmp_path / "cache"
+    cache = SuperpixelCache(root, SlicParams(n_segments=20), memory_items=0)
+    assert cache.problem is None
+    root.rmdir()
+    root.write_bytes(b"")  # the folder is gone: writes fail from now on
+    image = textured(48, 64)
+    labels = cache.get(image)
+    assert cache.problem and "memory" in cache.problem
+    np.testing.assert_array_equal(cache.get(image), labels)
+    assert cache.hits == 1

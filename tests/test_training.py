@@ -1,4 +1,4 @@
-"""Tests for dbsal_backend.training: learning, scoring, early stopping, checkpoints."""
+"""Tests for dbsal_backend.training: the recipe, fit, evaluation and checkpoints."""
 
 import math
 import os
@@ -10,35 +10,33 @@ from torch import nn
 
 from dbsal_backend import training
 from dbsal_backend.constants import IGNORE_INDEX
-from dbsal_backend.data import SegmentationDataset
 from dbsal_backend.networks import UNet, build_model
 from dbsal_backend.training import (
     CheckpointMismatch,
-    TrainConfig,
+    Recipe,
     class_weights,
     confusion_matrix,
     evaluate,
+    fit,
     iou_per_class,
     load_checkpoint,
-    make_train_dataset,
     miou,
-    predict_probs,
     save_checkpoint,
-    train,
 )
 
-FAST = dict(epochs=15, batch_size=4, lr=1e-2, scale_range=None, progress=False, device="cpu")
+FAST = Recipe(epochs=20, batch_size=4, lr=2e-2, scale_range=None, class_weighted=False)
 
 
-def _squares(n: int, seed: int, size: int = 32):
+def _squares(n: int, seed: int, size=(16, 16)):
     """Dark noisy images with one bright square; class 1 inside the square, 0 outside."""
     rng = np.random.default_rng(seed)
     images, labels = [], []
-    for _ in range(n):
-        image = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
-        label = np.zeros((size, size), np.uint8)
-        side = rng.integers(8, 16)
-        top, left = rng.integers(0, size - side, 2)
+    for k in range(n):
+        height, width = size[k % len(size)] if isinstance(size[0], tuple) else size
+        image = rng.integers(0, 60, (height, width, 3), dtype=np.uint8)
+        label = np.zeros((height, width), np.uint8)
+        side = int(rng.integers(5, 9))
+        top, left = rng.integers(0, height - side), rng.integers(0, width - side)
         image[top:top + side, left:left + side] = rng.integers(160, 255, (side, side, 3))
         label[top:top + side, left:left + side] = 1
         images.append(image)
@@ -48,30 +46,44 @@ def _squares(n: int, seed: int, size: int = 32):
 
 def _tiny_unet() -> UNet:
     torch.manual_seed(0)
-    return UNet(2, base_channels=8, depth=3)
+    return UNet(2, base_channels=4, depth=2)
+
+
+def _state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
 
 
 @pytest.fixture(scope="module")
-def square_data():
-    return _squares(16, seed=0), SegmentationDataset(*_squares(8, seed=1))
+def squares():
+    return _squares(8, seed=0), _squares(6, seed=1)
 
 
-def test_unet_learns_the_square_task(square_data):
-    (images, labels), val_ds = square_data
-    model = _tiny_unet()
-    before = evaluate(model, val_ds, 2)["miou"]
-    result = train(model, SegmentationDataset(images, labels, hflip=True), val_ds,
-                   TrainConfig(**FAST))
-    after = evaluate(model, val_ds, 2)
-    assert before < 0.6 and after["miou"] > 0.8
-    assert after["miou"] == pytest.approx(result.best_miou)
-    assert len(result.history) == result.history[-1].epoch
-    assert result.history[-1].loss < result.history[0].loss
-    assert not model.training
+# ---------------------------------------------------------------- the recipe
 
 
-def test_unet_learns_from_partial_labels(square_data):
-    (images, labels), val_ds = square_data
+def test_recipe_defaults():
+    recipe = Recipe()
+    assert (recipe.epochs, recipe.batch_size, recipe.lr, recipe.weight_decay) == (20, 8, 1e-3, 0.0)
+    assert (recipe.class_weighted, recipe.scale_range, recipe.hflip, recipe.seed, recipe.amp) == (
+        True, (0.75, 1.25), True, 0, True)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"epochs": 0}, {"epochs": True}, {"epochs": 2.0}, {"batch_size": 0}, {"batch_size": 1.5},
+    {"lr": 0.0}, {"lr": -1e-3}, {"lr": float("inf")}, {"lr": float("nan")}, {"lr": "0.1"},
+    {"weight_decay": -1.0}, {"scale_range": (2.0, 1.0)}, {"scale_range": (0.0, 1.0)},
+    {"scale_range": (1.0,)}, {"hflip": "yes"}, {"seed": -1},
+])
+def test_recipe_validation(kwargs):
+    with pytest.raises((TypeError, ValueError)):
+        Recipe(**kwargs)
+
+
+# ---------------------------------------------------------------- fit
+
+
+def test_fit_learns_a_trivial_task_from_partial_labels(squares):
+    (images, labels), (val_images, val_labels) = squares
     rng = np.random.default_rng(5)
     partial = []
     for label in labels:
@@ -79,40 +91,71 @@ def test_unet_learns_from_partial_labels(square_data):
         label[rng.random(label.shape) < 0.5] = IGNORE_INDEX
         partial.append(label)
     model = _tiny_unet()
-    train(model, SegmentationDataset(images, partial, hflip=True), None, TrainConfig(**FAST))
-    assert evaluate(model, val_ds, 2)["miou"] > 0.8
+    before = evaluate(model, val_images, val_labels, 2)["miou"]
+    losses = fit(model, images, partial, FAST)
+    after = evaluate(model, val_images, val_labels, 2)["miou"]
+    assert len(losses) == FAST.epochs and all(math.isfinite(x) for x in losses)
+    assert losses[-1] < 0.5 * losses[0]
+    assert before < 0.6 and after > 0.85
+    assert not model.training
 
 
-def test_all_ignore_batch_gives_no_nan(square_data):
-    (images, labels), _ = square_data
-    labels = [labels[0], np.full_like(labels[1], IGNORE_INDEX), labels[2]]
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\(\)`")
+def test_ignored_pixels_give_no_gradient(squares):
+    (images, labels), _ = squares
     model = _tiny_unet()
-    config = TrainConfig(**{**FAST, "epochs": 2, "batch_size": 1})
-    result = train(model, SegmentationDataset(images[:3], labels), None, config)
-    assert [stats.skipped_batches for stats in result.history] == [1, 1]
-    assert all(math.isfinite(stats.loss) for stats in result.history)
-    assert all(torch.isfinite(p).all() for p in model.parameters())
+    before = _state(model)
+    unlabeled = [np.full_like(label, IGNORE_INDEX) for label in labels]
+    losses = fit(model, images, unlabeled, Recipe(epochs=2, batch_size=4, scale_range=None))
+    assert all(math.isnan(x) for x in losses)  # every batch unlabeled: no step
+    state = model.state_dict()
+    assert all(torch.equal(state[k], before[k]) for k in state)
 
 
-def test_training_is_deterministic_given_the_seed(square_data):
-    (images, labels), _ = square_data
-    config = TrainConfig(**{**FAST, "epochs": 2, "scale_range": (0.75, 1.25), "crop_size": 24})
+def test_fit_takes_images_of_different_sizes(squares):
+    images, labels = _squares(6, seed=2, size=((16, 16), (20, 24), (18, 16)))
+    model = _tiny_unet()
+    losses = fit(model, images, labels, Recipe(epochs=2, batch_size=3, scale_range=(0.8, 1.2)))
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+
+
+def test_fit_is_deterministic_for_a_seed(squares):
+    (images, labels), _ = squares
+    recipe = Recipe(epochs=2, batch_size=3, lr=1e-2, seed=3)  # with flips and scale jitter
     states = []
     for _ in range(2):
         model = _tiny_unet()
-        train(model, make_train_dataset(images, labels, config), None, config)
-        states.append(model.state_dict())
-    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+        torch.rand(7)  # other work on the global generator does not matter
+        losses = fit(model, images, labels, recipe)
+        states.append((_state(model), losses))
+    (a, losses_a), (b, losses_b) = states
+    assert losses_a == losses_b
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    other = _tiny_unet()
+    fit(other, images, labels, Recipe(epochs=2, batch_size=3, lr=1e-2, seed=4))
+    assert not all(torch.equal(a[k], other.state_dict()[k]) for k in a)
 
 
-def test_class_weighted_loss_differs(square_data):
-    (images, labels), _ = square_data
-    losses = []
-    for weighted in (False, True):
-        config = TrainConfig(**{**FAST, "epochs": 1, "class_weighted": weighted})
-        result = train(_tiny_unet(), SegmentationDataset(images, labels), None, config)
-        losses.append(result.history[0].loss)
+def test_fit_fine_tunes_a_trained_model(squares):
+    (images, labels), (val_images, val_labels) = squares
+    model = _tiny_unet()
+    fit(model, images, labels, FAST)
+    trained = evaluate(model, val_images, val_labels, 2)["miou"]
+    fit(model, images, labels, Recipe(epochs=1, batch_size=4, lr=1e-4, scale_range=None))
+    assert evaluate(model, val_images, val_labels, 2)["miou"] > trained - 0.1
+
+
+def test_class_weighting_changes_the_loss(squares):
+    (images, labels), _ = squares
+    losses = [fit(_tiny_unet(), images, labels,
+                  Recipe(epochs=1, batch_size=4, scale_range=None, class_weighted=weighted))[0]
+              for weighted in (False, True)]
     assert losses[0] != pytest.approx(losses[1])
+
+
+def test_fit_needs_images():
+    with pytest.raises(ValueError, match="at least one"):
+        fit(_tiny_unet(), [], [], FAST)
 
 
 def test_class_weights_inverse_sqrt_frequency():
@@ -122,8 +165,14 @@ def test_class_weights_inverse_sqrt_frequency():
     expected = np.append(raw / raw.mean(), 0.0)
     assert weights.dtype == torch.float32
     np.testing.assert_allclose(weights.numpy(), expected, rtol=1e-6)
+    np.testing.assert_array_equal(class_weights(np.full((2, 2), IGNORE_INDEX, np.uint8), 2),
+                                  [0.0, 0.0])
     with pytest.raises(ValueError, match="label values"):
         class_weights(np.array([[3]]), 3)
+    with pytest.raises(TypeError, match="integer"):
+        class_weights(np.array([[0.5]]), 3)
+    with pytest.raises(ValueError, match="n_classes"):
+        class_weights(np.array([[0]]), 0)
 
 
 def test_confusion_matrix_and_miou_by_hand():
@@ -137,10 +186,14 @@ def test_confusion_matrix_and_miou_by_hand():
     assert miou(cm) == pytest.approx((1 / 3 + 1 / 2 + 1 / 2 + 0) / 4)
     absent = confusion_matrix(np.array([0, 1]), np.array([0, 1]), 3)
     assert np.isnan(iou_per_class(absent)[2]) and miou(absent) == 1.0
+    assert math.isnan(miou(np.zeros((2, 2), int)))
     with pytest.raises(ValueError, match="pred values"):
         confusion_matrix(np.array([4]), np.array([0]), 4)
     with pytest.raises(ValueError, match="same shape"):
         confusion_matrix(np.zeros(2, int), np.zeros(3, int), 2)
+
+
+# ---------------------------------------------------------------- evaluate
 
 
 class _Threshold(nn.Module):
@@ -149,18 +202,20 @@ class _Threshold(nn.Module):
     def __init__(self):
         super().__init__()
         self.scale = nn.Parameter(torch.tensor(10.0))
+        self.sizes = []
 
     def forward(self, x):
+        self.sizes.append(tuple(x.shape[-2:]))
         logit = self.scale * (x[:, :1] - 0.5)
         return torch.cat([-logit, logit], dim=1)
 
 
-def test_evaluate_and_predict_probs_with_a_known_model():
+def test_evaluate_with_a_known_model():
     image = np.zeros((2, 3, 3), np.uint8)
     image[0, :, 0] = 255  # first row predicted as class 1
     label = np.array([[1, 1, 0], [0, 0, IGNORE_INDEX]], np.uint8)
     model = _Threshold().train()
-    scores = evaluate(model, SegmentationDataset([image], [label]), 3)
+    scores = evaluate(model, [image], [label], 3)
     # Truth 0 at (0,2), (1,0), (1,1): predicted 1, 0, 0. Truth 1 at (0,0), (0,1): predicted 1, 1.
     np.testing.assert_array_equal(scores["confusion"], [[2, 1, 0], [0, 2, 0], [0, 0, 0]])
     np.testing.assert_allclose(scores["iou"][:2], [2 / 3, 2 / 3])
@@ -168,59 +223,22 @@ def test_evaluate_and_predict_probs_with_a_known_model():
     assert scores["miou"] == pytest.approx(2 / 3)
     assert scores["pixel_accuracy"] == pytest.approx(4 / 5)
     assert model.training  # mode restored
-    probs = predict_probs(model, image)
-    assert probs.shape == (2, 2, 3) and probs.dtype == np.float32
-    np.testing.assert_allclose(probs.sum(axis=0), 1.0, rtol=1e-6)
-    assert (probs[1, 0] > 0.5).all() and (probs[1, 1] < 0.5).all()
 
 
-def _scripted_evaluate(monkeypatch, mious):
-    """Make train() see the given validation mIoUs, one per epoch."""
-    scores = iter(mious)
-    monkeypatch.setattr(training, "evaluate", lambda *args, **kwargs: {"miou": next(scores)})
-
-
-def test_early_stopping_restores_the_best_weights(monkeypatch, square_data):
-    (images, labels), val_ds = square_data
-    _scripted_evaluate(monkeypatch, [0.5, 0.7, 0.6, 0.65, 0.4, 0.9, 0.9])
-    snapshots = {}
-    model = _tiny_unet()
-
-    def remember(stats):
-        snapshots[stats.epoch] = {k: v.clone() for k, v in model.state_dict().items()}
-
-    config = TrainConfig(**{**FAST, "epochs": 7, "patience": 3, "lr_patience": 2})
-    result = train(model, SegmentationDataset(images[:4], labels[:4]), val_ds, config, remember)
-    assert result.stopped_early and not result.stopped_by_callback
-    assert [s.epoch for s in result.history] == [1, 2, 3, 4, 5]
-    assert result.best_epoch == 2 and result.best_miou == 0.7
-    state = model.state_dict()
-    assert all(torch.equal(state[k], snapshots[2][k]) for k in state)
-    assert not all(torch.equal(state[k], snapshots[5][k]) for k in state)
-    # Two epochs without improvement (3, 4) -> the learning rate of epoch 5 is x0.1.
-    assert [s.lr for s in result.history] == pytest.approx([1e-2] * 4 + [1e-3])
-
-
-def test_callback_can_stop_training(square_data):
-    (images, labels), _ = square_data
-    result = train(_tiny_unet(), SegmentationDataset(images[:4], labels[:4]), None,
-                   TrainConfig(**FAST), callback=lambda stats: stats.epoch == 2)
-    assert result.stopped_by_callback and not result.stopped_early
-    assert len(result.history) == 2 and result.best_epoch == 2 and math.isnan(result.best_miou)
-
-
-@pytest.mark.parametrize("kwargs", [{"epochs": 0}, {"lr": 0.0}, {"batch_size": 1.5},
-                                    {"scale_range": (2.0, 1.0)}, {"crop_size": -1}])
-def test_train_config_validates(kwargs):
-    with pytest.raises(ValueError):
-        TrainConfig(**kwargs)
-
-
-def test_make_train_dataset_uses_the_augmentation_settings():
-    config = TrainConfig(crop_size=(8, 12), scale_range=None, hflip=False, seed=4)
-    ds = make_train_dataset(*_squares(2, seed=0), config)
-    assert (ds.crop_size, ds.scale_range, ds.hflip, ds.seed) == ((8, 12), None, False, 4)
-    assert ds[0][0].shape == (3, 8, 12)
+def test_evaluate_runs_at_the_working_size_and_scores_at_full_size():
+    image = np.zeros((16, 24, 3), np.uint8)
+    image[:, :12, 0] = 255
+    label = np.zeros((16, 24), np.uint8)
+    label[:, :12] = 1
+    model = _Threshold()
+    scores = evaluate(model, [image], [label], 2, max_side=8)
+    assert model.sizes == [(5, 8)]  # fit_side: the longer side shrunk to 8
+    assert scores["confusion"].sum() == 16 * 24  # every full-size label pixel is scored
+    assert scores["pixel_accuracy"] > 0.9
+    # Labels larger than the image (an image already at the working size): logits are resized.
+    small = image[::2, ::2]
+    scores = evaluate(_Threshold(), [small], [label], 2)
+    assert scores["confusion"].sum() == 16 * 24 and scores["pixel_accuracy"] > 0.9
 
 
 META = {"arch": "efficientnet_lite0", "classes": ["sky", "road", "car"],

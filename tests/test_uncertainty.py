@@ -2,13 +2,16 @@
 
 import gc
 import math
+import threading
 
 import pytest
 import torch
 from torch import nn
 
+from dbsal_backend.networks import UNet
 from dbsal_backend.uncertainty import (
     HEURISTICS,
+    MCDropout,
     McStats,
     authors_bald,
     bald,
@@ -19,6 +22,7 @@ from dbsal_backend.uncertainty import (
     mc_dropout,
     pixel_uncertainty,
     predictive_entropy,
+    shared_masks,
 )
 
 
@@ -299,9 +303,9 @@ def test_memory_does_not_grow_with_passes():
     torch.manual_seed(0)
     model = Probe(n_classes)
     model.counts = []
-    stats = mc_dropout(model, images(batch=1, size=size), n_samples=30)
+    stats = mc_dropout(model, images(batch=1, size=size), n_samples=6)
     assert stats.mean_probs.shape == (1, n_classes, size, size)
-    assert len(model.counts) == 30
+    assert len(model.counts) == 6
     assert max(model.counts[2:]) == model.counts[2]
 
 
@@ -350,3 +354,108 @@ def test_bad_input_raises():
     with pytest.raises(TypeError, match="encode"):
         mc_dropout(plain, x, mode="head")
     assert mc_dropout(plain, x, n_samples=2, mode="full").mean_probs.shape == (2, 2, 8, 8)
+
+
+# ---------------------------------------------------------------- shared masks
+
+
+def test_outside_the_context_mc_dropout_is_plain_dropout():
+    x = torch.rand(4, 3, 5, 5)
+    layer, reference = MCDropout(0.4).train(), nn.Dropout(0.4).train()
+    torch.manual_seed(7)
+    ours = layer(x)
+    torch.manual_seed(7)
+    assert torch.equal(ours, reference(x))
+    assert not torch.equal(ours[0], ours[1])  # each image its own mask
+    assert torch.equal(layer.eval()(x), x)
+
+
+def test_inside_the_context_every_image_of_a_batch_shares_one_mask():
+    layer = MCDropout(0.5).train()
+    with shared_masks(3):
+        out = layer(torch.ones(5, 2, 4, 4))
+    assert set(out.unique().tolist()) == {0.0, 2.0}  # kept values scaled by 1 / (1 - p)
+    for b in range(1, 5):
+        assert torch.equal(out[b], out[0])
+    assert 0 < (out[0] == 0).sum() < out[0].numel()  # element-wise, not one bit for all
+
+
+def test_a_batch_of_one_equals_the_batch():
+    layer = MCDropout(0.5).train()
+    x = torch.rand(4, 3, 6, 6)
+    with shared_masks(11):
+        batched = [layer(x) for _ in range(3)]  # three passes: three masks
+    for b in range(4):
+        with shared_masks(11):
+            alone = [layer(x[b:b + 1]) for _ in range(3)]
+        for t in range(3):
+            assert torch.equal(alone[t][0], batched[t][b])
+    assert not torch.equal(batched[0], batched[1])
+
+
+def test_the_seed_decides_the_masks():
+    layer = MCDropout(0.5).train()
+    x = torch.ones(1, 64)
+
+    def draw(seed):
+        with shared_masks(seed):
+            return layer(x)
+
+    assert torch.equal(draw(1), draw(1))
+    assert not torch.equal(draw(1), draw(2))
+
+
+def test_the_context_does_not_touch_the_global_generator_and_restores_the_previous_one():
+    layer = MCDropout(0.5).train()
+    x = torch.ones(1, 64)
+    state = torch.get_rng_state()
+    with shared_masks(1):
+        first = layer(x)
+        with shared_masks(2):
+            layer(x)
+        second = layer(x)  # the outer generator goes on where it was
+    assert torch.equal(torch.get_rng_state(), state)
+    with shared_masks(1):
+        expected = [layer(x), layer(x)]
+    assert torch.equal(first, expected[0]) and torch.equal(second, expected[1])
+
+
+def test_p_zero_and_eval_are_the_identity_inside_the_context():
+    x = torch.rand(2, 8)
+    with shared_masks(0):
+        assert torch.equal(MCDropout(0.0).train()(x), x)
+        assert torch.equal(MCDropout(0.5).eval()(x), x)
+
+
+def test_the_context_is_per_thread():
+    layer = MCDropout(0.5).train()
+    x = torch.ones(8, 256)
+    results = {}
+
+    def other_thread():
+        results["plain"] = layer(x)  # the main thread's context is not seen here
+        with shared_masks(5):
+            results["own"] = layer(x)
+
+    with shared_masks(5):
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join()
+        mine = layer(x)
+    assert not torch.equal(results["plain"][0], results["plain"][1])
+    assert torch.equal(results["own"], mine)  # same seed, same masks, either thread
+
+
+def test_seeded_mc_dropout_does_not_depend_on_the_batch():
+    torch.manual_seed(0)
+    model = UNet(3, base_channels=4, depth=2).eval()
+    x = images(batch=3, size=12)
+    batched = mc_dropout(model, x, n_samples=4, seed=9)
+    for b in range(3):
+        alone = mc_dropout(model, x[b:b + 1], n_samples=4, seed=9)
+        assert torch.allclose(alone.mean_probs[0], batched.mean_probs[b], atol=1e-6)
+        assert torch.allclose(alone.expected_entropy[0], batched.expected_entropy[b], atol=1e-5)
+    again = mc_dropout(model, x, n_samples=4, seed=9)
+    assert torch.equal(again.mean_probs, batched.mean_probs)
+    other = mc_dropout(model, x, n_samples=4, seed=10)
+    assert not torch.allclose(other.mean_probs, batched.mean_probs)

@@ -1,0 +1,156 @@
+"""Tests for dbsal_backend.scoring: MC-dropout scores of images at the working resolution."""
+
+import math
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from dbsal_backend.networks import UNet
+from dbsal_backend.scoring import ScoreMap, Scorer, max_uncertainty
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    model = UNet(3, base_channels=4, depth=2)
+    with torch.no_grad():
+        model.decoder.classifier.weight.mul_(30)
+    return model.eval()
+
+
+def images():
+    rng = np.random.default_rng(0)
+    sizes = [(24, 32), (24, 32), (40, 20), (24, 32), (7, 5), (40, 20)]
+    return [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for size in sizes]
+
+
+def test_maps_are_at_the_working_resolution_and_in_range(model):
+    maps = Scorer(model, 3, mc_samples=3, max_side=16).score(images())
+    # fit_side: the longer side shrinks to 16, the image's own size when it already fits
+    assert [m.uncertainty.shape for m in maps] == [(12, 16), (12, 16), (16, 8), (12, 16), (7, 5),
+                                                   (16, 8)]
+    for m in maps:
+        assert isinstance(m, ScoreMap)
+        assert m.uncertainty.dtype == np.float32 and m.predicted.dtype == np.uint8
+        assert m.predicted.shape == m.uncertainty.shape
+        assert 0.0 <= m.uncertainty.min() and m.uncertainty.max() <= 1.0
+        assert m.predicted.max() < 3
+        assert 0.0 <= m.score <= 1.0 and isinstance(m.score, float)
+        assert m.score == pytest.approx(m.uncertainty.mean(dtype=np.float64))
+        assert m.confidence == pytest.approx(1.0 - m.score)
+    assert len({round(m.score, 6) for m in maps}) > 1
+
+
+@pytest.mark.parametrize("heuristic", ["entropy", "bald", "margin", "authors"])
+def test_every_heuristic_is_normalised(model, heuristic):
+    for m in Scorer(model, 3, heuristic=heuristic, mc_samples=3, max_side=16).score(images()):
+        assert 0.0 <= m.uncertainty.min() and m.uncertainty.max() <= 1.0
+
+
+def test_same_result_whatever_the_batch_size_and_order(model):
+    pool = images()
+    reference = Scorer(model, 3, mc_samples=4, max_side=16, batch_size=1, seed=3).score(pool)
+    for batch_size in (2, 4, 8):
+        scorer = Scorer(model, 3, mc_samples=4, max_side=16, batch_size=batch_size, seed=3)
+        for order in (range(len(pool)), range(len(pool) - 1, -1, -1)):
+            order = list(order)
+            got = scorer.score([pool[i] for i in order])
+            for position, i in enumerate(order):
+                np.testing.assert_allclose(got[position].uncertainty, reference[i].uncertainty,
+                                           atol=1e-5)
+                np.testing.assert_array_equal(got[position].predicted, reference[i].predicted)
+                assert got[position].score == pytest.approx(reference[i].score, abs=1e-6)
+
+
+def test_the_seed_sets_the_masks(model):
+    pool = images()[:2]
+    a = Scorer(model, 3, mc_samples=4, max_side=16, seed=1).score(pool)
+    b = Scorer(model, 3, mc_samples=4, max_side=16, seed=1).score(pool)
+    c = Scorer(model, 3, mc_samples=4, max_side=16, seed=2).score(pool)
+    assert [m.score for m in a] == [m.score for m in b]
+    assert [m.score for m in a] != [m.score for m in c]
+
+
+def test_scoring_leaves_the_model_as_it_was(model):
+    model.eval()
+    Scorer(model, 3, mc_samples=2, max_side=16).score(images()[:1])
+    assert not any(m.training for m in model.modules())
+    model.train()
+    try:
+        Scorer(model, 3, mc_samples=2, max_side=16).score(images()[:1])
+        assert all(m.training for m in model.modules())
+    finally:
+        model.eval()
+
+
+def test_an_empty_list_scores_nothing(model):
+    assert Scorer(model, 3).score([]) == []
+
+
+def test_the_lock_is_held_while_the_model_runs(model):
+    lock = threading.Lock()
+    scorer = Scorer(model, 3, mc_samples=1, max_side=16, lock=lock)
+    seen = []
+    original = model.decode
+
+    def decode(features):
+        seen.append(lock.locked())
+        return original(features)
+
+    model.decode = decode
+    try:
+        scorer.score(images()[:2])
+    finally:
+        del model.decode
+    assert seen and all(seen)
+
+
+def test_class_weights_correct_the_pre_label_not_the_uncertainty(model):
+    pool = images()[:3]
+    plain = Scorer(model, 3, mc_samples=3, max_side=16, seed=1).score(pool)
+    assert any((m.predicted == 2).any() for m in plain)
+    # A class trained with a large weight is over-predicted: its probability is divided back.
+    weighted = Scorer(model, 3, mc_samples=3, max_side=16, seed=1,
+                      class_weights=[1.0, 1.0, 1e6]).score(pool)
+    for a, b in zip(plain, weighted):
+        np.testing.assert_array_equal(a.uncertainty, b.uncertainty)
+        assert a.score == b.score
+        assert not (b.predicted == 2).any()
+        keep = a.predicted != 2
+        np.testing.assert_array_equal(b.predicted[keep], a.predicted[keep])
+    # Equal weights change nothing; a class without labels (weight 0) counts as the rarest.
+    same = Scorer(model, 3, mc_samples=3, max_side=16, seed=1,
+                  class_weights=[2.0, 2.0, 2.0]).score(pool)
+    for a, b in zip(plain, same):
+        np.testing.assert_array_equal(a.predicted, b.predicted)
+    assert any((m.predicted == 0).any() for m in plain)
+    unseen = Scorer(model, 3, mc_samples=3, max_side=16, seed=1,
+                    class_weights=[0.0, 1.0, 1e6]).score(pool)
+    assert all((m.predicted == 1).all() for m in unseen)
+
+
+@pytest.mark.parametrize("weights", [[1.0, 1.0], [1.0, 1.0, -1.0], [1.0, float("nan"), 1.0],
+                                     [1.0, float("inf"), 1.0]])
+def test_class_weights_validation(model, weights):
+    with pytest.raises(ValueError, match="class_weights"):
+        Scorer(model, 3, class_weights=weights)
+
+
+def test_max_uncertainty():
+    assert max_uncertainty("entropy", 4) == pytest.approx(2.0)
+    assert max_uncertainty("bald", 8) == pytest.approx(3.0)
+    assert max_uncertainty("authors", 4) == pytest.approx(4.0)
+    assert max_uncertainty("margin", 19) == 1.0
+    assert max_uncertainty("entropy", 1) == pytest.approx(1.0)  # at least one bit
+    assert max_uncertainty("entropy", 5) == pytest.approx(math.log2(5))
+
+
+@pytest.mark.parametrize("kwargs", [{"heuristic": "variance"}, {"n_classes": 0},
+                                    {"mc_samples": 0}, {"max_side": 0}, {"batch_size": 0},
+                                    {"batch_size": True}, {"mc_samples": 2.0}])
+def test_validation(model, kwargs):
+    args = {"n_classes": 3, **kwargs}
+    with pytest.raises(ValueError):
+        Scorer(model, **args)
