@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, NamedTuple
@@ -49,38 +50,78 @@ __all__ = [
 ]
 
 _masks = threading.local()
+_MASK_CACHE: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+_MASK_CACHE_BYTES = 256 * 2**20
+_mask_cache_lock = threading.Lock()
+
+
+class _MaskSource:
+    """The masks of one :func:`shared_masks` block, drawn in call order from a generator seeded
+    with ``seed``. Masks are remembered by ``(seed, device, every shape drawn so far)``: the
+    next block that draws the same shapes (the next image of the same size) gets the very same
+    masks without drawing them again, which saves MC dropout its random-number cost."""
+
+    def __init__(self, seed: int, device: torch.device | str) -> None:
+        self.seed = int(seed)
+        self.device = torch.device(device)
+        self.shapes: list[tuple[tuple[int, ...], float]] = []
+        self.generator: torch.Generator | None = None
+        self.drawn = 0
+
+    def _draw(self, shape: tuple[int, ...], keep: float) -> torch.Tensor:
+        mask = torch.empty((1, *shape), device=self.device, dtype=torch.float32)
+        return mask.bernoulli_(keep, generator=self.generator).div_(keep)
+
+    def next(self, shape: tuple[int, ...], keep: float) -> torch.Tensor:
+        self.shapes.append((tuple(shape), keep))
+        key = (self.seed, str(self.device), tuple(self.shapes))
+        with _mask_cache_lock:
+            mask = _MASK_CACHE.get(key)
+            if mask is not None:
+                _MASK_CACHE.move_to_end(key)
+                return mask
+        if self.generator is None or self.drawn != len(self.shapes) - 1:
+            self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
+            for earlier, k in self.shapes[:-1]:  # a draw depends on every draw before it
+                self._draw(earlier, k)
+            self.drawn = len(self.shapes) - 1
+        mask = self._draw(shape, keep)
+        self.drawn += 1
+        with _mask_cache_lock:
+            _MASK_CACHE[key] = mask
+            total = sum(m.numel() * 4 for m in _MASK_CACHE.values())
+            while total > _MASK_CACHE_BYTES and len(_MASK_CACHE) > 1:
+                total -= _MASK_CACHE.popitem(last=False)[1].numel() * 4
+        return mask
 
 
 class MCDropout(nn.Dropout):
     """Element-wise dropout whose masks can be drawn from a seeded generator and shared by a batch.
 
-    Outside :func:`shared_masks` it is ``nn.Dropout``. Inside, every call draws one mask of shape
-    ``1 x ...`` from the context's generator and applies it to every image of the batch, so an
-    image's MC-dropout statistics depend only on the seed and its size, not on which other images
-    share its batch or in which order images are scored: batched scoring gives the same numbers
-    as scoring one image at a time, and a step can be repeated exactly.
+    Outside :func:`shared_masks` it is ``nn.Dropout``. Inside, every call takes the next mask
+    of shape ``1 x ...`` of the block's seeded sequence and applies it to every image of the
+    batch, so an image's MC-dropout statistics depend only on the seed and its size, not on
+    which other images share its batch or in which order images are scored: batched scoring
+    gives the same numbers as scoring one image at a time, and a step can be repeated exactly.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        generator = getattr(_masks, "generator", None)
-        if generator is None or not self.training or self.p == 0:
+        source = getattr(_masks, "source", None)
+        if source is None or not self.training or self.p == 0:
             return super().forward(x)
-        keep = 1.0 - self.p
-        mask = torch.empty((1, *x.shape[1:]), device=x.device, dtype=torch.float32)
-        mask.bernoulli_(keep, generator=generator)
-        return x * mask.div_(keep).to(x.dtype)
+        return x * source.next(tuple(x.shape[1:]), 1.0 - self.p).to(x.dtype)
 
 
 @contextmanager
 def shared_masks(seed: int, device: torch.device | str = "cpu") -> Iterator[None]:
-    """Inside the block, :class:`MCDropout` layers of this thread draw shared masks from a
-    generator seeded with ``seed`` (on ``device``)."""
-    previous = getattr(_masks, "generator", None)
-    _masks.generator = torch.Generator(device=device).manual_seed(int(seed))
+    """Inside the block, :class:`MCDropout` layers of this thread take shared masks from the
+    sequence seeded with ``seed`` (on ``device``)."""
+    previous = getattr(_masks, "source", None)
+    _masks.source = _MaskSource(seed, device)
     try:
         yield
     finally:
-        _masks.generator = previous
+        _masks.source = previous
 
 
 #: Module types switched back to train mode by :func:`enable_mc_dropout`.
