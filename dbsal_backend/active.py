@@ -239,7 +239,7 @@ def fit_budget(queries: Sequence[Query], left: int | None, unit: str) -> list[Qu
     would not fit. Queries left without regions are dropped.
     """
     if left is None:
-        return list(queries)
+        return [q for q in queries if q.regions]
     if unit == "images":
         return [q for q in queries if q.regions][:left]
     cost = (lambda r: 1) if unit == "regions" else (lambda r: r.pixels)

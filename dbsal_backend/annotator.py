@@ -135,6 +135,8 @@ class SimulatedAnnotator:
         labels = np.full(truth.shape, IGNORE_INDEX, dtype=np.uint8)
         answer = Answer(labels, regions=len(regions))
         index = region_map(superpixels, list(regions))
+        if index.shape != truth.shape:  # superpixels of a very large image, at a smaller size
+            index = cv2.resize(index, truth.shape[::-1], interpolation=cv2.INTER_NEAREST)
         for k, (region, window) in enumerate(zip(regions, find_objects(index + 1, len(regions)))):
             if window is None:
                 continue

@@ -200,13 +200,17 @@ class ImageFetcher:
         """
         url = self.url(task, data_key)
         key = hashlib.sha256(url.encode()).hexdigest()
+        source = f"the image of task {task.get('id')} ({url[:200]})"
         data = self._cached(key)
-        if data is None:
-            data = self.download(url)
-            self._keep(key, data)
+        if data is not None:
+            try:
+                return decode_image(data, source, self.max_pixels)
+            except ImageFetchError:
+                self._forget(key)  # a damaged cache file: download it again
+        data = self.download(url)
+        self._keep(key, data)
         try:
-            return decode_image(data, f"the image of task {task.get('id')} ({url[:200]})",
-                                self.max_pixels)
+            return decode_image(data, source, self.max_pixels)
         except ImageFetchError:
             self._forget(key)
             raise
@@ -242,11 +246,35 @@ class ImageFetcher:
             return body
 
     def _get(self, url: str, headers: dict[str, str], deadline: float) -> tuple[int, str, bytes]:
-        """One request: status, Location and the body (read only for 200)."""
+        """One request within the deadline: a helper thread does it, and is left behind when a
+        server dribbles even its headers (its socket reads time out on their own later)."""
         left = deadline - time.monotonic()
         if left <= 0:
-            raise ImageFetchError(f"downloading {url[:200]} took longer than "
-                                  f"DBSAL_IMAGE_TIMEOUT={self.timeout:g} s")
+            raise ImageFetchError(self._too_slow(url))
+        outcome: dict[str, Any] = {}
+
+        def request() -> None:
+            try:
+                outcome["value"] = self._request(url, headers, deadline)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=request, daemon=True, name="dbsal-download")
+        worker.start()
+        worker.join(left)
+        if worker.is_alive():
+            raise ImageFetchError(self._too_slow(url))
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]
+
+    def _too_slow(self, url: str) -> str:
+        return f"downloading {url[:200]} took longer than DBSAL_IMAGE_TIMEOUT={self.timeout:g} s"
+
+    def _request(self, url: str, headers: dict[str, str],
+                 deadline: float) -> tuple[int, str, bytes]:
+        """Status, Location and the body (read only for 200, streamed under the caps)."""
+        left = max(deadline - time.monotonic(), 0.01)
         try:
             with self._http.stream("GET", url, headers=headers,
                                    timeout=httpx.Timeout(min(left, 10.0))) as response:
@@ -261,8 +289,7 @@ class ImageFetcher:
                     if size > self.max_bytes:
                         raise ImageFetchError(self._too_large(url))
                     if time.monotonic() > deadline:
-                        raise ImageFetchError(f"downloading {url[:200]} took longer than "
-                                              f"DBSAL_IMAGE_TIMEOUT={self.timeout:g} s")
+                        raise ImageFetchError(self._too_slow(url))
                     chunks.append(chunk)
                 return 200, "", b"".join(chunks)
         except httpx.HTTPError as exc:

@@ -22,8 +22,8 @@ __all__ = ["empty_prediction", "query_prediction"]
 
 def empty_prediction(model_version: str, confidence: float) -> dict[str, Any]:
     """A prediction without regions (a seed task, or nothing to ask): only a task score."""
-    return {"result": [], "score": float(min(max(confidence, 0.0), 1.0)),
-            "model_version": model_version}
+    score = float(confidence) if confidence == confidence else 0.0  # NaN: no confidence
+    return {"result": [], "score": min(max(score, 0.0), 1.0), "model_version": model_version}
 
 
 def query_prediction(query: Query, config: LabelConfig, model_version: str) -> dict[str, Any]:

@@ -189,7 +189,7 @@ class Settings(BaseSettings):
         out = []
         for origin in value:
             url = HttpUrl(origin)
-            if url.path not in (None, "", "/") or url.query or url.fragment:
+            if url.path not in (None, "", "/") or url.query or url.fragment or url.username:
                 raise ValueError(f"{origin!r} is not an origin (scheme://host[:port])")
             out.append(f"{url.scheme}://{url.host}:{url.port}")
         return out

@@ -387,8 +387,12 @@ class StateStore:
             args.append(int(answered))
         out = {}
         for row in self._rows(sql, args):
-            regions = tuple((int(label), tuple(int(i) for i in ids), float(conf))
-                            for label, ids, conf in json.loads(row["regions"]))
+            try:
+                regions = tuple((int(label), tuple(int(i) for i in ids), float(conf))
+                                for label, ids, conf in json.loads(row["regions"]))
+            except (TypeError, ValueError) as exc:
+                raise DamagedRecord(args[0], f"the query of task {row['task_id']}: {exc}") \
+                    from None
             out[row["task_id"]] = QueryRecord(row["task_id"], row["step"], row["superpixels"],
                                               regions, bool(row["answered"]),
                                               row["prelabels_right"], row["prelabels_judged"])

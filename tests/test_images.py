@@ -422,8 +422,6 @@ def test_a_trickling_server_is_cut_off_at_the_deadline(ls, auth):
     fetcher.close()
 
 
-@pytest.mark.xfail(strict=True, reason="the deadline is checked only while the body arrives: "
-                                        "headers sent one line at a time are waited for")
 def test_a_server_trickling_its_headers_is_cut_off_at_the_deadline(ls, auth):
     def trickle(handler):
         try:
