@@ -103,7 +103,8 @@ class Scorer:
                             ("max_side", max_side), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        self.model = model
+        # channels-last convolutions are about a third faster on CPUs (depthwise ones above all)
+        self.model = model.to(memory_format=torch.channels_last)
         self.n_classes = n_classes
         self.heuristic = heuristic
         self.mc_samples = mc_samples
@@ -139,6 +140,7 @@ class Scorer:
 
     def _score_batch(self, images: list[np.ndarray]) -> list[ScoreMap]:
         x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255)
+        x = x.contiguous(memory_format=torch.channels_last)
         with self.lock:
             stats = mc_dropout(self.model, x.to(self.device), n_samples=self.mc_samples,
                                mode="head", seed=self.seed)

@@ -256,30 +256,55 @@ def mc_dropout(
     autocast = torch.autocast(device_type=images.device.type, enabled=images.device.type == "cuda")
     decode: Callable[[Any], torch.Tensor] = model.decode if mode == "head" else model
     previous = [(module, module.training) for module in model.modules()]
-    masks = shared_masks(seed, images.device) if seed is not None else nullcontext()
     try:
         enable_mc_dropout(model)
-        with torch.no_grad(), masks:
+        with torch.no_grad():
             with autocast:
                 inputs = model.encode(images) if mode == "head" else images
-            sum_probs = sum_nats = None
-            for _ in range(n_samples):
-                with autocast:
-                    logits = decode(inputs)
-                size = logits.shape[:1] + logits.shape[2:]
-                if logits.ndim != 4 or size != (batch, height, width):
-                    raise ValueError(f"model must return logits B x C x {height} x {width} with "
-                                     f"B = {batch}, got {tuple(logits.shape)}")
-                probs, nats = _softmax_and_entropy(logits)
-                if sum_probs is None:
-                    sum_probs, sum_nats = probs, nats
-                else:
-                    sum_probs += probs
-                    sum_nats += nats
+            if seed is None:
+                parts = [_passes(decode, inputs, n_samples, autocast, (batch, height, width))]
+            else:  # one image at a time: its own mask sequence, and tensors that stay in cache
+                parts = []
+                for b in range(batch):
+                    with shared_masks(seed, images.device):
+                        parts.append(_passes(decode, _take(inputs, b), n_samples, autocast,
+                                             (1, height, width)))
     finally:
         for module, training in previous:
             module.train(training)
+    sum_probs = torch.cat([p for p, _ in parts]) if len(parts) > 1 else parts[0][0]
+    sum_nats = torch.cat([n for _, n in parts]) if len(parts) > 1 else parts[0][1]
     return McStats(sum_probs / n_samples, sum_nats / (n_samples * _LN2))
+
+
+def _passes(decode: Callable[[Any], torch.Tensor], inputs: Any, n_samples: int, autocast: Any,
+            expected: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sums of the softmax and of its entropy (nats) over ``n_samples`` stochastic passes."""
+    sum_probs = sum_nats = None
+    for _ in range(n_samples):
+        with autocast:
+            logits = decode(inputs)
+        if logits.ndim != 4 or logits.shape[:1] + logits.shape[2:] != expected:
+            raise ValueError(f"model must return logits B x C x {expected[1]} x {expected[2]} "
+                             f"with B = {expected[0]}, got {tuple(logits.shape)}")
+        probs, nats = _softmax_and_entropy(logits)
+        if sum_probs is None:
+            sum_probs, sum_nats = probs, nats
+        else:
+            sum_probs += probs
+            sum_nats += nats
+    return sum_probs, sum_nats
+
+
+def _take(value: Any, index: int) -> Any:
+    """Image ``index`` of a batch of features (tensors, nested in tuples and named tuples)."""
+    if isinstance(value, torch.Tensor):
+        return value[index:index + 1]
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)._make(_take(v, index) for v in value)
+    if isinstance(value, (tuple, list)):
+        return type(value)(_take(v, index) for v in value)
+    return value
 
 
 def _softmax_and_entropy(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
