@@ -122,6 +122,7 @@ class Backend:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
     auth: tuple[str, str] | None = None
+    settings: dict[str, str] = field(default_factory=lambda: dict(SETTINGS))
 
     @property
     def url(self) -> str:
@@ -131,7 +132,7 @@ class Backend:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("DBSAL_", "LABEL_STUDIO_", "BASIC_AUTH_"))
                and k not in ("MODEL_DIR", "HOST", "PORT", "LOG_LEVEL")}
-        env.update(SETTINGS, LABEL_STUDIO_URL=self.ls.url, LABEL_STUDIO_API_KEY=self.api_key,
+        env.update(self.settings, LABEL_STUDIO_URL=self.ls.url, LABEL_STUDIO_API_KEY=self.api_key,
                    MODEL_DIR=str(self.model_dir), PYTHONUNBUFFERED="1", **self.extra_env)
         if self.auth:
             env.update(BASIC_AUTH_USER=self.auth[0], BASIC_AUTH_PASS=self.auth[1])
