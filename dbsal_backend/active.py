@@ -12,7 +12,8 @@ Scorer` and a function that gives an image's superpixels, and returns a :class:`
    a low group: per image (``scope="image"``, the paper's dynamic budget) or once over all kept
    images (``scope="step"``, so the step's questions go wherever the model is unsure).
 3. **Regions.** The high superpixels of an image become :class:`~dbsal_backend.regions.Region`
-   s, merged into connected same-class groups when ``policy.merge``, least confident first, at
+   s, grouped by ``policy.grouping`` (per superpixel, connected same-class groups, or per
+   class), least confident first, at
    most ``policy.max_regions`` per image.
 4. **Budget.** :func:`fit_budget` drops the most confident regions that do not fit what the
    budget has left.
@@ -28,7 +29,8 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
-from .regions import Region, adjacent_pairs, build_regions, smooth_labels, superpixel_table
+from .regions import (GROUPINGS, Region, adjacent_pairs, build_regions, smooth_labels,
+                      superpixel_table)
 from .scoring import Scorer, ScoreMap
 from .selection import SPLIT_METHODS, split_superpixels
 
@@ -54,8 +56,9 @@ class QueryPolicy:
         together.
     static_fraction : float
         Share of superpixels the ``static`` split queries, in ``(0, 1]``.
-    merge : bool
-        One region per connected group of queried superpixels with one predicted class.
+    grouping : {"superpixel", "connected", "class"}
+        What a region is: one superpixel, a connected group of queried superpixels with one
+        predicted class, or every queried superpixel of one predicted class.
     class_balanced : bool
         Weight superpixel scores by :func:`class_balance_weights` of their predicted class.
     max_regions : int, optional
@@ -69,7 +72,7 @@ class QueryPolicy:
     split: str = "natural_breaks"
     scope: str = "image"
     static_fraction: float = 0.275
-    merge: bool = True
+    grouping: str = "connected"
     class_balanced: bool = False
     max_regions: int | None = None
     smoothing: int = 0
@@ -79,6 +82,8 @@ class QueryPolicy:
             raise ValueError(f"images must be an int >= 1, got {self.images!r}")
         if self.split not in SPLIT_METHODS:
             raise ValueError(f"split must be one of {SPLIT_METHODS}, got {self.split!r}")
+        if self.grouping not in GROUPINGS:
+            raise ValueError(f"grouping must be one of {GROUPINGS}, got {self.grouping!r}")
         if self.scope not in SCOPES:
             raise ValueError(f"scope must be one of {SCOPES}, got {self.scope!r}")
         if not 0 < self.static_fraction <= 1:
@@ -204,7 +209,7 @@ def query_candidates(candidates: Sequence[Candidate],
         predicted = cv2.resize(candidate.scores.predicted, (width, height),
                                interpolation=cv2.INTER_NEAREST)
         table = superpixel_table(sp, u, predicted, n_classes)
-        pair = adjacent_pairs(sp) if policy.merge or policy.smoothing else None
+        pair = adjacent_pairs(sp) if policy.grouping == "connected" or policy.smoothing else None
         if policy.smoothing:
             table = smooth_labels(table, pair, policy.smoothing)
         score = table.uncertainty
@@ -223,7 +228,7 @@ def query_candidates(candidates: Sequence[Candidate],
                  for s in scores]
     queries = []
     for candidate, table, sp, pair, mask in zip(candidates, tables, maps, pairs, masks):
-        regions = build_regions(table, np.flatnonzero(mask), policy.merge, pair)
+        regions = build_regions(table, np.flatnonzero(mask), policy.grouping, pair)
         if policy.max_regions is not None:
             regions = regions[:policy.max_regions]
         queries.append(Query(candidate.key, candidate.scores.score, candidate.image.shape[:2], sp,

@@ -2,7 +2,7 @@
 
 A :class:`Region` is what one brush region in Label Studio shows: one or more superpixels, the
 class the model predicts for them (the pre-label) and how confident the model is there. With
-``merge=True`` adjacent queried superpixels that share their predicted class form one region
+``grouping="connected"`` adjacent queried superpixels that share their predicted class form one region
 (one connected group per class), so a person checks one region where the model made one
 decision, and the page draws far fewer brush layers. Regions are listed least confident first.
 
@@ -18,7 +18,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-__all__ = ["Region", "SuperpixelTable", "adjacent_pairs", "build_regions", "region_map",
+__all__ = ["GROUPINGS", "Region", "SuperpixelTable", "adjacent_pairs", "build_regions", "region_map",
            "smooth_labels", "superpixel_table"]
 
 
@@ -129,7 +129,11 @@ def smooth_labels(table: SuperpixelTable, pairs: np.ndarray, rounds: int) -> Sup
     return SuperpixelTable(table.uncertainty, label, table.size)
 
 
-def build_regions(table: SuperpixelTable, ids: np.ndarray, merge: bool = True,
+#: How queried superpixels become regions.
+GROUPINGS = ("superpixel", "connected", "class")
+
+
+def build_regions(table: SuperpixelTable, ids: np.ndarray, grouping: str = "connected",
                   pairs: np.ndarray | None = None) -> list[Region]:
     """The regions of the queried superpixels ``ids``, least confident first.
 
@@ -139,9 +143,10 @@ def build_regions(table: SuperpixelTable, ids: np.ndarray, merge: bool = True,
         The image's superpixel summaries.
     ids : array_like of int
         Queried superpixel ids (repeats and empty superpixels are dropped).
-    merge : bool
-        One region per connected group of queried superpixels with one predicted class
-        (``pairs`` needed); else one region per superpixel.
+    grouping : {"superpixel", "connected", "class"}
+        One region per superpixel; per connected group of queried superpixels with one
+        predicted class (``pairs`` needed); or per predicted class (a region may have several
+        parts: the fewest regions, which Label Studio draws fastest).
     pairs : numpy.ndarray, optional
         :func:`adjacent_pairs` of the image's superpixel map.
     """
@@ -149,9 +154,13 @@ def build_regions(table: SuperpixelTable, ids: np.ndarray, merge: bool = True,
     ids = ids[table.size[ids] > 0]
     if ids.size == 0:
         return []
-    if merge:
+    if grouping not in GROUPINGS:
+        raise ValueError(f"grouping must be one of {GROUPINGS}, got {grouping!r}")
+    if grouping == "class":
+        root = table.label[ids]
+    elif grouping == "connected":
         if pairs is None:
-            raise ValueError("merge=True needs the superpixels' adjacent pairs")
+            raise ValueError("grouping='connected' needs the superpixels' adjacent pairs")
         queried = np.zeros(len(table), dtype=bool)
         queried[ids] = True
         same = (queried[pairs[:, 0]] & queried[pairs[:, 1]]

@@ -221,7 +221,9 @@ class Service:
                 scorer = self.scorer(served, len(config.labels))
                 policy = QueryPolicy(images=1, split=self.policy.split,
                                      static_fraction=self.policy.static_fraction,
-                                     merge=self.policy.merge, max_regions=self.policy.max_regions)
+                                     grouping=self.policy.grouping,
+                                     max_regions=self.policy.max_regions,
+                                     smoothing=self.policy.smoothing)
                 made = []
                 for task in tasks:
                     task_id = task.get("id")

@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .active import SCOPES, QueryPolicy
 from .budget import BUDGET_UNITS, Budget
+from .regions import GROUPINGS
 from .selection import SPLIT_METHODS
 from .superpixels import SlicParams
 from .training import Recipe
@@ -146,7 +147,10 @@ class Settings(BaseSettings):
         "image", description="image: split each image; step: split the step's images together.")
     static_fraction: float = Field(0.275, gt=0, le=1, allow_inf_nan=False,
                                    description="Share of superpixels the static split queries.")
-    merge_regions: bool = Field(True, description="One region per connected same-class group.")
+    regions: Annotated[Literal[GROUPINGS], Lower] = Field(  # type: ignore[valid-type]
+        "connected", description="What a region is: superpixel (one each), connected (a connected "
+                                 "group of one predicted class) or class (all of one class: the "
+                                 "fewest brush layers).")
     class_balanced: bool = Field(False, description="Weight superpixel scores by class rarity.")
     max_regions: Annotated[int | None, BeforeValidator(_unlimited)] = Field(
         None, ge=1, description="Most regions per queried image; none: no cap.")
@@ -238,7 +242,7 @@ class Settings(BaseSettings):
 
     def query_policy(self) -> QueryPolicy:
         return QueryPolicy(images=self.step_size, split=self.split, scope=self.split_scope,
-                           static_fraction=self.static_fraction, merge=self.merge_regions,
+                           static_fraction=self.static_fraction, grouping=self.regions,
                            class_balanced=self.class_balanced, max_regions=self.max_regions,
                            smoothing=self.smoothing)
 

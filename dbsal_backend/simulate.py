@@ -84,7 +84,7 @@ def product_default() -> Strategy:
     return Strategy("default", policy=defaults.query_policy(), superpixels=defaults.slic_params())
 
 
-_PAPER = QueryPolicy(split="natural_breaks", scope="image", merge=False)
+_PAPER = QueryPolicy(split="natural_breaks", scope="image", grouping="superpixel")
 _SLICO = SlicParams(algorithm="SLICO", n_segments=300)
 _COARSE = SlicParams(algorithm="SLIC", n_segments=150, ruler=5.0)
 
@@ -93,12 +93,12 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("dbsal", policy=_PAPER, superpixels=_SLICO),
     Strategy("static", policy=replace(_PAPER, split="static"), superpixels=_SLICO,
              match="dbsal"),
-    Strategy("merged", policy=replace(_PAPER, merge=True), superpixels=_SLICO),
-    Strategy("smoothed", policy=replace(_PAPER, merge=True, smoothing=2), superpixels=_SLICO),
-    Strategy("coarse", policy=replace(_PAPER, merge=True, smoothing=2), superpixels=_COARSE),
-    Strategy("step", policy=replace(_PAPER, merge=True, smoothing=2, scope="step"),
+    Strategy("merged", policy=replace(_PAPER, grouping="connected"), superpixels=_SLICO),
+    Strategy("smoothed", policy=replace(_PAPER, grouping="connected", smoothing=2), superpixels=_SLICO),
+    Strategy("coarse", policy=replace(_PAPER, grouping="connected", smoothing=2), superpixels=_COARSE),
+    Strategy("step", policy=replace(_PAPER, grouping="connected", smoothing=2, scope="step"),
              superpixels=_COARSE),
-    Strategy("balanced", policy=replace(_PAPER, merge=True, smoothing=2, scope="step",
+    Strategy("balanced", policy=replace(_PAPER, grouping="connected", smoothing=2, scope="step",
                                         class_balanced=True), superpixels=_COARSE),
     product_default(),
     Strategy("random", kind="random"),

@@ -47,7 +47,7 @@ def test_policy_defaults():
     policy = QueryPolicy()
     assert (policy.images, policy.split, policy.scope, policy.static_fraction) == (
         10, "natural_breaks", "image", 0.275)
-    assert (policy.merge, policy.class_balanced, policy.max_regions) == (True, False, None)
+    assert (policy.grouping, policy.class_balanced, policy.max_regions) == ("connected", False, None)
     assert policy.smoothing == 0
 
 
@@ -103,7 +103,7 @@ def _ids(query):
 
 def test_image_scope_splits_every_image_on_its_own():
     queries = query_candidates([candidate("hard", HARD), candidate("easy", EASY)], tiles,
-                               QueryPolicy(merge=False), n_classes=2)
+                               QueryPolicy(grouping="superpixel"), n_classes=2)
     assert [q.key for q in queries] == ["hard", "easy"]
     assert _ids(queries[0]) == _ids(queries[1]) == [0, 1, 2, 3]
     hard = queries[0]
@@ -114,25 +114,25 @@ def test_image_scope_splits_every_image_on_its_own():
 
 def test_step_scope_splits_all_superpixels_once():
     queries = query_candidates([candidate("hard", HARD), candidate("easy", EASY)], tiles,
-                               QueryPolicy(merge=False, scope="step"), n_classes=2)
+                               QueryPolicy(grouping="superpixel", scope="step"), n_classes=2)
     # One split over 32 scores: {0.9, 0.5} against {0.2, 0.05}; the easy image gets nothing.
     assert _ids(queries[0]) == list(range(16))
     assert queries[1].regions == [] and queries[1].key == "easy"
 
 
 def test_static_split_per_image_and_per_step():
-    policy = QueryPolicy(merge=False, split="static", static_fraction=0.25)
+    policy = QueryPolicy(grouping="superpixel", split="static", static_fraction=0.25)
     per_image = query_candidates([candidate("hard", HARD), candidate("easy", EASY)], tiles,
                                  policy, n_classes=2)
     assert [len(q.regions) for q in per_image] == [4, 4]
     per_step = query_candidates([candidate("hard", HARD), candidate("easy", EASY)], tiles,
-                                QueryPolicy(merge=False, split="static", static_fraction=0.25,
+                                QueryPolicy(grouping="superpixel", split="static", static_fraction=0.25,
                                             scope="step"), n_classes=2)
     # 8 of 32: the four 0.9 tiles and the first four 0.5 tiles, all in the hard image.
     assert _ids(per_step[0]) == list(range(8)) and per_step[1].regions == []
 
 
-def test_merge_gives_one_region_per_connected_same_class_group():
+def test_connected_grouping_gives_one_region_per_connected_same_class_group():
     classes = [0, 1, 1, 1] + [0] * 12
     (query,) = query_candidates([candidate("a", HARD, classes)], tiles, QueryPolicy(),
                                 n_classes=2)
@@ -142,7 +142,7 @@ def test_merge_gives_one_region_per_connected_same_class_group():
 def test_class_balanced_weights_change_the_choice():
     per_tile = [0.6] * 8 + [0.4] * 8
     classes = [0] * 8 + [1] * 8  # class 1 is less uncertain but rare in the labels
-    policy = QueryPolicy(merge=False, split="static", static_fraction=0.25, class_balanced=True)
+    policy = QueryPolicy(grouping="superpixel", split="static", static_fraction=0.25, class_balanced=True)
     weights = np.array([1.0, 2.0])
     plain = query_candidates([candidate("a", per_tile, classes)], tiles, policy, 2)
     weighted = query_candidates([candidate("a", per_tile, classes)], tiles, policy, 2, weights)
@@ -150,7 +150,7 @@ def test_class_balanced_weights_change_the_choice():
     assert _ids(weighted[0]) == [8, 9, 10, 11] and {r.label for r in weighted[0].regions} == {1}
     # Without class_balanced the weights are not used.
     unbalanced = query_candidates([candidate("a", per_tile, classes)], tiles,
-                                  QueryPolicy(merge=False, split="static", static_fraction=0.25),
+                                  QueryPolicy(grouping="superpixel", split="static", static_fraction=0.25),
                                   2, weights)
     assert _ids(unbalanced[0]) == [0, 1, 2, 3]
     # The regions' confidence stays 1 - uncertainty, whatever the weights.
@@ -161,9 +161,9 @@ def test_smoothing_changes_pre_labels_not_what_is_queried():
     classes = [0] * 16
     classes[1] = 1  # a fragment of class 1 inside class 0
     plain = query_candidates([candidate("a", HARD, classes)], tiles,
-                             QueryPolicy(merge=False), 2)[0]
+                             QueryPolicy(grouping="superpixel"), 2)[0]
     smooth = query_candidates([candidate("a", HARD, classes)], tiles,
-                              QueryPolicy(merge=False, smoothing=1), 2)[0]
+                              QueryPolicy(grouping="superpixel", smoothing=1), 2)[0]
     assert _ids(plain) == _ids(smooth) == [0, 1, 2, 3]
     assert {r.superpixels: r.label for r in plain.regions}[(1,)] == 1
     assert {r.label for r in smooth.regions} == {0}
@@ -175,14 +175,14 @@ def test_smoothing_changes_pre_labels_not_what_is_queried():
 def test_max_regions_keeps_the_least_confident():
     per_tile = [0.95, 0.9, 0.85, 0.8] + [0.1] * 12
     (query,) = query_candidates([candidate("a", per_tile)], tiles,
-                                QueryPolicy(merge=False, max_regions=2), 2)
+                                QueryPolicy(grouping="superpixel", max_regions=2), 2)
     assert [r.superpixels for r in query.regions] == [(0,), (1,)]
     assert query.table_size == 16
 
 
 def test_superpixels_smaller_than_the_image():
     (query,) = query_candidates([candidate("a", HARD)], lambda image: tiles(image[::2, ::2], 1),
-                                QueryPolicy(merge=False), 2)
+                                QueryPolicy(grouping="superpixel"), 2)
     assert query.size == (8, 8) and query.superpixels.shape == (4, 4)
     assert _ids(query) == [0, 1, 2, 3]  # the 0.9 tiles (the top rows), at half size
     assert query.pixels == 4
@@ -321,21 +321,21 @@ def test_step_ranks_scores_every_image_and_keeps_full_sizes(model):
 def test_decide_is_the_step_after_ranking():
     candidates = [candidate("hard", HARD), candidate("easy", EASY)]
     priorities = {"hard": 0.6, "easy": 0.1, "other": 0.05}
-    result = decide(candidates, priorities, tiles, QueryPolicy(merge=False), 2, budget_left=5,
+    result = decide(candidates, priorities, tiles, QueryPolicy(grouping="superpixel"), 2, budget_left=5,
                     budget_unit="regions")
     assert isinstance(result, StepResult) and result.priorities == priorities
     assert result.priorities is not priorities
     assert [(q.key, len(q.regions)) for q in result.queries] == [("hard", 4), ("easy", 1)]
-    unlimited = decide(candidates, priorities, tiles, QueryPolicy(merge=False), 2)
+    unlimited = decide(candidates, priorities, tiles, QueryPolicy(grouping="superpixel"), 2)
     assert [len(q.regions) for q in unlimited.queries] == [4, 4]
 
 
 def test_step_fits_the_budget(model):
     scorer = Scorer(model, 3, mc_samples=2, max_side=16, seed=1)
     free = active_step(_pool(), scorer, lambda image: tiles(image, 4),
-                       QueryPolicy(images=3, merge=False))
+                       QueryPolicy(images=3, grouping="superpixel"))
     capped = active_step(_pool(), scorer, lambda image: tiles(image, 4),
-                         QueryPolicy(images=3, merge=False), budget_left=2,
+                         QueryPolicy(images=3, grouping="superpixel"), budget_left=2,
                          budget_unit="regions")
     assert sum(len(q.regions) for q in capped.queries) == 2
     assert capped.priorities == free.priorities

@@ -57,7 +57,7 @@ def local_ray():
 
 def test_ray_gives_the_same_step_as_in_process(ls, setup, local_ray):
     local_ray.worker_settings["label_studio_url"] = ls.url
-    policy = QueryPolicy(images=3, merge=True, smoothing=1)
+    policy = QueryPolicy(images=3, grouping="connected", smoothing=1)
     here, skipped_here = run_step(LocalCompute(prefetch_workers=2), setup, policy)
     there, skipped_there = run_step(local_ray, setup, policy)
     assert skipped_here == skipped_there == [setup[4][4]["id"]]

@@ -95,12 +95,12 @@ LABELS = np.array([1, 1, 2, 1,
 UNCERTAINTY = np.linspace(0.9, 0.2, 12)
 
 
-def test_merge_joins_connected_same_class_groups_only():
+def test_connected_grouping_joins_connected_same_class_groups_only():
     table = table_of(SP, UNCERTAINTY, LABELS)
     # queried: 0, 1, 5 (class 1, connected); 2, 6 (class 2, touching the class-1 group);
     # 3 (class 1, not connected to 0/1/5 through queried class-1 tiles); 8, 9 (class 0).
     queried = [0, 1, 5, 2, 6, 3, 8, 9]
-    regions = build_regions(table, queried, merge=True, pairs=adjacent_pairs(SP))
+    regions = build_regions(table, queried, grouping="connected", pairs=adjacent_pairs(SP))
     groups = {r.superpixels: r.label for r in regions}
     assert groups == {(0, 1, 5): 1, (2, 6): 2, (3,): 1, (8, 9): 0}
     for region in regions:
@@ -111,29 +111,29 @@ def test_merge_joins_connected_same_class_groups_only():
 def test_same_class_groups_apart_stay_separate():
     labels = np.zeros(12, int)
     table = table_of(SP, UNCERTAINTY, labels, n_classes=1)
-    regions = build_regions(table, [0, 1, 10, 11], merge=True, pairs=adjacent_pairs(SP))
+    regions = build_regions(table, [0, 1, 10, 11], grouping="connected", pairs=adjacent_pairs(SP))
     assert sorted(r.superpixels for r in regions) == [(0, 1), (10, 11)]
     # Joined through a queried tile of the same class, they become one.
-    regions = build_regions(table, [0, 1, 2, 6, 7, 11], merge=True, pairs=adjacent_pairs(SP))
+    regions = build_regions(table, [0, 1, 2, 6, 7, 11], grouping="connected", pairs=adjacent_pairs(SP))
     assert [r.superpixels for r in regions] == [(0, 1, 2, 6, 7, 11)]
 
 
-def test_without_merge_every_superpixel_is_a_region():
+def test_superpixel_grouping_makes_every_superpixel_a_region():
     table = table_of(SP, UNCERTAINTY, LABELS)
-    regions = build_regions(table, [5, 0, 1, 5], merge=False)
+    regions = build_regions(table, [5, 0, 1, 5], grouping="superpixel")
     assert sorted(r.superpixels for r in regions) == [(0,), (1,), (5,)]
     assert [r.label for r in sorted(regions, key=lambda r: r.superpixels)] == [1, 1, 1]
 
 
-def test_merge_needs_pairs():
+def test_connected_grouping_needs_pairs():
     with pytest.raises(ValueError, match="adjacent pairs"):
-        build_regions(table_of(SP, UNCERTAINTY, LABELS), [0, 1], merge=True)
+        build_regions(table_of(SP, UNCERTAINTY, LABELS), [0, 1], grouping="connected")
 
 
 def test_confidence_is_one_minus_the_pixel_weighted_mean_uncertainty():
     sp = np.array([[0, 1, 1, 1]])  # sizes 1 and 3, both class 0, adjacent
     table = superpixel_table(sp, np.array([[0.8, 0.2, 0.2, 0.2]]), np.zeros((1, 4), int), 1)
-    (region,) = build_regions(table, [0, 1], merge=True, pairs=adjacent_pairs(sp))
+    (region,) = build_regions(table, [0, 1], grouping="connected", pairs=adjacent_pairs(sp))
     # Pixel-weighted: (0.8 + 3 * 0.2) / 4 = 0.35 (the unweighted mean of the two would be 0.5).
     assert region.confidence == pytest.approx(0.65)
     assert region == Region((0, 1), 0, region.confidence, 4)
@@ -142,7 +142,7 @@ def test_confidence_is_one_minus_the_pixel_weighted_mean_uncertainty():
 def test_regions_are_least_confident_first_with_ties_by_first_superpixel():
     table = table_of(SP, [0.5, 0.1, 0.9, 0.5, 0.3, 0.2, 0.4, 0.8, 0.6, 0.7, 0.0, 0.5],
                      np.arange(12) % 3)
-    regions = build_regions(table, range(12), merge=False)
+    regions = build_regions(table, range(12), grouping="superpixel")
     confidences = [r.confidence for r in regions]
     assert confidences == sorted(confidences)
     assert [r.superpixels[0] for r in regions][:3] == [2, 7, 9]
@@ -153,10 +153,10 @@ def test_regions_are_least_confident_first_with_ties_by_first_superpixel():
 def test_confidence_is_clamped_and_empty_or_missing_ids_are_dropped():
     sp = np.array([[0, 0, 2, 2]])  # id 1 has no pixels
     table = superpixel_table(sp, np.array([[1.2, 1.2, -0.1, -0.1]]), np.zeros((1, 4), int), 1)
-    regions = build_regions(table, [1, 0, 2], merge=False)
+    regions = build_regions(table, [1, 0, 2], grouping="superpixel")
     assert [(r.superpixels, r.confidence) for r in regions] == [((0,), 0.0), ((2,), 1.0)]
-    assert build_regions(table, [], merge=True, pairs=adjacent_pairs(sp)) == []
-    assert build_regions(table, [1], merge=False) == []
+    assert build_regions(table, [], grouping="connected", pairs=adjacent_pairs(sp)) == []
+    assert build_regions(table, [1], grouping="superpixel") == []
 
 
 def test_region_map_indexes_regions_and_marks_the_rest():
@@ -214,3 +214,16 @@ def test_a_tie_with_the_own_class_keeps_it_whatever_the_class_order():
         table = table_of(SP, UNCERTAINTY, labels)
         smoothed = smooth_labels(table, adjacent_pairs(SP), 3)
         np.testing.assert_array_equal(smoothed.label, labels)
+
+
+def test_class_grouping_makes_one_region_per_predicted_class():
+    table = table_of(SP, UNCERTAINTY, LABELS)
+    queried = [0, 1, 5, 6, 10, 11]
+    regions = build_regions(table, queried, grouping="class")
+    assert sorted(r.label for r in regions) == sorted(set(table.label[queried].tolist()))
+    assert sorted(i for r in regions for i in r.superpixels) == queried
+    for region in regions:
+        assert all(table.label[i] == region.label for i in region.superpixels)
+    assert [r.confidence for r in regions] == sorted(r.confidence for r in regions)
+    with pytest.raises(ValueError, match="grouping"):
+        build_regions(table, queried, grouping="blobs")

@@ -26,7 +26,7 @@ DEFAULTS = {
     "step_size": 10, "budget": None, "budget_unit": "regions", "n_segments": 150,
     "slic_algorithm": "SLIC", "compactness": 5.0, "mc_samples": 20, "uncertainty": "entropy",
     "split": "natural_breaks", "split_scope": "image", "static_fraction": 0.275,
-    "merge_regions": True, "class_balanced": False, "max_regions": None, "smoothing": 2,
+    "regions": "connected", "class_balanced": False, "max_regions": None, "smoothing": 2,
     "first_epochs": 40, "epochs": 20, "batch_size": 8, "lr": 1e-3, "class_weighted": True,
     "fine_tune": True, "max_side": 512, "train_after": 5, "model_title": "dbsal", "seed": 0,
     "score_batch_size": 4, "prefetch": 4, "max_concurrent_runs": 1,
@@ -65,7 +65,7 @@ EVERY_VARIABLE = {
     "DBSAL_SPLIT": ("static", "split", "static"),
     "DBSAL_SPLIT_SCOPE": ("STEP", "split_scope", "step"),
     "DBSAL_STATIC_FRACTION": ("0.5", "static_fraction", 0.5),
-    "DBSAL_MERGE_REGIONS": ("0", "merge_regions", False),
+    "DBSAL_REGIONS": ("Class", "regions", "class"),
     "DBSAL_CLASS_BALANCED": ("yes", "class_balanced", True),
     "DBSAL_MAX_REGIONS": ("12", "max_regions", 12),
     "DBSAL_SMOOTHING": ("0", "smoothing", 0),
@@ -165,7 +165,7 @@ def test_an_allowed_image_origin_must_be_an_origin(raw):
     ("DBSAL_COMPACTNESS", "inf"), ("DBSAL_MC_SAMPLES", "-1"), ("DBSAL_UNCERTAINTY", "variance"),
     ("DBSAL_SPLIT", "jenks"), ("DBSAL_SPLIT_SCOPE", "batch"), ("DBSAL_STATIC_FRACTION", "1.5"),
     ("DBSAL_STATIC_FRACTION", "0"), ("DBSAL_STATIC_FRACTION", "nan"),
-    ("DBSAL_MERGE_REGIONS", "2"), ("DBSAL_CLASS_BALANCED", "sometimes"),
+    ("DBSAL_REGIONS", "2"), ("DBSAL_CLASS_BALANCED", "sometimes"),
     ("DBSAL_MAX_REGIONS", "0"), ("DBSAL_SMOOTHING", "-1"), ("DBSAL_FIRST_EPOCHS", "0"),
     ("DBSAL_EPOCHS", "ten"), ("DBSAL_BATCH_SIZE", "0"), ("DBSAL_LR", "nan"), ("DBSAL_LR", "inf"),
     ("DBSAL_LR", "-1e-3"), ("DBSAL_CLASS_WEIGHTED", "2"), ("DBSAL_FINE_TUNE", "sometimes"),
@@ -225,7 +225,7 @@ def test_unknown_dbsal_variables_are_warned_about(caplog):
 def test_what_the_engine_takes():
     s = Settings.from_env({"DBSAL_STEP_SIZE": "3", "DBSAL_SPLIT": "static",
                            "DBSAL_SPLIT_SCOPE": "step", "DBSAL_STATIC_FRACTION": "0.5",
-                           "DBSAL_MERGE_REGIONS": "no", "DBSAL_CLASS_BALANCED": "yes",
+                           "DBSAL_REGIONS": "superpixel", "DBSAL_CLASS_BALANCED": "yes",
                            "DBSAL_MAX_REGIONS": "4", "DBSAL_SMOOTHING": "1",
                            "DBSAL_SLIC_ALGORITHM": "slico", "DBSAL_N_SEGMENTS": "99",
                            "DBSAL_COMPACTNESS": "7.5", "DBSAL_FIRST_EPOCHS": "9",
@@ -233,7 +233,7 @@ def test_what_the_engine_takes():
                            "DBSAL_CLASS_WEIGHTED": "no", "DBSAL_SEED": "7",
                            "DBSAL_BUDGET": "100", "DBSAL_BUDGET_UNIT": "images"})
     assert s.query_policy() == QueryPolicy(images=3, split="static", scope="step",
-                                           static_fraction=0.5, merge=False,
+                                           static_fraction=0.5, grouping="superpixel",
                                            class_balanced=True, max_regions=4, smoothing=1)
     assert s.slic_params() == SlicParams(algorithm="SLICO", n_segments=99, ruler=7.5)
     assert s.recipe() == Recipe(epochs=2, batch_size=5, lr=0.01, class_weighted=False, seed=7)
