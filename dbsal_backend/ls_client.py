@@ -211,12 +211,6 @@ class LabelStudioClient:
                     yield {"id": task["id"], "data": task.get("data") or {},
                            "total_annotations": task.get("total_annotations") or 0}
 
-    def get_task(self, task: int) -> dict[str, Any]:
-        """One task (``id``, ``project``, ``data``...)."""
-        task = check_id(task, "task")
-        with self._api(f"reading task {task}"):
-            return _as_dict(self.sdk.tasks.get(id=str(task)))
-
     def annotations(self, task_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """``{task id: newest non-cancelled annotation}`` of the given tasks (one request each;
         see :func:`~dbsal_backend.ls_annotations.select_annotations`)."""

@@ -206,8 +206,10 @@ class Service:
     def predict(self, project: int, tasks: list[dict]) -> list[dict]:
         """One prediction per task, in order: regions of the task's uncertain superpixels
         (computed now with the serving model) or, before the first model, an empty prediction
-        scored 0 (label the whole image). Task data is read from Label Studio, not taken from
-        the request, and a task of another project is refused."""
+        scored 0 (label the whole image). A task of another project is refused; its image comes
+        from Label Studio or an allowed origin only (:mod:`.images`). The task data is the
+        request's: reading the task back from Label Studio would make Label Studio, which
+        calls ``/predict`` when a task without predictions is read, call it again."""
         record = self.require(project)
         config = self.config(record)
         title = record.title or self.settings.model_title
@@ -228,10 +230,9 @@ class Service:
                 for task in tasks:
                     task_id = task.get("id")
                     try:
-                        full = client.get_task(task_id)
-                        if full.get("project") != project:
+                        if task.get("project", project) != project:
                             raise ImageFetchError(f"task {task_id} is not in project {project}")
-                        image = fetcher.load(full, config.image_value)
+                        image = fetcher.load(task, config.image_value)
                     except (ImageFetchError, LabelStudioError, TypeError, ValueError) as exc:
                         log.warning("project %d task %s: no regions: %s", project, task_id, exc)
                         out.append(empty_prediction(title, 0.0))

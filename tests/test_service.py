@@ -167,13 +167,14 @@ def test_predict_on_demand(tmp_path, ls):
     service.run(1)
     other = ls.add_task(2, *next(iter([(ls.images[1], ls.truth[1])])))  # a task of project 2
     ls.add_project(2)
-    after = service.predict(1, [{"id": 4}, {"id": other}, {"id": 12345}])
+    task = lambda t: {"id": t, "project": ls.tasks[t]["project"], "data": ls.tasks[t]["data"]}  # noqa: E731
+    after = service.predict(1, [task(4), task(other), {"id": 12345, "data": {}}])
     assert len(after) == 3
     assert after[0]["result"] and after[0]["model_version"] == "dbsal"
     assert after[1]["result"] == [] and after[2]["result"] == []  # foreign and unknown tasks
-    # the task data came from Label Studio, not from the request
+    # images only from Label Studio or an allowed origin
     poisoned = service.predict(1, [{"id": 4, "data": {"image": "http://169.254.169.254/x.png"}}])
-    assert poisoned[0]["result"]
+    assert poisoned[0]["result"] == []
     assert all(path.startswith("/data/upload/") for path, _ in ls.image_requests)
     assert 4 in service.state.queries(1)
 
@@ -233,7 +234,7 @@ def test_a_copied_model_dir_serves_its_own_models(tmp_path, ls):
     assert record.checkpoint == original
     served = moved.served(record, moved.config(record))
     assert served is not None
-    assert moved.predict(1, [{"id": 6}])[0]["result"]
+    assert moved.predict(1, [{"id": 6, "data": ls.tasks[6]["data"]}])[0]["result"]
 
 
 def test_pre_labels_are_corrected_for_the_class_weights(tmp_path, ls):
