@@ -268,3 +268,13 @@ def connect(sdk: LabelStudio, backend: Backend, project: Project) -> Any:
     return ml
 
 
+
+
+def tasks_as_sent(ls: LabelStudioServer, project: int) -> dict[int, dict]:
+    """The project's tasks as Label Studio sends them to /predict (``id``, ``project``,
+    ``data``), read without making it ask for predictions."""
+    response = httpx.get(f"{ls.url}/api/projects/{project}/tasks/", headers=ls.headers,
+                         params={"page_size": 1000}, timeout=60)
+    response.raise_for_status()
+    return {t["id"]: {"id": t["id"], "project": project, "data": t["data"]}
+            for t in response.json()}
