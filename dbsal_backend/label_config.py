@@ -2,8 +2,11 @@
 
 The backend needs exactly one ``Image`` object tag and exactly one ``BrushLabels`` control tag
 whose ``toName`` is that image; its ``Label`` children, in order, are the classes (class ``i`` of
-a model is ``labels[i]``). Other tags (``Header``, ``Choices``, ...) are allowed and ignored.
-Tag names are matched case-insensitively, as the Label Studio editor does.
+a model is ``labels[i]``). A ``PolygonLabels`` tag on the same image with the same labels is
+optional: with it, the backend's pre-labels are polygons, which Label Studio draws far faster
+than brush masks, and people can answer with either tool. Other tags (``Header``,
+``Choices``, ...) are allowed and ignored. Tag names are matched case-insensitively, as the
+Label Studio editor does.
 
 The config comes from whoever calls ``/setup``, so parsing is bounded: a config longer than
 :data:`MAX_CONFIG_CHARS`, with more than :data:`MAX_TAGS` tags, nested deeper than
@@ -90,12 +93,15 @@ class LabelConfig:
         ``name`` of the ``BrushLabels`` tag (the ``from_name`` of brush results).
     labels : list of str
         ``Label`` values in config order; class ``i`` is ``labels[i]``.
+    polygon_name : str or None
+        ``name`` of the optional ``PolygonLabels`` tag with the same labels.
     """
 
     image_name: str
     image_value: str
     brush_name: str
     labels: list[str]
+    polygon_name: str | None = None
 
     @property
     def class_index(self) -> dict[str, int]:
@@ -201,19 +207,37 @@ def parse_label_config(xml: str) -> LabelConfig:
             f'<BrushLabels toName="{to_name}"> must name the image "{image_name}"'
         )
 
-    elements = _tags(brush, "label")
-    if not elements:
-        raise LabelConfigError("<BrushLabels> has no <Label> children")
-    if len(elements) > MAX_LABELS:
-        raise LabelConfigError(f"<BrushLabels> has {len(elements)} labels, more than "
-                               f"{MAX_LABELS} (class indices must stay below {IGNORE_INDEX})")
-    labels = [_attribute(el, "value", "a <Label> of <BrushLabels>") for el in elements]
-    duplicates = sorted(label for label, count in Counter(labels).items() if count > 1)
-    if duplicates:
-        raise LabelConfigError(f"<BrushLabels> repeats the labels {duplicates}")
+    labels = _labels(brush, "<BrushLabels>")
+    polygon_name = None
+    polygons = _tags(root, "polygonlabels")
+    if len(polygons) > 1:
+        raise LabelConfigError(f"found {len(polygons)} <PolygonLabels> tags, need at most one")
+    if polygons:
+        polygon_name = _attribute(polygons[0], "name", "<PolygonLabels>")
+        if _attribute(polygons[0], "toName", "<PolygonLabels>") != image_name:
+            raise LabelConfigError(f'<PolygonLabels> must name the image "{image_name}"')
+        if _labels(polygons[0], "<PolygonLabels>") != labels:
+            raise LabelConfigError("<PolygonLabels> must have the same labels as <BrushLabels>, "
+                                   "in the same order")
     return LabelConfig(
         image_name=image_name,
         image_value=image_value[1:],
         brush_name=brush_name,
         labels=labels,
+        polygon_name=polygon_name,
     )
+
+
+def _labels(tag: Element, what: str) -> list[str]:
+    """The ``Label`` values of a control tag, checked (count, values, duplicates)."""
+    elements = _tags(tag, "label")
+    if not elements:
+        raise LabelConfigError(f"{what} has no <Label> children")
+    if len(elements) > MAX_LABELS:
+        raise LabelConfigError(f"{what} has {len(elements)} labels, more than "
+                               f"{MAX_LABELS} (class indices must stay below {IGNORE_INDEX})")
+    labels = [_attribute(el, "value", f"a <Label> of {what}") for el in elements]
+    duplicates = sorted(label for label, count in Counter(labels).items() if count > 1)
+    if duplicates:
+        raise LabelConfigError(f"{what} repeats the labels {duplicates}")
+    return labels

@@ -1,10 +1,11 @@
 """Label Studio annotations to label maps (pure functions on JSON-like dicts).
 
 A brush annotation's ``result`` is a list of ``brushlabels`` results, one per painted region,
-each an RLE of the whole canvas and one label name (see ``shared/docs/label-studio-notes.md``).
-:func:`annotation_to_label_map` paints them, in order, into a ``uint8`` label map that is
-``IGNORE_INDEX`` wherever no brush covers; :func:`select_annotations` picks the annotation to
-train on for each task.
+each an RLE of the whole canvas and one label name (see ``shared/docs/label-studio-notes.md``),
+and, with a ``PolygonLabels`` tag in the config, ``polygonlabels`` results (points in percent of
+the image's width and height). :func:`annotation_to_label_map` paints them, in order, into a
+``uint8`` label map that is ``IGNORE_INDEX`` wherever nothing covers; :func:`select_annotations`
+picks the annotation to train on for each task.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
+import cv2
 import numpy as np
 
 from .constants import IGNORE_INDEX
 from .label_config import LabelConfig
 from .rle import mask_to_rle, rle_to_mask
 
-__all__ = ["AnnotationError", "annotation_to_label_map", "select_annotations"]
+__all__ = ["AnnotationError", "annotation_to_label_map", "polygon_to_mask", "select_annotations"]
 
 _OLDEST = datetime.min.replace(tzinfo=timezone.utc)
 
@@ -94,17 +96,18 @@ def annotation_to_label_map(
     for k, result in enumerate(results):
         if not isinstance(result, dict):
             raise AnnotationError(f"result {k} is a {type(result).__name__}, not a dict")
-        if (
-            str(result.get("type", "")).lower() != "brushlabels"
-            or result.get("from_name") != config.brush_name
-            or result.get("to_name") != config.image_name
-        ):
+        kind = str(result.get("type", "")).lower()
+        if result.get("to_name") != config.image_name or not (
+                (kind == "brushlabels" and result.get("from_name") == config.brush_name)
+                or (kind == "polygonlabels" and config.polygon_name is not None
+                    and result.get("from_name") == config.polygon_name)):
             continue
         where = f"result {k} (id {result.get('id')!r})"
         value = result.get("value")
-        if not isinstance(value, dict) or "rle" not in value:
-            raise AnnotationError(f"{where} has no value.rle (format {value!r:.60})")
-        labels = value.get("brushlabels")
+        needed = "rle" if kind == "brushlabels" else "points"
+        if not isinstance(value, dict) or needed not in value:
+            raise AnnotationError(f"{where} has no value.{needed} (format {value!r:.60})")
+        labels = value.get(kind)
         if not isinstance(labels, list) or len(labels) != 1:
             warnings.append(f"{where} skipped: expected one label in brushlabels, got {labels!r}")
             continue
@@ -122,11 +125,30 @@ def annotation_to_label_map(
                 f"but the image is {width}x{height}"
             )
         try:
-            mask = rle_to_mask(value["rle"], height, width)
+            if kind == "brushlabels":
+                mask = rle_to_mask(value["rle"], height, width)
+            else:
+                mask = polygon_to_mask(value["points"], height, width)
         except (TypeError, ValueError) as exc:
-            raise AnnotationError(f"{where} has a malformed RLE: {exc}") from None
+            what = "RLE" if kind == "brushlabels" else "polygon"
+            raise AnnotationError(f"{where} has a malformed {what}: {exc}") from None
         label_map[mask] = class_index[label]
     return label_map, warnings
+
+
+def polygon_to_mask(points: Any, height: int, width: int) -> np.ndarray:
+    """The pixels inside a Label Studio polygon (``[[x%, y%], ...]`` of the image's width and
+    height), as a bool ``height x width`` mask."""
+    xy = np.asarray(points, dtype=np.float64)
+    if xy.ndim != 2 or xy.shape[1] != 2 or len(xy) < 3 or not np.isfinite(xy).all():
+        raise ValueError(f"expected at least 3 finite [x, y] points, got shape {xy.shape}")
+    # continuous coordinates (pixel i spans [i, i + 1)) to pixel centres, 4 fractional bits
+    centres = xy / 100.0 * np.array([width, height]) - 0.5
+    limit = 2 * max(width, height)
+    fixed = np.round(np.clip(centres, -limit, limit) * 16).astype(np.int32)
+    mask = np.zeros((height, width), np.uint8)
+    cv2.fillPoly(mask, [fixed.reshape(-1, 1, 2)], 1, shift=4)
+    return mask.astype(bool)
 
 
 def _timestamp(value: Any) -> datetime:

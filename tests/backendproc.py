@@ -26,15 +26,20 @@ from label_studio_sdk import LabelStudio
 from lsserver import LabelStudioServer, free_port
 from PIL import Image
 
+from dbsal_backend.ls_annotations import polygon_to_mask
 from dbsal_backend.rle import mask_to_rle, rle_to_mask
 
 REPO = Path(__file__).resolve().parents[1]
 TITLE = "dbsal"
 CLASSES = ("background", "red", "blue")
 COLOURS = {1: (220, 40, 40), 2: (40, 60, 220)}
-LABEL_CONFIG = (
-    '<View><Image name="image" value="$image"/><BrushLabels name="tag" toName="image">'
-    + "".join(f'<Label value="{c}"/>' for c in CLASSES) + "</BrushLabels></View>")
+_LABELS = "".join(f'<Label value="{c}"/>' for c in CLASSES)
+#: Brush only: the backend's regions are brush masks.
+BRUSH_CONFIG = ('<View><Image name="image" value="$image"/><BrushLabels name="tag" toName="image">'
+                + _LABELS + "</BrushLabels></View>")
+#: Brush and polygons (what the README recommends): the backend's regions are polygons.
+LABEL_CONFIG = BRUSH_CONFIG.replace(
+    "</View>", f'<PolygonLabels name="poly" toName="image">{_LABELS}</PolygonLabels></View>')
 SIZE = 64
 SETTINGS = {
     "DBSAL_ARCH": "unet", "DBSAL_PRETRAINED": "false", "DBSAL_FIRST_EPOCHS": "3",
@@ -87,7 +92,10 @@ def annotation_result(truth: np.ndarray, where: np.ndarray | None = None) -> lis
 
 
 def region_masks(prediction: dict) -> list[np.ndarray]:
+    """Each result's mask (brush RLE or polygon)."""
     return [rle_to_mask(r["value"]["rle"], r["original_height"], r["original_width"])
+            if r["type"] == "brushlabels" else
+            polygon_to_mask(r["value"]["points"], r["original_height"], r["original_width"])
             for r in prediction["result"]]
 
 
@@ -235,8 +243,9 @@ class Project:
 
 
 def make_project(ls: LabelStudioServer, sdk: LabelStudio, title: str, n_images: int,
-                 first: int = 0, height: int = SIZE, width: int = SIZE) -> Project:
-    project = sdk.projects.create(title=title, label_config=LABEL_CONFIG).id
+                 first: int = 0, height: int = SIZE, width: int = SIZE,
+                 config: str = LABEL_CONFIG) -> Project:
+    project = sdk.projects.create(title=title, label_config=config).id
     scenes = {f"scene{k}.png": synthetic_scene(k, height, width)
               for k in range(first, first + n_images)}
     ids = ls.upload_files(project, {name: png_bytes(im) for name, (im, _) in scenes.items()})

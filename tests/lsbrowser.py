@@ -594,9 +594,15 @@ def region_label(page: Page, ordinal: int) -> str:
     return rest[0] if rest else ""
 
 
-def set_label(page: Page, label: str, hotkey: bool = False) -> None:
-    """Give the selected region ``label``: click its chip under the image, or press its hotkey."""
-    chip = page.locator(".lsf-label").filter(has=page.get_by_text(label, exact=True)).first
+def set_label(page: Page, label: str, hotkey: bool = False, group: int = 0) -> None:
+    """Give the selected region ``label``: click its chip under the image, or press its hotkey.
+
+    ``group`` picks the control whose chips to use when the config has several (0: the first,
+    e.g. ``BrushLabels``; 1: the second, e.g. ``PolygonLabels``): a region takes the labels of
+    its own control.
+    """
+    chips = page.locator(".lsf-labels").nth(group).locator(".lsf-label")
+    chip = chips.filter(has=page.get_by_text(label, exact=True)).first
     if hotkey:
         key = chip.locator(".lsf-label__hotkey").inner_text().strip()
         page.keyboard.press(key)

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 import pytest
-from backendproc import (CLASSES, RUN_TIMEOUT, SIZE, TITLE, Backend, Project,
+from backendproc import (BRUSH_CONFIG, CLASSES, RUN_TIMEOUT, SIZE, TITLE, Backend, Project,
                          annotation_result, connect, make_project, next_task, ours,
                          region_masks, start_backend, tasks_as_sent)
 from label_studio_sdk import LabelStudio
@@ -188,7 +188,10 @@ def test_seed_annotations_train_by_webhook_and_query_the_least_confident(
         assert np.sum(masks, axis=0).max() == 1, "regions must not overlap"
         scores = [r["score"] for r in prediction["result"]]
         assert scores == sorted(scores), "least confident region first"
-        assert all(r["value"]["brushlabels"][0] in CLASSES for r in prediction["result"])
+        assert all(r["type"] == "polygonlabels" or "brushlabels" in r["value"]
+                   for r in prediction["result"])
+        assert all(r["value"].get("polygonlabels", r["value"].get("brushlabels"))[0] in CLASSES
+                   for r in prediction["result"])
     for task in connected["seed"]:
         assert ours(sdk, task) == []  # replaced
     least = min(queried, key=lambda t: (step1["predictions"][t][0]["score"], t))
@@ -233,7 +236,7 @@ def pat_run(ls, sdk, tmp_path_factory) -> Iterator[dict]:
     pat = ls.personal_access_token()
     b = start_backend("pat", ls, pat, tmp_path_factory.mktemp("backend-pat"), LOG_LEVEL="DEBUG")
     try:
-        proj = make_project(ls, sdk, "dbsal e2e PAT", 5, first=N_IMAGES)
+        proj = make_project(ls, sdk, "dbsal e2e PAT", 5, first=N_IMAGES, config=BRUSH_CONFIG)
         connect(sdk, b, proj)
         seed = b.status(proj.id)["seed_batch"]
         for task in seed:
@@ -250,6 +253,9 @@ def test_personal_access_token_backend(sdk, pat_run):
     assert pat_run["pat"].count(".") == 2  # a JWT refresh token
     assert pat_run["trained"]["model_version"].startswith(f"{TITLE}-1-")
     assert "left out of training" not in pat_run["backend"].log_text()
+    # a brush-only config: the regions are brush masks
+    queried = [p[0] for t in pat_run["project"].truth for p in [ours(sdk, t)] if p and p[0]["result"]]
+    assert queried and all(r["type"] == "brushlabels" for p in queried for r in p["result"])
 
 
 @pytest.fixture(scope="module")

@@ -281,3 +281,22 @@ def test_mutated_configs_raise_only_label_config_errors(text):
         return
     assert config.labels and len(set(config.labels)) == len(config.labels)
     assert len(config.labels) <= MAX_LABELS
+
+
+def test_polygon_labels_with_the_same_labels_are_optional():
+    brush = ('<BrushLabels name="b" toName="img"><Label value="x"/><Label value="y"/>'
+             '</BrushLabels>')
+    polygon = ('<PolygonLabels name="p" toName="img"><Label value="x"/><Label value="y"/>'
+               '</PolygonLabels>')
+    image = '<Image name="img" value="$image"/>'
+    config = parse_label_config(f"<View>{image}{brush}{polygon}</View>")
+    assert (config.polygon_name, config.brush_name, config.labels) == ("p", "b", ["x", "y"])
+    assert parse_label_config(f"<View>{image}{brush}</View>").polygon_name is None
+    other = polygon.replace('value="y"', 'value="z"')
+    with pytest.raises(LabelConfigError, match="same labels"):
+        parse_label_config(f"<View>{image}{brush}{other}</View>")
+    with pytest.raises(LabelConfigError, match="at most one"):
+        parse_label_config(f"<View>{image}{brush}{polygon}{polygon}</View>")
+    elsewhere = polygon.replace('toName="img"', 'toName="x"')
+    with pytest.raises(LabelConfigError, match="must name the image"):
+        parse_label_config(f"<View>{image}{brush}{elsewhere}</View>")

@@ -245,3 +245,31 @@ def test_any_annotation_gives_a_label_map_or_an_annotation_error(results):
     assert label_map.shape == (H, W) and label_map.dtype == np.uint8
     assert set(np.unique(label_map).tolist()) <= set(range(len(CONFIG.labels))) | {IGNORE_INDEX}
     assert all(isinstance(w, str) for w in warnings)
+
+
+def test_polygon_results_are_painted_in_order_with_the_brushes():
+    from dbsal_backend.label_config import parse_label_config
+    from dbsal_backend.ls_annotations import polygon_to_mask
+
+    config = parse_label_config(
+        '<View><Image name="img" value="$image"/><BrushLabels name="b" toName="img">'
+        '<Label value="x"/><Label value="y"/></BrushLabels><PolygonLabels name="p" '
+        'toName="img"><Label value="x"/><Label value="y"/></PolygonLabels></View>')
+    square = [[0, 0], [50, 0], [50, 50], [0, 50]]  # the top-left quarter, in percent
+    mask = polygon_to_mask(square, 10, 20)
+    assert mask[:5, :10].all() and mask.sum() <= 6 * 11  # edges drawn inclusively
+    assert not mask[7:].any() and not mask[:, 12:].any()
+    results = [
+        {"type": "polygonlabels", "from_name": "p", "to_name": "img",
+         "original_width": 20, "original_height": 10,
+         "value": {"points": square, "closed": True, "polygonlabels": ["y"]}},
+        {"type": "polygonlabels", "from_name": "p", "to_name": "img",
+         "value": {"points": [[0, 0], [10, 0], [10, 10]], "polygonlabels": ["x"]}},
+    ]
+    label_map, warnings = annotation_to_label_map(results, config, 10, 20, config.class_index)
+    assert not warnings
+    assert (label_map[:5, :10] != 255).all() and label_map[0, 0] == 0 and label_map[4, 9] == 1
+    assert (label_map[7:] == 255).all()
+    bad = [{**results[0], "value": {"points": [[1, 2]], "polygonlabels": ["x"]}}]
+    with pytest.raises(AnnotationError, match="malformed polygon"):
+        annotation_to_label_map(bad, config, 10, 20, config.class_index)

@@ -95,3 +95,41 @@ def test_empty_prediction_clamps_the_score(confidence, expected):
     prediction = empty_prediction("dbsal", confidence)
     assert prediction == {"result": [], "score": expected, "model_version": "dbsal"}
     assert type(prediction["score"]) is float
+
+
+POLYGON_CONFIG = parse_label_config(EXAMPLE_LABEL_CONFIG.replace(
+    "</View>", '<PolygonLabels name="poly" toName="image">'
+    + "".join(f'<Label value="{c}"/>' for c in CONFIG.labels) + "</PolygonLabels></View>"))
+
+
+def test_with_polygon_labels_regions_are_polygons_that_cover_them():
+    from dbsal_backend.ls_annotations import polygon_to_mask
+    from dbsal_backend.regions import region_map
+
+    sp = grid(60, 80, 20)  # 3 x 4 tiles of 20 x 20
+    regions = [Region((1,), 2, 0.2, 400), Region((4, 5), 4, 0.5, 800), Region((11,), 0, 0.9, 400)]
+    prediction = query_prediction(Query(1, 0.4, (60, 80), sp, regions, 12), POLYGON_CONFIG, "v")
+    results = prediction["result"]
+    assert [r["type"] for r in results] == ["polygonlabels"] * 3
+    assert [r["id"] for r in results] == ["r0", "r1", "r2"]
+    index = region_map(sp, regions)
+    for k, (result, region) in enumerate(zip(results, regions)):
+        assert result["from_name"] == "poly" and result["value"]["closed"] is True
+        assert result["value"]["polygonlabels"] == [CONFIG.labels[region.label]]
+        assert result["score"] == pytest.approx(region.confidence, abs=1e-4)
+        mask = polygon_to_mask(result["value"]["points"], 60, 80)
+        truth = index == k
+        assert (mask & truth).sum() / (mask | truth).sum() > 0.9
+
+
+def test_a_region_with_a_hole_stays_a_brush_mask_and_parts_become_polygons():
+    sp = grid(60, 60, 20)  # 3 x 3 tiles; the ring around the centre tile has a hole
+    ring = Region(tuple(i for i in range(9) if i != 4), 1, 0.3, 3200)
+    split = Region((4,), 2, 0.6, 400)
+    prediction = query_prediction(Query(1, 0.2, (60, 60), sp, [ring, split], 9), POLYGON_CONFIG,
+                                  "v")
+    kinds = {r["id"]: r["type"] for r in prediction["result"]}
+    assert kinds == {"r0": "brushlabels", "r1": "polygonlabels"}
+    two_parts = Region((0, 8), 3, 0.4, 800)  # two corner tiles: one region, two polygons
+    parts = query_prediction(Query(1, 0.2, (60, 60), sp, [two_parts], 9), POLYGON_CONFIG, "v")
+    assert [r["id"] for r in parts["result"]] == ["r0.0", "r0.1"]

@@ -101,7 +101,8 @@ def flow(ls, sdk, backend, project, page, tmp_path_factory) -> dict:
     before = lsbrowser.region_label(page, 1)
     lsbrowser.select_region(page, 1)
     new_label = next(c for c in CLASSES if c != before)
-    lsbrowser.set_label(page, new_label)
+    first = queried[opened]["result"][0] if opened in queried else {}
+    lsbrowser.set_label(page, new_label, group=1 if first.get("type") == "polygonlabels" else 0)
     annotation = lsbrowser.submit(page)
     return {"seed": seed, "first": first, "queried": queried, "opened": opened,
             "usable": usable, "listed": listed, "shot": shot, "before": before,
@@ -133,7 +134,9 @@ def test_a_relabeled_region_is_stored_as_prediction_changed(sdk, flow):
     results = stored["result"]
     assert len(results) == len(flow["queried"][flow["opened"]]["result"])
     changed = [r for r in results if r.get("origin") == "prediction-changed"]
-    assert len(changed) == 1 and changed[0]["value"]["brushlabels"] == [flow["new_label"]]
+    (region,) = changed
+    assert region["type"] == "polygonlabels"  # the config has PolygonLabels: fast to draw
+    assert region["value"]["polygonlabels"] == [flow["new_label"]]
     assert all(r.get("origin") in ("prediction", "prediction-changed") for r in results)
 
 
