@@ -22,6 +22,7 @@ whole images is put first in the queue instead.
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 import logging
 import threading
 import time
@@ -97,7 +98,6 @@ class Service:
             lambda: LabelStudioClient(settings.label_studio_url, settings.api_key))
         self.device = pick_device(settings.device)
         self.models = models or ServingModels(settings.model_dir, self.device)
-        self.policy: QueryPolicy = settings.query_policy()
         self.budget = settings.labeling_budget()
         self.slic = settings.slic_params()
         self.superpixels = SuperpixelCache(settings.model_dir / "superpixels", self.slic)
@@ -195,6 +195,10 @@ class Service:
                       device=self.device, lock=served.lock,
                       class_weights=served.meta.get("class_weights"))
 
+    def policy(self, config: LabelConfig) -> QueryPolicy:
+        """What a step asks in this project (``DBSAL_REGIONS=auto`` follows the config)."""
+        return self.settings.query_policy(polygons=config.polygon_name is not None)
+
     @staticmethod
     def config(record: ProjectRecord) -> LabelConfig:
         return parse_label_config(record.label_config or "")
@@ -221,11 +225,7 @@ class Service:
             fetcher = self.fetcher(client)
             try:
                 scorer = self.scorer(served, len(config.labels))
-                policy = QueryPolicy(images=1, split=self.policy.split,
-                                     static_fraction=self.policy.static_fraction,
-                                     grouping=self.policy.grouping,
-                                     max_regions=self.policy.max_regions,
-                                     smoothing=self.policy.smoothing)
+                policy = replace(self.policy(config), images=1, scope="image")
                 made = []
                 for task in tasks:
                     task_id = task.get("id")
@@ -386,10 +386,11 @@ class Service:
             skipped.append(task)
             log.warning("task %s skipped: %s", task, exc)
 
-        weights = class_balance_weights(counts) if self.policy.class_balanced else None
+        policy = self.policy(config)
+        weights = class_balance_weights(counts) if policy.class_balanced else None
         result = self.compute.step(unlabeled, fetcher, config.image_value,
                                    self.scorer(served, len(config.labels)), self.superpixels.get,
-                                   self.policy, skip, budget_left=left,
+                                   policy, skip, budget_left=left,
                                    budget_unit=self.budget.unit, class_weights=weights,
                                    seed=s.seed)
         predictions = {q.key: query_prediction(q, config, title) for q in result.queries}

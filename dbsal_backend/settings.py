@@ -133,10 +133,10 @@ class Settings(BaseSettings):
         None, ge=1, description="Labeling budget in DBSAL_BUDGET_UNIT; none: unlimited.")
     budget_unit: Annotated[Literal[BUDGET_UNITS], Lower] = Field(  # type: ignore[valid-type]
         "regions", description="images, regions or pixels.")
-    n_segments: int = Field(150, ge=2, description="Target superpixels per image.")
+    n_segments: int = Field(300, ge=2, description="Target superpixels per image.")
     slic_algorithm: Annotated[Literal[SLIC_ALGORITHMS], Upper] = Field(  # type: ignore
-        "SLIC", description="OpenCV SLIC variant (SLIC follows edges; SLICO's are regular).")
-    compactness: float = Field(5.0, gt=0, allow_inf_nan=False,
+        "SLICO", description="OpenCV SLIC variant: SLICO, SLIC (follows edges more) or MSLIC.")
+    compactness: float = Field(10.0, gt=0, allow_inf_nan=False,
                                description="SLIC compactness (OpenCV ruler).")
     mc_samples: int = Field(20, ge=1, description="MC-dropout passes per image.")
     uncertainty: Annotated[Literal[UNCERTAINTIES], Lower] = Field(  # type: ignore
@@ -147,13 +147,15 @@ class Settings(BaseSettings):
         "image", description="image: split each image; step: split the step's images together.")
     static_fraction: float = Field(0.275, gt=0, le=1, allow_inf_nan=False,
                                    description="Share of superpixels the static split queries.")
-    regions: Annotated[Literal[GROUPINGS], Lower] = Field(  # type: ignore[valid-type]
-        "connected", description="What a region is: superpixel (one each), connected (a connected "
-                                 "group of one predicted class) or class (all of one class: the "
-                                 "fewest brush layers).")
+    regions: Annotated[Literal[("auto",) + GROUPINGS], Lower] = Field(  # type: ignore
+        "auto", description="What a region is: superpixel (one each), connected (a connected "
+                            "group of one predicted class), class (all of one class: the fewest "
+                            "brush layers), or auto: superpixel when the config has "
+                            "PolygonLabels (polygons draw fast), else class.")
     class_balanced: bool = Field(False, description="Weight superpixel scores by class rarity.")
     max_regions: Annotated[int | None, BeforeValidator(_unlimited)] = Field(
-        None, ge=1, description="Most regions per queried image; none: no cap.")
+        40, ge=1, description="Most regions per queried image (the least confident); none: "
+                              "no cap.")
     smoothing: int = Field(2, ge=0, description="Rounds of majority smoothing of the pre-labels "
                                                 "over the superpixel graph.")
     first_epochs: int = Field(40, ge=1, description="Epochs of the first training run (from "
@@ -240,9 +242,14 @@ class Settings(BaseSettings):
         """The Label Studio API key ("" when unset)."""
         return self.label_studio_api_key.get_secret_value() if self.label_studio_api_key else ""
 
-    def query_policy(self) -> QueryPolicy:
+    def query_policy(self, polygons: bool = True) -> QueryPolicy:
+        """The step's policy; ``polygons``: the project's config has PolygonLabels (decides
+        ``DBSAL_REGIONS=auto``)."""
+        grouping = self.regions
+        if grouping == "auto":
+            grouping = "superpixel" if polygons else "class"
         return QueryPolicy(images=self.step_size, split=self.split, scope=self.split_scope,
-                           static_fraction=self.static_fraction, grouping=self.regions,
+                           static_fraction=self.static_fraction, grouping=grouping,
                            class_balanced=self.class_balanced, max_regions=self.max_regions,
                            smoothing=self.smoothing)
 

@@ -24,7 +24,12 @@ the same model trained on it):
 ``coarse``    ``smoothed`` on 150 boundary-following SLIC superpixels (compactness 5).
 ``step``      ``coarse`` with one natural-breaks split over all superpixels of the step.
 ``balanced``  ``step`` with class-balanced superpixel scores (Cai et al. 2021).
-``default``   the backend's default settings (one of the above; the README says which).
+``capped``    dbsal with smoothed pre-labels and at most 40 regions (superpixels) per image, the
+              least confident: what Label Studio can draw quickly as polygons.
+``class``     dbsal with smoothed pre-labels and one region per predicted class (the fewest brush
+              layers: for a config without polygons).
+``default``   the backend's default settings for a config with PolygonLabels (one of the
+              above; the README says which); ``default_brush``: for BrushLabels alone.
 ``random``    random whole images.
 ``full``      every pool image, whole (one record).
 """
@@ -76,12 +81,14 @@ class Strategy:
     match: str | None = None
 
 
-def product_default() -> Strategy:
-    """The backend's default policy and superpixels (its settings with nothing set)."""
+def product_default(polygons: bool = True) -> Strategy:
+    """The backend's default policy and superpixels (its settings with nothing set), for a
+    config with PolygonLabels (``default``) or with BrushLabels alone (``default_brush``)."""
     from .settings import Settings
 
     defaults = Settings.model_validate({})
-    return Strategy("default", policy=defaults.query_policy(), superpixels=defaults.slic_params())
+    return Strategy("default" if polygons else "default_brush",
+                    policy=defaults.query_policy(polygons), superpixels=defaults.slic_params())
 
 
 _PAPER = QueryPolicy(split="natural_breaks", scope="image", grouping="superpixel")
@@ -101,6 +108,10 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("balanced", policy=replace(_PAPER, grouping="connected", smoothing=2, scope="step",
                                         class_balanced=True), superpixels=_COARSE),
     product_default(),
+    Strategy("capped", policy=replace(_PAPER, smoothing=2, max_regions=40), superpixels=_SLICO),
+    Strategy("class", policy=replace(_PAPER, grouping="class", smoothing=2, max_regions=40),
+             superpixels=_SLICO),
+    product_default(polygons=False),
     Strategy("random", kind="random"),
     Strategy("full", kind="full"),
 )}

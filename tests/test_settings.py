@@ -23,10 +23,10 @@ DEFAULTS = {
     "max_image_bytes": 64 * 2**20, "image_timeout": 30.0, "max_request_bytes": 32 * 2**20,
     "max_tasks_per_request": 1000, "set_sampling": True,
     "arch": "efficientnet_lite0", "pretrained": True, "device": "auto", "initial_batch": 10,
-    "step_size": 10, "budget": None, "budget_unit": "regions", "n_segments": 150,
-    "slic_algorithm": "SLIC", "compactness": 5.0, "mc_samples": 20, "uncertainty": "entropy",
+    "step_size": 10, "budget": None, "budget_unit": "regions", "n_segments": 300,
+    "slic_algorithm": "SLICO", "compactness": 10.0, "mc_samples": 20, "uncertainty": "entropy",
     "split": "natural_breaks", "split_scope": "image", "static_fraction": 0.275,
-    "regions": "connected", "class_balanced": False, "max_regions": None, "smoothing": 2,
+    "regions": "auto", "class_balanced": False, "max_regions": 40, "smoothing": 2,
     "first_epochs": 40, "epochs": 20, "batch_size": 8, "lr": 1e-3, "class_weighted": True,
     "fine_tune": True, "max_side": 512, "train_after": 5, "model_title": "dbsal", "seed": 0,
     "score_batch_size": 4, "prefetch": 4, "max_concurrent_runs": 1,
@@ -119,10 +119,18 @@ def test_booleans(raw, expected):
 
 
 @pytest.mark.parametrize("name", ["DBSAL_BUDGET", "DBSAL_MAX_REGIONS"])
-@pytest.mark.parametrize("raw", ["none", "Unlimited", "NONE", "", "   "])
+@pytest.mark.parametrize("raw", ["none", "Unlimited", "NONE"])
 def test_none_and_unlimited(name, raw):
     field = name.removeprefix("DBSAL_").lower()
     assert getattr(Settings.from_env({name: raw}), field) is None
+
+
+def test_regions_auto_follows_the_config():
+    s = Settings.from_env({})
+    assert s.query_policy(polygons=True).grouping == "superpixel"
+    assert s.query_policy(polygons=False).grouping == "class"
+    fixed = Settings.from_env({"DBSAL_REGIONS": "connected"})
+    assert fixed.query_policy(polygons=True).grouping == "connected"
 
 
 def test_empty_and_blank_values_take_the_default():

@@ -59,8 +59,10 @@ def test_the_simulator_runs_the_products_step():
     assert service.make_compute is cluster.make_compute
     default = STRATEGIES["default"]
     settings = Settings.model_validate({})
-    assert default.policy == settings.query_policy()
-    assert default.superpixels == settings.slic_params()
+    assert default.policy == settings.query_policy(polygons=True) == STRATEGIES["capped"].policy
+    assert default.superpixels == settings.slic_params() == STRATEGIES["capped"].superpixels
+    brush = STRATEGIES["default_brush"]
+    assert brush.policy == settings.query_policy(polygons=False) == STRATEGIES["class"].policy
 
 
 def test_simulator_end_to_end(dataset, tmp_path):
