@@ -11,9 +11,10 @@ process (so that peak memory is that size's own):
   (``DBSAL_SCORE_BATCH_SIZE``), only the kept images' maps held
   (:class:`dbsal_backend.cluster.LocalCompute`);
 - **baseline**: the backend's path before this change, measured in the same run: the listing
-  read whole, one image fetched at a time, scored alone, with the head's context branch computed
-  in every MC pass (as the LR-ASPP head did), on the first ``--baseline-tasks`` tasks (its cost
-  per image does not depend on the pool);
+  read whole, one image fetched at a time and scored alone as ``Service._score`` did (contiguous
+  tensors, the head's context branch computed in every MC pass, dropout masks drawn for every
+  image), on the first ``--baseline-tasks`` tasks (its cost per image does not depend on the
+  pool);
 - ``same_scores``: both give the same image scores (within 1e-5) on the baseline's tasks.
 
 Then, at ``--ray-tasks`` tasks, the same step on a local Ray cluster (``ray.init(num_cpus=2)``):
@@ -44,7 +45,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 CONFIG = ('<View><Image name="image" value="$image"/><BrushLabels name="tag" toName="image">'
           + "".join(f'<Label value="c{i}"/>' for i in range(11)) + "</BrushLabels></View>")
-HEIGHT, WIDTH = 360, 480
+HEIGHT, WIDTH = 240, 320
 
 
 def synthetic_jpeg(k: int) -> bytes:
@@ -111,20 +112,42 @@ def settings_for(ls_url: str, token: str, images_url: str, model_dir: Path):
         "allowed_image_origins": [images_url], "device": "cpu"})
 
 
-def build_scorer(settings, head_every_pass: bool = False):
-    """The default model (seeded) and a Scorer at the default settings."""
+def build_model(settings):
+    """The default model, seeded (ImageNet encoder, random head)."""
     import torch
 
-    from dbsal_backend.networks import build_model
-    from dbsal_backend.scoring import Scorer
+    from dbsal_backend.networks import build_model as build
 
     torch.manual_seed(0)
-    model = build_model(settings.arch, 11, pretrained=True).eval()
-    if head_every_pass:
-        model = _old_head(model)
-    return Scorer(model, 11, heuristic=settings.uncertainty, mc_samples=settings.mc_samples,
-                  max_side=settings.max_side, seed=settings.seed,
-                  batch_size=1 if head_every_pass else settings.score_batch_size)
+    return build(settings.arch, 11, pretrained=True).eval()
+
+
+def build_scorer(settings):
+    """A Scorer at the default settings."""
+    from dbsal_backend.scoring import Scorer
+
+    return Scorer(build_model(settings), 11, heuristic=settings.uncertainty,
+                  mc_samples=settings.mc_samples, max_side=settings.max_side, seed=settings.seed,
+                  batch_size=settings.score_batch_size)
+
+
+def old_score(model, image, settings) -> float:
+    """One image as ``Service._score`` scored it before: downscale, one contiguous tensor,
+    MC dropout with the head's context in every pass and fresh masks, mean, normalise."""
+    import torch
+
+    from dbsal_backend import uncertainty
+    from dbsal_backend.data import fit_side
+    from dbsal_backend.scoring import max_uncertainty
+
+    uncertainty._MASK_CACHE.clear()  # the masks were drawn for every image
+    small = fit_side(image, settings.max_side)
+    x = torch.as_tensor(np.ascontiguousarray(small)).permute(2, 0, 1)[None].float().div(255)
+    stats = uncertainty.mc_dropout(model, x, n_samples=settings.mc_samples, mode="head",
+                                   seed=settings.seed)
+    u = uncertainty.pixel_uncertainty(stats, settings.uncertainty)
+    u = u.div(max_uncertainty(settings.uncertainty, 11)).clamp(0.0, 1.0)
+    return float(u[0].float().numpy().mean(dtype=np.float64))
 
 
 def _old_head(model):
@@ -179,12 +202,11 @@ def measure(kind: str, ls_url: str, token: str, images_url: str, project: int, l
                 tasks, fetcher, "image", scorer, cache.get, QueryPolicy(), lambda t, e: None)
             scores = result.priorities
         else:
-            scorer = build_scorer(settings, head_every_pass=True)
+            model = _old_head(build_model(settings))
             tasks = list(client.tasks(project))[:limit]  # the listing read whole
             scores = {}
             for task in tasks:
-                image = fetcher.load(task, "image")
-                scores[task["id"]] = scorer.score([image])[0].score
+                scores[task["id"]] = old_score(model, fetcher.load(task, "image"), settings)
         seconds = time.perf_counter() - start
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         queue.put({"scores": scores, "seconds": seconds, "peak_rss_mb": peak})

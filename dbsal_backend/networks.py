@@ -434,7 +434,9 @@ class EncoderSegmenter(nn.Module):
         ``[0, 1]``."""
         _check_images(x, 3)
         low, high = self.encoder(x)
-        return SegmenterFeatures(low, self.decoder.context(low, high),
+        # the head works per pixel: plain (not channels-last) tensors keep its many MC passes
+        # on the fast paths
+        return SegmenterFeatures(low.contiguous(), self.decoder.context(low, high).contiguous(),
                                  (int(x.shape[-2]), int(x.shape[-1])))
 
     def decode(self, features: SegmenterFeatures) -> torch.Tensor:
