@@ -76,6 +76,9 @@ class Jobs:
     def _run(self, project: int) -> dict[str, Any]:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("DBSAL_", "LABEL_STUDIO_API_KEY", "BASIC_AUTH_"))}
+        # threads that wait sleep instead of spinning: a run shares the machine with the server
+        # (and often Label Studio), and spinning OpenMP threads slowed MC dropout 30-fold
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
         process = subprocess.Popen(
             [sys.executable, "-m", "dbsal_backend.jobs", str(project)], env=env,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -126,11 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.model_validate(payload["settings"])
     logging.basicConfig(level=settings.log_level, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    from .runtime import configure_threads
+    import torch
+
     from .service import Service
     from .state import StateStore
 
-    configure_threads()
+    torch.set_num_threads(settings.run_threads or os.cpu_count() or 1)
     state = StateStore(settings.model_dir / "state.sqlite3")
     service = Service(settings, state, instance_id=payload["instance"])
     try:

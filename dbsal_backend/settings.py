@@ -175,6 +175,9 @@ class Settings(BaseSettings):
     score_batch_size: int = Field(4, ge=1, description="Images per MC-dropout batch.")
     prefetch: int = Field(4, ge=0, description="Image downloads running ahead of scoring.")
     max_concurrent_runs: int = Field(1, ge=1, description="Training runs at the same time.")
+    run_threads: int = Field(0, ge=0, description="Torch threads of a training run's process; "
+                                                  "0: one per core (the server keeps "
+                                                  "OMP_NUM_THREADS).")
 
     @field_validator("label_studio_url")
     @classmethod
