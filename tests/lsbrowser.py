@@ -78,6 +78,7 @@ __all__ = [
     "UsableTimeout",
     "click_region",
     "count_regions",
+    "current_task",
     "add_timeline",
     "find_browser",
     "label_all_tasks",
@@ -94,6 +95,7 @@ __all__ = [
     "select_region",
     "set_label",
     "submit",
+    "wait_next_task",
     "wait_usable",
 ]
 
@@ -625,6 +627,24 @@ def submit(page: Page, timeout: float = 60.0) -> int:
     if response.status not in (200, 201):
         raise RuntimeError(f"submitting answered {response.status}: {response.text()[:300]}")
     return int(response.json()["id"])
+
+
+def current_task(page: Page) -> int | None:
+    """Id of the task the labeling view holds (``None`` while none is loaded)."""
+    return page.evaluate(
+        "() => { const H = window.Htx; return H && H.task ? H.task.id : null; }")
+
+
+def wait_next_task(page: Page, previous: int | None, timeout: float = 120.0) -> int:
+    """Wait until the labeling view holds a task other than ``previous`` (after Submit the
+    stream loads the next one); return its id."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        task = current_task(page)
+        if task is not None and task != previous:
+            return int(task)
+        time.sleep(0.05)
+    raise TimeoutError(f"no next task after {previous} within {timeout} s")
 
 
 def screenshot(page: Page, path: str | os.PathLike, full_page: bool = False) -> Path:

@@ -1,6 +1,7 @@
-"""LabelStudioClient against a real Label Studio 1.23.2 server (see tests/lsserver.py).
+"""LabelStudioClient and ImageFetcher against a real Label Studio 1.23.2 server
+(see tests/lsserver.py).
 
-The tests marked ``e2e`` share one server per session; the two unmarked ones need no server.
+The tests marked ``e2e`` share one server per session; the unmarked one needs no server.
 """
 
 from __future__ import annotations
@@ -8,17 +9,19 @@ from __future__ import annotations
 import io
 import time
 
-import httpx
 import jwt
 import numpy as np
 import pytest
 from lsserver import LabelStudioServer, free_port, label_studio_server  # noqa: F401
 from PIL import Image
 
+from dbsal_backend.active import Query
+from dbsal_backend.images import ImageFetcher, ImageFetchError
 from dbsal_backend.label_config import EXAMPLE_LABEL_CONFIG, parse_label_config
-from dbsal_backend.ls_annotations import annotation_to_label_map
-from dbsal_backend.ls_client import ImageFetchError, LabelStudioClient, LabelStudioError
-from dbsal_backend.ls_predictions import superpixel_prediction
+from dbsal_backend.ls_annotations import annotation_to_label_map, select_annotations
+from dbsal_backend.ls_client import LabelStudioClient, LabelStudioError
+from dbsal_backend.ls_predictions import empty_prediction, query_prediction
+from dbsal_backend.regions import Region
 from dbsal_backend.rle import mask_to_rle
 
 CONFIG = parse_label_config(EXAMPLE_LABEL_CONFIG)
@@ -48,13 +51,14 @@ def server(label_studio_server: LabelStudioServer) -> LabelStudioServer:  # noqa
 
 
 @pytest.fixture(scope="module")
-def project(server, tmp_path_factory):
+def project(server):
     """A project with EXAMPLE_LABEL_CONFIG and uploaded images: ``(id, {task id: image})``.
 
     The last image carries EXIF orientation 6 (shown rotated 90 degrees clockwise).
     """
-    client = LabelStudioClient(server.url, server.token, tmp_path_factory.mktemp("cache"))
-    project_id = client.sdk.projects.create(title="dbsal e2e", label_config=EXAMPLE_LABEL_CONFIG).id
+    with LabelStudioClient(server.url, server.token) as client:
+        project_id = client.sdk.projects.create(title="dbsal e2e",
+                                                label_config=EXAMPLE_LABEL_CONFIG).id
     images, files = {}, {}
     for k in range(N_IMAGES):
         image = synthetic_image(k)
@@ -65,91 +69,94 @@ def project(server, tmp_path_factory):
             files[f"img{k}.png"] = png_bytes(image)
             images[f"img{k}.png"] = image
     task_ids = server.upload_files(project_id, files)
-    client.close()
     return project_id, {task_ids[name]: images[name] for name in files}
 
 
 @pytest.fixture
-def client(server, tmp_path):
-    with LabelStudioClient(server.url, server.token, tmp_path / "cache") as c:
+def client(server):
+    with LabelStudioClient(server.url, server.token) as c:
         yield c
 
 
 def tasks_by_id(client, project_id):
-    return {task["id"]: task for task in client.list_tasks(project_id)}
+    return {task["id"]: task for task in client.tasks(project_id)}
 
 
 @pytest.mark.e2e
-def test_list_tasks_streams_all_with_upload_urls(client, project):
+def test_tasks_stream_all_with_upload_urls(client, project):
     project_id, images = project
-    tasks = list(client.list_tasks(project_id, page_size=2))  # three pages
+    tasks = list(client.tasks(project_id, page_size=2))  # three pages
     assert sorted(t["id"] for t in tasks) == sorted(images)
     for task in tasks:
         assert task["data"][CONFIG.image_value].startswith("/data/upload/")
-        assert "annotations" in task and "predictions" in task
+        assert task["total_annotations"] == 0 or task["id"] in images
 
 
 @pytest.mark.e2e
-def test_load_image_with_legacy_token_and_cache(client, project):
+def test_images_with_legacy_token_and_cache(client, project, tmp_path):
     project_id, images = project
     tasks = tasks_by_id(client, project_id)
-    for task_id, expected in images.items():
-        np.testing.assert_array_equal(client.load_image(tasks[task_id], "image"), expected)
-    cached = sorted(client.cache_dir.iterdir())
-    assert len(cached) == N_IMAGES
-
-    # Served from the cache: corrupt bytes there are reported and dropped, then re-downloaded.
-    for path in cached:
-        path.write_bytes(b"not an image")
-    task_id = next(iter(images))
-    with pytest.raises(ImageFetchError, match="not a readable image"):
-        client.load_image(tasks[task_id], "image")
-    assert len(list(client.cache_dir.iterdir())) == N_IMAGES - 1
-    np.testing.assert_array_equal(client.load_image(tasks[task_id], "image"), images[task_id])
-    assert len(list(client.cache_dir.iterdir())) == N_IMAGES
+    fetcher = ImageFetcher(client.url, client.auth_header, cache_dir=tmp_path)
+    try:
+        for task_id, expected in images.items():
+            np.testing.assert_array_equal(fetcher.load(tasks[task_id], "image"), expected)
+        cached = sorted(tmp_path.iterdir())
+        assert len(cached) == N_IMAGES
+        # Damaged bytes in the cache are dropped and downloaded again.
+        for path in cached:
+            path.write_bytes(b"not an image")
+        task_id = next(iter(images))
+        np.testing.assert_array_equal(fetcher.load(tasks[task_id], "image"), images[task_id])
+        assert len(list(tmp_path.iterdir())) == N_IMAGES
+    finally:
+        fetcher.close()
 
 
 @pytest.mark.e2e
-def test_load_image_with_personal_access_token(server, project, tmp_path):
+def test_images_with_personal_access_token(server, project):
     project_id, images = project
     pat = server.personal_access_token()
     assert pat.count(".") == 2  # a JWT, not a legacy token
-    with LabelStudioClient(server.url, pat, tmp_path / "pat-cache") as client:
+    with LabelStudioClient(server.url, pat) as client:
         assert client.get_project(project_id)["id"] == project_id
         tasks = tasks_by_id(client, project_id)
+        fetcher = ImageFetcher(client.url, client.auth_header)
         task_ids = list(images)
-        np.testing.assert_array_equal(
-            client.load_image(tasks[task_ids[0]], "image"), images[task_ids[0]]
-        )
+        np.testing.assert_array_equal(fetcher.load(tasks[task_ids[0]], "image"),
+                                      images[task_ids[0]])
         # A stale access token is renewed after the server answers 401.
         client._access, client._access_expiry = "stale", float("inf")
-        np.testing.assert_array_equal(
-            client.load_image(tasks[task_ids[1]], "image"), images[task_ids[1]]
-        )
+        np.testing.assert_array_equal(fetcher.load(tasks[task_ids[1]], "image"),
+                                      images[task_ids[1]])
         assert client._access != "stale"
         assert pat not in repr(client)
+        fetcher.close()
 
 
 @pytest.mark.e2e
-def test_errors_are_clear(server, project, tmp_path):
+def test_errors_are_clear(server, project):
     project_id, images = project
-    with LabelStudioClient(server.url, server.token, tmp_path / "b") as client:
+    with LabelStudioClient(server.url, server.token) as client:
         task = tasks_by_id(client, project_id)[next(iter(images))]
+        fetcher = ImageFetcher(client.url, client.auth_header)
         with pytest.raises(ImageFetchError, match="HTTP 404"):
-            client.load_image({"id": 1, "data": {"image": "/data/nothing-here.png"}}, "image")
+            fetcher.load({"id": 1, "data": {"image": "/data/nothing-here.png"}}, "image")
         with pytest.raises(ImageFetchError, match="no image URL"):
-            client.load_image({"id": 1, "data": {}}, "image")
-        with pytest.raises(ImageFetchError, match="cannot download"):
-            client.load_image({"id": 1, "data": {"image": "s3://bucket/x.png"}}, "image")
+            fetcher.load({"id": 1, "data": {}}, "image")
+        with pytest.raises(ImageFetchError, match="refusing to download"):
+            fetcher.load({"id": 1, "data": {"image": "http://169.254.169.254/x.png"}}, "image")
         with pytest.raises(LabelStudioError, match="HTTP 404"):
             client.get_project(10**6)
-    with LabelStudioClient(server.url, "0" * 40, tmp_path / "a") as wrong:
-        with pytest.raises(LabelStudioError, match="HTTP 401") as info:
+        fetcher.close()
+    with LabelStudioClient(server.url, "0" * 40) as wrong:
+        with pytest.raises(LabelStudioError, match="401") as info:
             wrong.get_project(project_id)
         assert info.value.status_code == 401
+        fetcher = ImageFetcher(wrong.url, wrong.auth_header)
         with pytest.raises(ImageFetchError, match="HTTP 401"):
-            wrong.load_image(task, "image")
-    with LabelStudioClient(f"http://127.0.0.1:{free_port()}", server.token, tmp_path / "c") as c:
+            fetcher.load(task, "image")
+        fetcher.close()
+    with LabelStudioClient(f"http://127.0.0.1:{free_port()}", server.token) as c:
         with pytest.raises(LabelStudioError, match="cannot reach Label Studio"):
             c.get_project(project_id)
 
@@ -181,7 +188,7 @@ def test_annotations_round_trip(client, project):
                                                brush_result(sky, "sky")])
     sdk.annotations.create(id=skipped, result=[], was_cancelled=True)
 
-    chosen = client.annotations(project_id)
+    chosen = client.annotations(list(images))
     assert set(chosen) == {labeled}
     label_map, warnings = annotation_to_label_map(
         chosen[labeled]["result"], CONFIG, h, w, CONFIG.class_index
@@ -191,111 +198,65 @@ def test_annotations_round_trip(client, project):
     expected[sky] = CONFIG.class_index["sky"]
     assert warnings == []
     np.testing.assert_array_equal(label_map, expected)
-    assert sorted(client.unlabeled_task_ids(project_id)) == sorted(set(images) - {labeled})
+    counts = {t["id"]: t["total_annotations"] for t in client.tasks(project_id)}
+    assert counts[labeled] == 2 and select_annotations({skipped: []}) == {}
 
 
-def predictions_for(task_scores: dict[int, float], images, model_version="dbsal"):
-    """One superpixel prediction per task: 2x2 tiles, every other tile queried."""
-    predictions = []
-    for task_id, score in task_scores.items():
-        h, w = images[task_id].shape[:2]
-        rows, cols = np.indices((h, w))
-        sp = (rows // 2) * ((w + 1) // 2) + cols // 2
-        n = sp.max() + 1
-        prediction = superpixel_prediction(
-            sp, np.arange(0, n, 2), (sp % 5), np.linspace(0, 2, n), CONFIG, model_version, score
-        )
-        predictions.append({"task": task_id, **prediction})
-    return predictions
+def tile_query(image: np.ndarray, score: float) -> Query:
+    """2x2 tiles as superpixels; every other tile is a region."""
+    h, w = image.shape[:2]
+    rows, cols = np.indices((h, w))
+    sp = ((rows // 2) * ((w + 1) // 2) + cols // 2).astype(np.int32)
+    n = int(sp.max()) + 1
+    regions = [Region((k,), k % len(CONFIG.labels), 0.5, int((sp == k).sum()))
+               for k in range(0, n, 2)]
+    return Query(key=0, score=score, size=(h, w), superpixels=sp, regions=regions,
+                 table_size=n)
 
 
 @pytest.mark.e2e
-def test_predictions_queue_and_cleanup(client, project):
+def test_predictions_are_stored_and_deleted(client, project):
     project_id, images = project
-    unlabeled = client.unlabeled_task_ids(project_id)
-    assert len(unlabeled) >= 3
-    scores = dict(zip(unlabeled, np.linspace(0.2, 0.9, len(unlabeled)).round(3).tolist()))
-
-    view = client.ensure_queue_view(project_id)
-    assert client.push_predictions(project_id, predictions_for(scores, images), batch=2) == len(
-        scores
-    )
-    client.set_project_model_version(project_id, "dbsal")
-    assert client.project_model_version(project_id) == "dbsal"
-    for task_id in scores:
+    task_ids = list(images)
+    uncertainty = dict(zip(task_ids, np.linspace(0.1, 0.8, len(task_ids)).round(3).tolist()))
+    predictions = [{"task": t, **query_prediction(tile_query(images[t], u), CONFIG, "dbsal-1")}
+                   for t, u in uncertainty.items()]
+    assert client.push_predictions(project_id, predictions, batch=2) == len(task_ids)
+    client.update_project(project_id, model_version="dbsal-1")
+    assert client.get_project(project_id)["model_version"] == "dbsal-1"
+    for task_id, u in uncertainty.items():
         stored = client.sdk.predictions.list(task=task_id)
-        assert [p.model_version for p in stored] == ["dbsal"]
-        assert stored[0].score == pytest.approx(scores[task_id])
-        assert len(stored[0].result) > 0
-    by_score = sorted(scores, key=scores.get, reverse=True)
-    assert client.queue(project_id, view) == by_score  # labeled task filtered out
+        assert [p.model_version for p in stored] == ["dbsal-1"]
+        assert stored[0].score == pytest.approx(1 - u)  # a confidence
+        assert len(stored[0].result) == len(tile_query(images[task_id], u).regions)
 
-    # The tab is updated, never duplicated; duplicates from elsewhere are removed.
-    assert client.ensure_queue_view(project_id) == view
-    client.sdk.views.create(project=project_id, data={"title": "DBSAL queue"})
-    assert client.ensure_queue_view(project_id) == view
-    titles = [(v.data or {}).get("title") for v in client.sdk.views.list(project=project_id)]
-    assert titles.count("DBSAL queue") == 1
-
-    # A second round with reversed scores; the older round is deleted.
-    new_scores = {task_id: round(1.0 - s, 3) for task_id, s in scores.items()}
-    client.push_predictions(project_id, predictions_for(new_scores, images))
-    assert client.delete_predictions(project_id, model_version="other") == 0
-    assert client.delete_predictions(project_id, "dbsal", keep_latest=True) == len(scores)
-    for task_id in scores:
+    other = [{"task": t, **empty_prediction("dbsal-2", 0.5)} for t in task_ids]
+    client.push_predictions(project_id, other)
+    client.delete_predictions(project_id, "dbsal-1")
+    for task_id in task_ids:
         stored = client.sdk.predictions.list(task=task_id)
-        assert [p.score for p in stored] == [pytest.approx(new_scores[task_id])]
-    assert client.queue(project_id, view) == by_score[::-1]
+        assert [(p.model_version, p.result) for p in stored] == [("dbsal-2", [])]
 
 
 @pytest.mark.e2e
 def test_push_predictions_rejections(client, project):
     project_id, images = project
     task_id = next(iter(images))
-    bad_score = predictions_for({task_id: 0.5}, images)
+    bad_score = [{"task": task_id, **empty_prediction("dbsal", 0.5)}]
     bad_score[0]["score"] = 1.5
     with pytest.raises(ValueError, match=r"score must be in \[0, 1\]"):
         client.push_predictions(project_id, bad_score)
-    wrong_label = predictions_for({task_id: 0.5}, images)
-    wrong_label[0]["result"][0]["value"]["brushlabels"] = ["cat"]
+    wrong_label = [{"task": task_id,
+                    **query_prediction(tile_query(images[task_id], 0.5), CONFIG, "dbsal")}]
+    for result in wrong_label[0]["result"]:
+        result["value"]["brushlabels"] = ["cat"]
     with pytest.raises(LabelStudioError, match="stored 0 of 1"):
         client.push_predictions(project_id, wrong_label)
 
 
-@pytest.mark.e2e
-def test_empty_project_queue_and_all_deletions(client):
-    project_id = client.sdk.projects.create(title="empty e2e", label_config=EXAMPLE_LABEL_CONFIG).id
-    view = client.ensure_queue_view(project_id, title="Q")
-    assert client.queue(project_id, view) == []
-    assert client.unlabeled_task_ids(project_id) == []
-    assert client.annotations(project_id) == {}
-    assert client.delete_predictions(project_id) == 0
-    assert client.project_model_version(project_id) == ""
-
-
-def test_key_goes_only_to_label_studio(tmp_path):
-    png = png_bytes(synthetic_image(0))
-    seen = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append((request.url.host, request.headers.get("authorization")))
-        return httpx.Response(200, content=png)
-
-    with LabelStudioClient("http://ls.test:8080/", "k" * 40, tmp_path) as client:
-        client._http.close()
-        client._http = httpx.Client(transport=httpx.MockTransport(handler))
-        for url in ("/data/upload/1/a.png", "http://ls.test:8080/b.png", "https://cdn.test/c.png"):
-            image = client.load_image({"id": 1, "data": {"image": url}}, "image")
-            np.testing.assert_array_equal(image, synthetic_image(0))
-        assert "k" * 40 not in repr(client)
-    assert seen == [("ls.test", "Token " + "k" * 40)] * 2 + [("cdn.test", None)]
-
-
-def test_expired_personal_access_token_is_refused(tmp_path):
+def test_expired_personal_access_token_is_refused():
     expired = jwt.encode({"token_type": "refresh", "exp": int(time.time()) - 60}, "s" * 32)
     with pytest.raises(LabelStudioError, match="expired"):
-        LabelStudioClient("http://ls.test", expired, tmp_path)
-    with pytest.raises(ValueError, match="http"):
-        LabelStudioClient("ls.test", "k", tmp_path)
-    with pytest.raises(ValueError, match="api_key"):
-        LabelStudioClient("http://ls.test", " ", tmp_path)
+        LabelStudioClient("http://ls.test", expired)
+    with pytest.raises(LabelStudioError, match="API_KEY"):
+        LabelStudioClient("http://ls.test", " ")
