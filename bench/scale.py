@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/scale.py [--sizes 100 1000 10000] [--out bench/results/scale.json]
 
-Tasks are synthetic 360x480 street-like JPEGs, served by a small image server on 127.0.0.1 (an
+Tasks are synthetic 240x320 street-like JPEGs, served by a small image server on 127.0.0.1 (an
 allowed image origin) and imported into Label Studio as task data. For each size, in a fresh
 process (so that peak memory is that size's own):
 
@@ -16,6 +16,10 @@ process (so that peak memory is that size's own):
   image), on the first ``--baseline-tasks`` tasks (its cost per image does not depend on the
   pool);
 - ``same_scores``: both give the same image scores (within 1e-5) on the baseline's tasks.
+
+Threads: ours with one torch thread per core, as a run's child process has them
+(``DBSAL_RUN_THREADS=0``), and also with one thread for pools up to ``--one-thread-max``; the
+baseline with one, as the web process ran it (``OMP_NUM_THREADS=1``).
 
 Then, at ``--ray-tasks`` tasks, the same step on a local Ray cluster (``ray.init(num_cpus=2)``):
 ``same_queries`` when it queries the same tasks with the same regions as in-process.
@@ -175,8 +179,9 @@ def _old_head(model):
 
 
 def measure(kind: str, ls_url: str, token: str, images_url: str, project: int, limit: int | None,
-            queue: multiprocessing.Queue) -> None:
-    """One measurement in a fresh process: scores, seconds, peak RSS."""
+            threads: int, queue: multiprocessing.Queue) -> None:
+    """One measurement in a fresh process with ``threads`` torch threads: scores, seconds, peak
+    RSS."""
     import resource
 
     import torch
@@ -187,7 +192,7 @@ def measure(kind: str, ls_url: str, token: str, images_url: str, project: int, l
     from dbsal_backend.ls_client import LabelStudioClient
     from dbsal_backend.superpixels import SlicParams, SuperpixelCache
 
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 1))
+    torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
         settings = settings_for(ls_url, token, images_url, Path(tmp))
         client = LabelStudioClient(ls_url, token)
@@ -212,10 +217,10 @@ def measure(kind: str, ls_url: str, token: str, images_url: str, project: int, l
         queue.put({"scores": scores, "seconds": seconds, "peak_rss_mb": peak})
 
 
-def run(kind, *args) -> dict:
+def run(kind, *args, threads: int = 1) -> dict:
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    process = ctx.Process(target=measure, args=(kind, *args, queue))
+    process = ctx.Process(target=measure, args=(kind, *args, threads, queue))
     process.start()
     out = queue.get()
     process.join()
@@ -243,8 +248,11 @@ def ray_step(ls_url: str, token: str, images_url: str, project: int) -> dict:
         there = RayCompute("local", worker_settings(settings)).step(
             tasks, fetcher, "image", scorer, cache.get, QueryPolicy(), lambda t, e: None)
         seconds = time.perf_counter() - start
-        same = ([q.key for q in here.queries] == [q.key for q in there.queries]
-                and all(a.regions == b.regions for a, b in zip(here.queries, there.queries)))
+        def regions(result):  # confidences to float rounding (batches differ on Ray)
+            return [(q.key, [(r.superpixels, r.label, r.pixels, round(r.confidence, 4))
+                             for r in q.regions]) for q in result.queries]
+
+        same = regions(here) == regions(there)
         return {"same_queries": bool(same), "tasks": len(tasks), "seconds": round(seconds, 1),
                 "max_score_difference": max(abs(here.priorities[k] - there.priorities[k])
                                             for k in here.priorities)}
@@ -255,9 +263,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
     parser.add_argument("--baseline-tasks", type=int, default=100)
     parser.add_argument("--ray-tasks", type=int, default=100)
+    parser.add_argument("--one-thread-max", type=int, default=1000,
+                        help="also time ours on one thread for pools up to this size")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/scale.json")
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as a run's child process has it
+    run_threads = os.cpu_count() or 1
     from lsserver import start_label_studio
 
     images = ImageServer()
@@ -268,9 +280,14 @@ def main(argv: list[str] | None = None) -> dict:
             rows = []
             for n in args.sizes:
                 project = make_project(ls.url, ls.token, images.url, n)
-                ours = run("ours", ls.url, ls.token, images.url, project, None)
+                # ours as a run does it (DBSAL_RUN_THREADS=0: one thread per core); the
+                # baseline as the web process did (OMP_NUM_THREADS=1); ours on one thread too.
+                ours = run("ours", ls.url, ls.token, images.url, project, None,
+                           threads=run_threads)
                 base = run("baseline", ls.url, ls.token, images.url, project,
                            min(n, args.baseline_tasks))
+                one = run("ours", ls.url, ls.token, images.url, project, None) \
+                    if n <= args.one_thread_max else None
                 diff = max(abs(ours["scores"][k] - s) for k, s in base["scores"].items())
                 rows.append({
                     "tasks": n,
@@ -278,6 +295,8 @@ def main(argv: list[str] | None = None) -> dict:
                     "baseline_ms_per_image": round(1000 * base["seconds"] / len(base["scores"]),
                                                    1),
                     "peak_rss_mb": round(ours["peak_rss_mb"]),
+                    "ours_1_thread_ms_per_image": None if one is None else round(
+                        1000 * one["seconds"] / len(one["scores"]), 1),
                     "baseline_peak_rss_mb": round(base["peak_rss_mb"]),
                     "baseline_tasks": len(base["scores"]),
                     "same_scores": bool(diff < 1e-5), "max_score_difference": diff})
@@ -293,7 +312,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"sizes": rows, "ray": ray, "settings": {
         "image_size": [HEIGHT, WIDTH], "arch": defaults.arch, "mc_samples": defaults.mc_samples,
         "max_side": defaults.max_side, "score_batch_size": defaults.score_batch_size,
-        "prefetch": defaults.prefetch, "torch_threads": int(os.environ["OMP_NUM_THREADS"]),
+        "prefetch": defaults.prefetch, "ours_threads": run_threads, "baseline_threads": 1,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU",
         "seconds": round(time.perf_counter() - started, 1)}}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -65,7 +65,11 @@ def test_ray_gives_the_same_step_as_in_process(ls, setup, local_ray):
     assert max(abs(here.priorities[k] - there.priorities[k]) for k in here.priorities) < 1e-5
     assert [q.key for q in here.queries] == [q.key for q in there.queries]
     for a, b in zip(here.queries, there.queries):
-        assert a.regions == b.regions
+        # Batches are grouped differently on Ray: confidences agree to float rounding.
+        assert [(r.superpixels, r.label, r.pixels) for r in a.regions] == \
+            [(r.superpixels, r.label, r.pixels) for r in b.regions]
+        np.testing.assert_allclose([r.confidence for r in a.regions],
+                                   [r.confidence for r in b.regions], atol=1e-5)
         assert np.array_equal(a.superpixels, b.superpixels)
 
 

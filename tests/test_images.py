@@ -359,14 +359,14 @@ def test_a_declared_size_above_the_cap_is_refused_before_reading(ls, auth):
         handler.send_header("Content-Length", str(10**10))
         handler.end_headers()
         handler.wfile.write(b"x" * 1000)
-        time.sleep(3)  # never sends the rest
+        time.sleep(10)  # never sends the rest
 
     ls.routes["/huge.png"] = huge
     fetcher = ImageFetcher(ls.url, auth, max_bytes=10_000, timeout=10.0)
     start = time.monotonic()
     with pytest.raises(ImageFetchError, match="DBSAL_MAX_IMAGE_BYTES=10000"):
         fetcher.load(task("/huge.png"), "image")
-    assert time.monotonic() - start < 1.5
+    assert time.monotonic() - start < 5  # refused without waiting for the stalled body
     fetcher.close()
 
 
@@ -406,7 +406,7 @@ def test_a_trickling_server_is_cut_off_at_the_deadline(ls, auth):
         handler.send_header("Content-Length", "100000")
         handler.end_headers()
         try:
-            for _ in range(200):
+            for _ in range(400):  # 20 s for 400 bytes
                 handler.wfile.write(b"x")
                 handler.wfile.flush()
                 time.sleep(0.05)
@@ -418,7 +418,7 @@ def test_a_trickling_server_is_cut_off_at_the_deadline(ls, auth):
     start = time.monotonic()
     with pytest.raises(ImageFetchError, match="DBSAL_IMAGE_TIMEOUT=1 s|timed out|Timeout"):
         fetcher.load(task("/slow.png"), "image")
-    assert 0.9 < time.monotonic() - start < 2.5
+    assert 0.9 < time.monotonic() - start < 10  # at the deadline, long before the body ends
     fetcher.close()
 
 
@@ -426,7 +426,7 @@ def test_a_server_trickling_its_headers_is_cut_off_at_the_deadline(ls, auth):
     def trickle(handler):
         try:
             handler.wfile.write(b"HTTP/1.0 200 OK\r\n")
-            for i in range(10):
+            for i in range(60):  # 15 s of headers
                 handler.wfile.write(b"X-Pad-%d: x\r\n" % i)
                 handler.wfile.flush()
                 time.sleep(0.25)
@@ -440,18 +440,18 @@ def test_a_server_trickling_its_headers_is_cut_off_at_the_deadline(ls, auth):
     try:
         with pytest.raises(ImageFetchError):
             fetcher.load(task("/slow.png"), "image")
-        assert time.monotonic() - start < 1.5
+        assert time.monotonic() - start < 7.5  # long before the headers end
     finally:
         fetcher.close()
 
 
 def test_a_silent_server_is_cut_off_at_the_deadline(ls, auth):
-    ls.routes["/silent.png"] = lambda handler: time.sleep(4)
+    ls.routes["/silent.png"] = lambda handler: time.sleep(15)
     fetcher = ImageFetcher(ls.url, auth, timeout=1.0)
     start = time.monotonic()
     with pytest.raises(ImageFetchError):
         fetcher.load(task("/silent.png"), "image")
-    assert time.monotonic() - start < 2.5
+    assert time.monotonic() - start < 7.5  # long before the server answers
     fetcher.close()
 
 
@@ -459,10 +459,8 @@ def test_the_pixel_count_is_checked_before_decoding(fetcher, ls):
     bomb = png(9000, 9000, mode="1")  # a few kB that would decode to 81 million pixels
     assert len(bomb) < 50_000
     ls.routes["/bomb.png"] = body(bomb)
-    start = time.monotonic()
     with pytest.raises(ImageFetchError, match="9000x9000 = 81000000 pixels"):
         fetcher.load(task("/bomb.png"), "image")
-    assert time.monotonic() - start < 1.0
     small = ImageFetcher(ls.url, Auth(), max_pixels=23)
     ls.routes["/a.png"] = body(PNG)  # 24 pixels
     with pytest.raises(ImageFetchError, match="DBSAL_MAX_IMAGE_PIXELS=23"):
