@@ -10,7 +10,9 @@ projects; the scheduler (:mod:`.scheduler`) keeps one run per project and coales
 
 The child gets the settings and the server's instance id on its standard input (never in its
 command line or environment), logs to its standard error, which the server forwards to its own
-log, and prints its result as one JSON line. It exits when the server process disappears.
+log, and prints its result as one JSON line. It exits when the server process disappears. It
+runs ``DBSAL_RUN_NICENESS`` below the server, so that regions made on demand for a person in
+Label Studio do not wait behind training.
 """
 
 from __future__ import annotations
@@ -129,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.model_validate(payload["settings"])
     logging.basicConfig(level=settings.log_level, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    if settings.run_niceness:
+        os.nice(settings.run_niceness)  # people waiting on /predict go first
     import torch
 
     from .service import Service

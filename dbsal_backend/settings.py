@@ -178,6 +178,9 @@ class Settings(BaseSettings):
     run_threads: int = Field(0, ge=0, description="Torch threads of a training run's process; "
                                                   "0: one per core (the server keeps "
                                                   "OMP_NUM_THREADS).")
+    run_niceness: int = Field(10, ge=0, le=19, description="Added to a training run's "
+                              "process niceness, so that /predict (people waiting in Label "
+                              "Studio) and Label Studio itself go first on a shared machine.")
 
     @field_validator("label_studio_url")
     @classmethod

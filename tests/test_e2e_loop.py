@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import numpy as np
+import psutil
 import pytest
 from backendproc import (BRUSH_CONFIG, CLASSES, RUN_TIMEOUT, SIZE, TITLE, Backend, Project,
                          annotation_result, connect, make_project, next_task, ours,
@@ -299,6 +300,11 @@ def test_crash_during_a_run_then_the_previous_model_serves(sdk, auth_run):
     sdk.ml.train(id=auth_run["ml"].id)
     b.wait_status(proj.id, lambda s: s["training_state"] == "running", "a run to start")
     time.sleep(1.0)
+    # The run is a child process, niced below the server (DBSAL_RUN_NICENESS, 10).
+    server = psutil.Process(b.process.pid)
+    runs = [p for p in server.children(recursive=True)
+            if "dbsal_backend.jobs" in " ".join(p.cmdline())]
+    assert len(runs) == 1 and runs[0].nice() == server.nice() + 10
     b.stop(signal.SIGKILL)
     b.start()
     after = b.status(proj.id)

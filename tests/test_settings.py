@@ -29,7 +29,7 @@ DEFAULTS = {
     "regions": "auto", "class_balanced": False, "max_regions": 40, "smoothing": 2,
     "first_epochs": 40, "epochs": 20, "batch_size": 8, "lr": 1e-3, "class_weighted": True,
     "fine_tune": True, "max_side": 512, "train_after": 5, "model_title": "dbsal", "seed": 0,
-    "score_batch_size": 4, "prefetch": 4, "max_concurrent_runs": 1, "run_threads": 0,
+    "score_batch_size": 4, "prefetch": 4, "max_concurrent_runs": 1, "run_threads": 0, "run_niceness": 10,
 }
 
 # One value other than the default for every variable, and what it parses to.
@@ -83,6 +83,7 @@ EVERY_VARIABLE = {
     "DBSAL_PREFETCH": ("0", "prefetch", 0),
     "DBSAL_MAX_CONCURRENT_RUNS": ("3", "max_concurrent_runs", 3),
     "DBSAL_RUN_THREADS": ("2", "run_threads", 2),
+    "DBSAL_RUN_NICENESS": ("0", "run_niceness", 0),
 }
 SECRETS = {"LABEL_STUDIO_API_KEY": "s3cr3t-token-value", "BASIC_AUTH_PASS": "hunter2-pass"}
 
