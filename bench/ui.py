@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--big-tasks", type=int, default=16, help="tasks per 1024x2048 project")
     parser.add_argument("--stream", type=int, default=14, help="tasks worked through")
     parser.add_argument("--configs", nargs="+", default=["polygons", "brush"])
+    parser.add_argument("--sizes", nargs="+", default=["360x480", "1024x2048"])
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     started = time.perf_counter()
@@ -209,6 +210,8 @@ def main(argv: list[str] | None = None) -> dict:
             with lsbrowser.launch_browser() as browser:
                 for config in args.configs:
                     for size, n in (((360, 480), args.tasks), ((1024, 2048), args.big_tasks)):
+                        if f"{size[0]}x{size[1]}" not in args.sizes:
+                            continue
                         shot = args.screenshot if (config, size) == ("polygons", (360, 480)) \
                             else None
                         projects.append(run_project(ls, sdk, browser, config, size, args.data,
