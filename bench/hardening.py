@@ -85,17 +85,24 @@ def bad_requests(b: Backend, project: int) -> dict:
     statuses: Counter = Counter()
     not_json = 0
     tried = 0
+    dropped: list[str] = []
     with httpx.Client(timeout=60) as client:
         for method, path in [("POST", "/setup"), ("POST", "/predict"), ("POST", "/webhook"),
                              ("POST", "/train"), ("GET", "/status"), ("GET", "/versions"),
                              ("GET", "/is_training"), ("GET", "/"), ("PUT", "/predict"),
                              ("GET", "/nowhere")]:
             for auth in (None, ("ls", "wrong"), AUTH):
-                for body in bodies if auth == AUTH else bodies[:2]:
-                    r = client.request(method, url + path, content=body, auth=auth,
-                                       params={"project": "²"} if method == "GET" else None,
-                                       headers={"Content-Type": "application/json"})
+                for k, body in enumerate(bodies if auth == AUTH else bodies[:2]):
                     tried += 1
+                    try:
+                        r = client.request(method, url + path, content=body, auth=auth,
+                                           params={"project": "²"} if method == "GET" else None,
+                                           headers={"Content-Type": "application/json"})
+                    except httpx.HTTPError as exc:  # no answer at all: recorded, not hidden
+                        statuses[0] += 1
+                        dropped.append(f"{method} {path} body {k} ({len(body)} bytes): "
+                                       f"{type(exc).__name__}")
+                        continue
                     statuses[r.status_code] += 1
                     not_json += not r.headers.get("content-type", "").startswith(
                         "application/json")
@@ -111,7 +118,7 @@ def bad_requests(b: Backend, project: int) -> dict:
             not_json += "application/json" not in answer
     return {"requests": tried, "by_status": dict(sorted(statuses.items())),
             "server_errors": sum(v for k, v in statuses.items() if k >= 500),
-            "not_json": not_json}
+            "not_json": not_json, "no_answer": dropped}
 
 
 class Redirector(BaseHTTPRequestHandler):

@@ -27,7 +27,7 @@ import psutil
 import pytest
 from backendproc import (BRUSH_CONFIG, CLASSES, RUN_TIMEOUT, SIZE, TITLE, Backend, Project,
                          annotation_result, connect, make_project, next_task, ours,
-                         region_masks, start_backend, tasks_as_sent)
+                         region_masks, start_backend, tasks_as_sent, wait_for)
 from label_studio_sdk import LabelStudio
 from lsserver import LabelStudioServer, label_studio_server  # noqa: F401
 
@@ -302,9 +302,16 @@ def test_crash_during_a_run_then_the_previous_model_serves(sdk, auth_run):
     time.sleep(1.0)
     # The run is a child process, niced below the server (DBSAL_RUN_NICENESS, 10).
     server = psutil.Process(b.process.pid)
-    runs = [p for p in server.children(recursive=True)
-            if "dbsal_backend.jobs" in " ".join(p.cmdline())]
-    assert len(runs) == 1 and runs[0].nice() == server.nice() + 10
+
+    def niced_run() -> bool:
+        try:
+            runs = [p for p in server.children(recursive=True)
+                    if "dbsal_backend.jobs" in " ".join(p.cmdline())]
+            return len(runs) == 1 and runs[0].nice() == server.nice() + 10
+        except psutil.Error:  # a process that just ended
+            return False
+
+    wait_for(niced_run, 60, "the run's process to start, niced")  # it renices on start-up
     b.stop(signal.SIGKILL)
     b.start()
     after = b.status(proj.id)
