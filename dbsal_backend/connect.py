@@ -25,7 +25,14 @@ import httpx
 from .images import origin
 from .ls_client import UNCERTAINTY_SAMPLING, LabelStudioClient
 
-__all__ = ["INSTANCE_ID", "find_backend", "prepare_project"]
+__all__ = ["INSTANCE_ID", "SelfCheckFailed", "find_backend", "prepare_project"]
+
+#: Seconds a listed backend URL gets to answer ``/health`` when the backend looks for itself.
+SELF_CHECK_TIMEOUT = 10.0
+
+
+class SelfCheckFailed(RuntimeError):
+    """A URL Label Studio lists for the project did not answer: connected or not is unknown."""
 
 logger = logging.getLogger(__name__)
 
@@ -37,25 +44,46 @@ def _same_url(a: str, b: str) -> bool:
     return (origin(a), urlsplit(a).path.rstrip("/")) == (origin(b), urlsplit(b).path.rstrip("/"))
 
 
-def _is_us(url: str, instance_id: str, public_url: str | None) -> bool:
+def _is_us(url: str, instance_id: str, public_url: str | None) -> bool | None:
+    """True: ``url`` is this process; False: it is not; None: it did not answer (unknown)."""
     if public_url and _same_url(url, public_url):
         return True
     try:
-        response = httpx.get(url.rstrip("/") + "/health", timeout=3.0, follow_redirects=False,
-                             trust_env=False)
+        response = httpx.get(url.rstrip("/") + "/health", timeout=SELF_CHECK_TIMEOUT,
+                             follow_redirects=False, trust_env=False)
+    except httpx.HTTPError:
+        return None
+    try:
         return response.status_code == 200 and response.json().get("instance") == instance_id
-    except (httpx.HTTPError, ValueError, AttributeError):
+    except (ValueError, AttributeError):
         return False
 
 
 def find_backend(client: LabelStudioClient, project: int, instance_id: str,
                  public_url: str | None = None) -> dict[str, Any] | None:
-    """The ML-backend row of ``project`` that is this backend, or None."""
+    """The ML-backend row of ``project`` that is this backend, or None.
+
+    Raises
+    ------
+    SelfCheckFailed
+        When no listed URL is this backend but some did not answer: a busy or unreachable
+        backend is not evidence that the project disconnected it.
+    """
+    silent = []
     for backend in client.ml_backends(project):
         url = backend.get("url")
-        if isinstance(url, str) and url.startswith(("http://", "https://")) and \
-                _is_us(url, instance_id, public_url):
+        if not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+            continue
+        us = _is_us(url, instance_id, public_url)
+        if us:
             return backend
+        if us is None:
+            silent.append(url)
+    if silent:
+        raise SelfCheckFailed(
+            f"cannot confirm that project {project} connected this backend: "
+            f"{', '.join(u[:200] for u in silent)} did not answer /health within "
+            f"{SELF_CHECK_TIMEOUT:g} s (behind a proxy, set DBSAL_PUBLIC_URL)")
     return None
 
 

@@ -36,7 +36,7 @@ from . import publish
 from .active import Candidate, QueryPolicy, class_balance_weights, query_candidates
 from .cluster import make_compute
 from .budget import Effort
-from .connect import INSTANCE_ID, find_backend, prepare_project
+from .connect import INSTANCE_ID, SelfCheckFailed, find_backend, prepare_project
 from .constants import IGNORE_INDEX
 from .data import fit_side, resize_nearest
 from .images import ImageFetchError, ImageFetcher
@@ -137,7 +137,12 @@ class Service:
             deadline = time.monotonic() + CONFIRM_SECONDS
             while time.monotonic() < deadline:
                 with self.client_factory() as client:
-                    if self.connect(client, project) is not None:
+                    try:
+                        record = self.connect(client, project)
+                    except SelfCheckFailed as exc:
+                        log.info("project %d: %s; trying again", project, exc)
+                        record = None
+                    if record is not None:
                         self.seed(client, project)
                         return
                 time.sleep(1.0)
