@@ -25,8 +25,9 @@ sim() {  # sim NAME SEEDS... -- STRATEGIES...
 sim screen_A 0 -- dbsal merged smoothed static
 sim screen_B 0 -- coarse step balanced random
 sim screen_C 0 -- default default_brush
-sim final_1 1 2 -- default random
-sim final_2 1 2 -- dbsal static
-sim full 0 -- full
+sim final_1a 1 -- default random
+sim final_1b 2 -- default random   # not run yet (time): the third seed
+sim final_2 1 2 -- dbsal static   # not run yet (time)
+sim full 0 -- full   # not run yet (time)
 .venv/bin/python -m dbsal_backend.simulate --data "$DATA" --n-classes 11 --default default \
   --combine "$OUT"/*.json --out bench/results/camvid_al.json --plot bench/results/camvid_al.png
