@@ -194,11 +194,16 @@ class Service:
                             max_pixels=s.max_image_pixels, timeout=s.image_timeout)
 
     def scorer(self, served, n_classes: int) -> Scorer:
-        s = self.settings
-        return Scorer(served.model, n_classes, heuristic=s.uncertainty, mc_samples=s.mc_samples,
-                      max_side=s.max_side, seed=s.seed, batch_size=s.score_batch_size,
-                      device=self.device, lock=served.lock,
-                      class_weights=served.meta.get("class_weights"))
+        """The scorer of a served model, made on first use (it takes an inference copy of the
+        model) and kept with that model, so the requests it answers share it."""
+        if served.scorer is None:
+            s = self.settings
+            served.scorer = Scorer(served.model, n_classes, heuristic=s.uncertainty,
+                                   mc_samples=s.mc_samples, max_side=s.max_side, seed=s.seed,
+                                   batch_size=s.score_batch_size, device=self.device,
+                                   lock=served.lock,
+                                   class_weights=served.meta.get("class_weights"))
+        return served.scorer
 
     def policy(self, config: LabelConfig) -> QueryPolicy:
         """What a step asks in this project (``DBSAL_REGIONS=auto`` follows the config)."""

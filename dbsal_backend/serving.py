@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,13 +26,15 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Served:
-    """A loaded model, its checkpoint (relative path) and metadata, and the lock its users hold
-    while it runs."""
+    """A loaded model, its checkpoint (relative path) and metadata, the lock its users hold
+    while it runs, and the scorer made for it (by the service, on first use; it goes with the
+    model when a new checkpoint is swapped in)."""
 
     model: nn.Module
     checkpoint: str
     meta: dict
     lock: threading.Lock
+    scorer: Any = field(default=None, compare=False, repr=False)
 
 
 class ServingModels:

@@ -223,3 +223,76 @@ def test_pick_device(monkeypatch):
         pick_device("cuda")
     with pytest.raises(ValueError, match="unknown device"):
         pick_device("gpu")
+
+
+def _with_running_statistics(model: nn.Module) -> nn.Module:
+    """Batch norms with statistics and affine maps that are not the identity."""
+    generator = torch.Generator().manual_seed(3)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=generator) * 0.2)
+            m.running_var.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
+            with torch.no_grad():
+                m.weight.copy_(torch.rand(m.num_features, generator=generator) + 0.5)
+                m.bias.copy_(torch.randn(m.num_features, generator=generator) * 0.1)
+    return model
+
+
+@pytest.mark.parametrize("model", _small_models(), ids=["unet", "unet_deep", "efficientnet"])
+def test_folded_batch_norms_give_the_same_features_and_leave_the_model_alone(model):
+    model = _with_running_statistics(model).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.rand(2, 3, 40, 56, generator=torch.Generator().manual_seed(1))
+    folded = networks.fold_batch_norms(model, x[:1, :, :32, :32])
+    assert folded is not model and all(m.training for m in model.modules())
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    norms = lambda m: sum(isinstance(n, nn.BatchNorm2d) for n in m.modules())  # noqa: E731
+    # the norms of encode are folded (the deep U-Net runs every level in decode: none there)
+    assert norms(folded.encoder) == 0
+    assert (norms(folded) < norms(model)) == (norms(model.encoder) > 0)
+    model.eval()
+    with torch.no_grad():
+        for got, want in zip(_tensors(folded.encode(x)), _tensors(model.encode(x))):
+            assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
+        torch.manual_seed(0)
+        a = folded.decode(folded.encode(x))
+        torch.manual_seed(0)
+        b = model.decode(model.encode(x))
+    assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+    model.train()
+
+
+def test_folding_the_efficientnet_removes_every_encoder_norm():
+    model = _with_running_statistics(EncoderSegmenter(3, pretrained=False))
+    folded = networks.fold_batch_norms(model, torch.rand(1, 3, 32, 32))
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.encoder.modules())
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.decoder.cbr.modules())
+    # timm's BatchNormAct2d keeps its activation
+    acts = lambda m: sum(isinstance(n, (nn.ReLU, nn.ReLU6)) for n in m.modules())  # noqa: E731
+    assert acts(folded.encoder) == acts(model.encoder) > 0
+
+
+class _SharedOutput(nn.Module):
+    """A conv whose output feeds a batch norm and, beside it, a residual sum: folding the norm
+    into the conv would change the sum, so it must not happen."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+        self.bn = nn.BatchNorm2d(3)
+
+    def encode(self, x):
+        y = self.conv(x)
+        return self.bn(y) + y
+
+    def decode(self, features):
+        return features
+
+
+def test_a_conv_output_used_twice_is_left_unfolded():
+    model = _with_running_statistics(_SharedOutput()).eval()
+    x = torch.rand(1, 3, 8, 8)
+    folded = networks.fold_batch_norms(model, x)
+    assert isinstance(folded.bn, nn.BatchNorm2d)
+    with torch.no_grad():
+        assert torch.allclose(folded.encode(x), model.encode(x))

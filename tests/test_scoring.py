@@ -1,5 +1,6 @@
 """Tests for dbsal_backend.scoring: MC-dropout scores of images at the working resolution."""
 
+import copy
 import math
 import threading
 
@@ -93,18 +94,28 @@ def test_the_lock_is_held_while_the_model_runs(model):
     lock = threading.Lock()
     scorer = Scorer(model, 3, mc_samples=1, max_side=16, lock=lock)
     seen = []
-    original = model.decode
+    original = scorer.model.decode
 
     def decode(features):
         seen.append(lock.locked())
         return original(features)
 
-    model.decode = decode
-    try:
-        scorer.score(images()[:2])
-    finally:
-        del model.decode
+    scorer.model.decode = decode
+    scorer.score(images()[:2])
     assert seen and all(seen)
+
+
+def test_the_scorer_runs_a_copy_taken_when_it_was_made(model):
+    pool = images()[:2]
+    scorer = Scorer(model, 3, mc_samples=2, max_side=16, seed=1)
+    before = [m.score for m in scorer.score(pool)]
+    assert scorer.model is not model
+    changed = copy.deepcopy(model)
+    with torch.no_grad():
+        changed.decoder.classifier.weight.mul_(-1)
+    again = Scorer(changed, 3, mc_samples=2, max_side=16, seed=1)
+    assert [m.score for m in scorer.score(pool)] == before
+    assert [m.score for m in again.score(pool)] != before
 
 
 def test_class_weights_correct_the_pre_label_not_the_uncertainty(model):

@@ -11,6 +11,7 @@ from torch import nn
 from dbsal_backend.networks import UNet
 from dbsal_backend.uncertainty import (
     HEURISTICS,
+    NEEDS_EXPECTED_ENTROPY,
     MCDropout,
     McStats,
     authors_bald,
@@ -459,3 +460,20 @@ def test_seeded_mc_dropout_does_not_depend_on_the_batch():
     assert torch.equal(again.mean_probs, batched.mean_probs)
     other = mc_dropout(model, x, n_samples=4, seed=10)
     assert not torch.allclose(other.mean_probs, batched.mean_probs)
+
+
+def test_without_expected_entropy_the_mean_softmax_is_the_same_and_bald_refuses():
+    model = make_model()
+    x = images()
+    torch.manual_seed(4)
+    full = mc_dropout(model, x, n_samples=5)
+    torch.manual_seed(4)
+    lean = mc_dropout(model, x, n_samples=5, expected_entropy=False)
+    assert lean.expected_entropy is None
+    assert torch.allclose(lean.mean_probs, full.mean_probs, atol=1e-6, rtol=0)
+    for name in ("entropy", "margin"):
+        assert torch.allclose(pixel_uncertainty(lean, name), pixel_uncertainty(full, name),
+                              atol=1e-5)
+    for name in NEEDS_EXPECTED_ENTROPY:
+        with pytest.raises(ValueError, match="expected_entropy=True"):
+            pixel_uncertainty(lean, name)
