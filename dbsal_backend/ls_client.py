@@ -16,6 +16,7 @@ the server answered; payload keys that are missing are treated as absent, never 
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -210,6 +211,30 @@ class LabelStudioClient:
                 if isinstance(task.get("id"), int):
                     yield {"id": task["id"], "data": task.get("data") or {},
                            "total_annotations": task.get("total_annotations") or 0}
+
+    def tasks_by_id(self, project: int, task_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """``{id: {"id", "data"}}`` of those of ``task_ids`` that are tasks of ``project``, as
+        Label Studio holds them, in one request.
+
+        Read through the Data Manager's listing with ``review=true``: reading a task that has
+        no prediction yet (``GET /api/tasks/<id>``, or the listing without it when the project
+        retrieves predictions automatically) makes Label Studio call this backend's
+        ``/predict`` for it, which would then read it again.
+        """
+        project = check_id(project)
+        ids = sorted({check_id(t, "task") for t in task_ids})
+        if not ids:
+            return {}
+        query = json.dumps({"selectedItems": {"all": False, "included": ids}})
+        out: dict[int, dict[str, Any]] = {}
+        with self._api(f"reading {len(ids)} task(s) of project {project}"):
+            pager = self.sdk.tasks.list(project=project, query=query, review=True,
+                                        include="id,data", page_size=min(len(ids), 100))
+            for task in pager:
+                task = _as_dict(task)
+                if task.get("id") in ids:
+                    out[task["id"]] = {"id": task["id"], "data": task.get("data") or {}}
+        return out
 
     def annotations(self, task_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
         """``{task id: newest non-cancelled annotation}`` of the given tasks (one request each;

@@ -220,10 +220,11 @@ class Service:
     def predict(self, project: int, tasks: list[dict]) -> list[dict]:
         """One prediction per task, in order: regions of the task's uncertain superpixels
         (computed now with the serving model) or, before the first model, an empty prediction
-        scored 0 (label the whole image). A task of another project is refused; its image comes
-        from Label Studio or an allowed origin only (:mod:`.images`). The task data is the
-        request's: reading the task back from Label Studio would make Label Studio, which
-        calls ``/predict`` when a task without predictions is read, call it again."""
+        scored 0 (label the whole image). The task data is read from Label Studio (one request
+        for the batch, in a way that does not make Label Studio call ``/predict`` again), not
+        taken from the request: a task of another project, or one Label Studio does not know,
+        gets no regions; images come from Label Studio or an allowed origin only
+        (:mod:`.images`)."""
         record = self.require(project)
         config = self.config(record)
         title = record.title or self.settings.model_title
@@ -236,13 +237,15 @@ class Service:
             try:
                 scorer = self.scorer(served, len(config.labels))
                 policy = replace(self.policy(config), images=1, scope="image")
+                known = client.tasks_by_id(project, [t["id"] for t in tasks])
                 made = []
                 for task in tasks:
                     task_id = task.get("id")
                     try:
-                        if task.get("project", project) != project:
-                            raise ImageFetchError(f"task {task_id} is not in project {project}")
-                        image = fetcher.load(task, config.image_value)
+                        if task_id not in known:
+                            raise ImageFetchError(f"task {task_id} is not a task of project "
+                                                  f"{project}")
+                        image = fetcher.load(known[task_id], config.image_value)
                     except (ImageFetchError, LabelStudioError, TypeError, ValueError) as exc:
                         log.warning("project %d task %s: no regions: %s", project, task_id, exc)
                         out.append(empty_prediction(title, 0.0))

@@ -180,11 +180,10 @@ class FakeClient:
                        "total_annotations": sum(not a["was_cancelled"]
                                                 for a in task["annotations"])}
 
-    def get_task(self, task: int) -> dict[str, Any]:
-        if task not in self.ls.tasks:
-            raise LabelStudioError(f"task {task} not found", 404)
-        found = self.ls.tasks[task]
-        return {"id": found["id"], "project": found["project"], "data": dict(found["data"])}
+    def tasks_by_id(self, project: int, task_ids: list[int]) -> dict[int, dict[str, Any]]:
+        self._project(project)
+        return {t: {"id": t, "data": dict(self.ls.tasks[t]["data"])} for t in task_ids
+                if t in self.ls.tasks and self.ls.tasks[t]["project"] == project}
 
     def annotations(self, task_ids: list[int]) -> dict[int, dict[str, Any]]:
         return select_annotations({t: self.ls.tasks[t]["annotations"] for t in task_ids})

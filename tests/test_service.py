@@ -167,15 +167,18 @@ def test_predict_on_demand(tmp_path, ls):
     service.run(1)
     other = ls.add_task(2, *next(iter([(ls.images[1], ls.truth[1])])))  # a task of project 2
     ls.add_project(2)
-    task = lambda t: {"id": t, "project": ls.tasks[t]["project"], "data": ls.tasks[t]["data"]}  # noqa: E731
+    task = lambda t: {"id": t, "project": 1, "data": ls.tasks[t]["data"]}  # noqa: E731
     after = service.predict(1, [task(4), task(other), {"id": 12345, "data": {}}])
     assert len(after) == 3
     assert after[0]["result"] and after[0]["model_version"] == "dbsal"
-    assert after[1]["result"] == [] and after[2]["result"] == []  # foreign and unknown tasks
-    # images only from Label Studio or an allowed origin
-    poisoned = service.predict(1, [{"id": 4, "data": {"image": "http://169.254.169.254/x.png"}}])
-    assert poisoned[0]["result"] == []
-    assert all(path.startswith("/data/upload/") for path, _ in ls.image_requests)
+    # a task of another project (whatever the request says) and an unknown one: no regions
+    assert after[1]["result"] == [] and after[2]["result"] == []
+    # the image is the one Label Studio holds for the task, not the request's
+    ls.image_requests.clear()
+    poisoned = service.predict(1, [{"id": 4, "data": {"image": "http://169.254.169.254/x.png"}},
+                                   {"id": 5, "data": ls.tasks[other]["data"]}])
+    assert poisoned[0]["result"] == after[0]["result"] and poisoned[1]["result"]
+    assert ls.tasks[other]["data"]["image"] not in [path for path, _ in ls.image_requests]
     assert 4 in service.state.queries(1)
 
 
