@@ -26,8 +26,10 @@ sim screen_A 0 -- dbsal merged smoothed static
 sim screen_B 0 -- coarse step balanced random
 sim screen_C 0 -- default default_brush
 sim final_1a 1 -- default random
-sim final_1b 2 -- default random   # not run yet (time): the third seed
-sim final_2 1 2 -- dbsal static   # not run yet (time)
-sim full 0 -- full   # not run yet (time)
+sim final_1b 2 -- default random
+sim final_2a 1 -- dbsal static
+sim final_2b 2 -- dbsal static
+sim control 0 1 2 -- control   # no new labels: what the extra fine-tuning alone gives
+sim full 0 -- full
 .venv/bin/python -m dbsal_backend.simulate --data "$DATA" --n-classes 11 --default default \
   --combine "$OUT"/*.json --out bench/results/camvid_al.json --plot bench/results/camvid_al.png

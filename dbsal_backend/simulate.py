@@ -31,6 +31,8 @@ the same model trained on it):
 ``default``   the backend's default settings for a config with PolygonLabels (one of the
               above; the README says which); ``default_brush``: for BrushLabels alone.
 ``random``    random whole images.
+``control``   no new labels: the seed model fine-tuned again at every step, as the others are
+              (what the extra training alone gives; compared step by step, not by clicks).
 ``full``      every pool image, whole (one record).
 """
 
@@ -69,7 +71,8 @@ class Strategy:
     """One way to spend labeling effort.
 
     ``kind`` is ``"regions"`` (an active-learning step with ``policy`` on ``superpixels``),
-    ``"random"`` (whole random images) or ``"full"`` (the whole pool). A ``static`` policy with
+    ``"random"`` (whole random images), ``"none"`` (no new labels, training only) or ``"full"``
+    (the whole pool). A ``static`` policy with
     ``match`` set takes its fraction from the named strategy's mean share of queried
     superpixels in the same seed.
     """
@@ -113,6 +116,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
              superpixels=_SLICO),
     product_default(polygons=False),
     Strategy("random", kind="random"),
+    Strategy("control", kind="none"),
     Strategy("full", kind="full"),
 )}
 
@@ -290,7 +294,9 @@ class Simulation:
             if not unlabeled:
                 break
             extra: dict = {}
-            if strategy.kind == "random":
+            if strategy.kind == "none":
+                pass
+            elif strategy.kind == "random":
                 for i in random_images(unlabeled, min(cfg.images_per_step, len(unlabeled)), rng):
                     answer = self.whole(i)
                     labeled[i] = answer.labels
@@ -415,6 +421,20 @@ def compare_at_clicks(runs: dict[str, dict[int, list[StepRecord]]], reference: s
                          "std": float(np.std(diffs)) if diffs else None, "seeds": len(diffs)})
         out[other] = rows
     return out
+
+
+def compare_at_steps(runs: dict[str, dict[int, list[StepRecord]]], reference: str,
+                     other: str) -> list[dict]:
+    """Paired differences step by step (same seed, same step): for a strategy whose clicks do
+    not grow (``control``), how much of the reference's gain its labels bring."""
+    ref, theirs = runs[reference], runs[other]
+    rows = []
+    for s in range(1, min(len(r) for r in ref.values())):
+        diffs = [records[s].miou - theirs[seed][s].miou for seed, records in ref.items()
+                 if seed in theirs and len(theirs[seed]) > s]
+        rows.append({"step": s, "miou_difference": float(np.mean(diffs)) if diffs else None,
+                     "std": float(np.std(diffs)) if diffs else None, "seeds": len(diffs)})
+    return rows
 
 
 def mean_difference(rows: list[dict]) -> float | None:
@@ -574,7 +594,8 @@ def results(runs: dict[str, dict[int, list[StepRecord]]], settings: dict, defaul
     full supervision's share, and every run."""
     names = list(runs)
     strategies = aggregate(runs)
-    comparison = compare_at_clicks(runs, default, [n for n in names if n not in (default, "full")])
+    comparison = compare_at_clicks(runs, default, [n for n in names
+                                                   if n not in (default, "full", "control")])
     result = {
         "title": title,
         "settings": settings,
@@ -587,6 +608,8 @@ def results(runs: dict[str, dict[int, list[StepRecord]]], settings: dict, defaul
         "runs": {n: {str(s): [asdict(r) for r in recs] for s, recs in by.items()}
                  for n, by in runs.items()},
     }
+    if "control" in runs and default in runs:
+        result["against_control"] = compare_at_steps(runs, default, "control")
     if "full" in strategies and default in strategies:
         full = strategies["full"][0]
         reach = clicks_to_reach(strategies[default], 0.9 * full["miou"])
@@ -643,6 +666,10 @@ def summary(result: dict) -> str:
         if value is not None:
             lines.append(f"{result['default_strategy']} - {name} at equal clicks: "
                          f"{100 * value:+.2f} mIoU (mean over steps)")
+    if "against_control" in result:
+        cells = ", ".join(f"{100 * r['miou_difference']:+.1f}" for r in result["against_control"]
+                          if r["miou_difference"] is not None)
+        lines.append(f"{result['default_strategy']} - control (same step): {cells}")
     if "full_supervision" in result:
         lines.append(f"full supervision: {result['full_supervision']}")
     return "\n".join(lines)

@@ -132,3 +132,27 @@ def test_comparison_at_equal_clicks_interpolates_on_each_seed():
     assert rows[1]["clicks"] == 145 and rows[1]["miou"] == pytest.approx(0.45)
     assert clicks_to_reach(rows, 0.35) == pytest.approx(100 + (0.1 / 0.2) * 45)
     assert clicks_to_reach(rows, 0.9) is None
+
+
+def test_the_control_adds_no_labels_and_is_compared_step_by_step(dataset, tmp_path):
+    result = main(args(dataset, tmp_path, "--strategies", "default", "control", "--seeds", "0",
+                       "--default", "default", "--out", str(tmp_path / "control.json")))
+    rows = result["strategies"]["control"]
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    # the seed set's clicks and pixels, and nothing more, yet it trains at every step
+    assert len({(r["clicks"], r["images"], r["pixels_fraction"]) for r in rows}) == 1
+    assert rows[0]["clicks"] == result["strategies"]["default"][0]["clicks"]
+    assert "control" not in result["at_equal_clicks"]["differences"]
+    against = result["against_control"]
+    assert [r["step"] for r in against] == [1, 2]
+    default = result["strategies"]["default"]
+    for r in against:
+        assert r["miou_difference"] == pytest.approx(default[r["step"]]["miou"]
+                                                     - rows[r["step"]]["miou"])
+
+
+def test_compare_at_steps_pairs_seeds_and_steps():
+    runs = {"default": {0: _records([(100, 0.2), (150, 0.4)]), 1: _records([(100, 0.3), (140, 0.5)])},
+            "control": {0: _records([(100, 0.2), (100, 0.25)]), 1: _records([(100, 0.3)])}}
+    (row,) = simulate.compare_at_steps(runs, "default", "control")
+    assert row["seeds"] == 1 and row["miou_difference"] == pytest.approx(0.15)
