@@ -117,6 +117,10 @@ class Settings(BaseSettings):
                                  description="Seconds for one image download.")
     max_request_bytes: int = Field(32 * 2**20, ge=1024, description="Largest request body.")
     max_tasks_per_request: int = Field(1000, ge=1, description="Most tasks in one /predict.")
+    request_timeout: float = Field(
+        30.0, gt=0, le=3600, allow_inf_nan=False,
+        description="Seconds a request may take to arrive in full, from its first byte; it is "
+                    "read before a thread is given to it, so slow clients hold no thread.")
     set_sampling: bool = Field(
         True, description="On connect, set the project's sampling to Uncertainty sampling, so "
                           "that 'Label All Tasks' serves the least confident task first.")
