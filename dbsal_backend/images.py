@@ -104,8 +104,13 @@ def decode_image(data: bytes, source: str, max_pixels: int) -> np.ndarray:
                 raise ImageFetchError(
                     f"{source} is {width}x{height} = {width * height} pixels, more than "
                     f"DBSAL_MAX_IMAGE_PIXELS={max_pixels}; raise it to accept such images")
-            image = ImageOps.exif_transpose(image)
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+            # one decoded copy besides the array (a 9000 x 9000 image: 243 MB each): transposed
+            # in place, converted only when it is not RGB already
+            image.load()
+            ImageOps.exif_transpose(image, in_place=True)
+            if image.mode != "RGB":
+                image = image.convert("RGB")
+            return np.asarray(image, dtype=np.uint8)
     except ImageFetchError:
         raise
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError,

@@ -133,3 +133,22 @@ def test_a_region_with_a_hole_stays_a_brush_mask_and_parts_become_polygons():
     two_parts = Region((0, 8), 3, 0.4, 800)  # two corner tiles: one region, two polygons
     parts = query_prediction(Query(1, 0.2, (60, 60), sp, [two_parts], 9), POLYGON_CONFIG, "v")
     assert [r["id"] for r in parts["result"]] == ["r0.0", "r0.1"]
+
+
+def test_polygons_of_a_smaller_superpixel_map_cover_the_regions_at_the_image_size():
+    from dbsal_backend.ls_annotations import polygon_to_mask
+    from dbsal_backend.regions import region_map
+
+    sp = grid(60, 80, 20)  # the map of an image four times as large (a very large image)
+    regions = [Region((1,), 2, 0.2, 400), Region((4, 5), 4, 0.5, 800)]
+    prediction = query_prediction(Query(1, 0.4, (240, 320), sp, regions, 12), POLYGON_CONFIG,
+                                  "v")
+    index = np.kron(region_map(sp, regions), np.ones((4, 4), np.int32))
+    for k, result in enumerate(prediction["result"]):
+        assert result["type"] == "polygonlabels"
+        assert (result["original_width"], result["original_height"]) == (320, 240)
+        mask = polygon_to_mask(result["value"]["points"], 240, 320)
+        truth = index == k
+        # outlines run through the map's boundary pixel centres: half a map pixel inside
+        assert (mask & truth).sum() / (mask | truth).sum() > 0.9
+        assert mask[truth].mean() > 0.9 and not mask[index == -1].any()
