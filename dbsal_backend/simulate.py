@@ -395,10 +395,15 @@ def aggregate(runs: dict[str, dict[int, list[StepRecord]]]) -> dict[str, list[di
 
 
 def compare_at_clicks(runs: dict[str, dict[int, list[StepRecord]]], reference: str,
-                      others: Sequence[str]) -> dict[str, list[dict]]:
+                      others: Sequence[str], anchor: str | None = None) -> dict[str, list[dict]]:
     """Paired differences at equal clicks: for each post-seed step of ``reference`` and each
     seed, the other strategy's mIoU interpolated (linearly, on its own curve of that seed) at
-    the reference's clicks. ``None`` where the other curve does not reach that far."""
+    the reference's clicks. ``None`` where the other curve does not reach that far.
+
+    With ``anchor`` (the ``control``: no new labels, the same training), the other curve at
+    step ``s`` starts from the anchor's point at step ``s`` instead of the seed model: every
+    point compared has had at least as much training as the reference's, so a cheap step is
+    not credited with what the extra fine-tuning alone gives."""
     out = {}
     ref = runs[reference]
     for other in others:
@@ -412,6 +417,11 @@ def compare_at_clicks(runs: dict[str, dict[int, list[StepRecord]]], reference: s
                 theirs = runs[other].get(seed)
                 if not theirs:
                     continue
+                if anchor is not None:
+                    base = runs[anchor].get(seed)
+                    if not base or len(base) <= s or len(theirs) <= s:
+                        continue
+                    theirs = [base[s]] + theirs[s:]
                 value = _interp([r.clicks for r in theirs], [r.miou for r in theirs],
                                 records[s].clicks)
                 if value is not None:
@@ -610,6 +620,12 @@ def results(runs: dict[str, dict[int, list[StepRecord]]], settings: dict, defaul
     }
     if "control" in runs and default in runs:
         result["against_control"] = compare_at_steps(runs, default, "control")
+        same = compare_at_clicks(runs, default, [n for n in names
+                                                 if n not in (default, "full", "control")],
+                                 anchor="control")
+        result["at_equal_clicks_and_training"] = {
+            "reference": default, "anchor": "control", "differences": same,
+            "mean_over_steps": {n: mean_difference(rows) for n, rows in same.items()}}
     if "full" in strategies and default in strategies:
         full = strategies["full"][0]
         reach = clicks_to_reach(strategies[default], 0.9 * full["miou"])
@@ -666,6 +682,11 @@ def summary(result: dict) -> str:
         if value is not None:
             lines.append(f"{result['default_strategy']} - {name} at equal clicks: "
                          f"{100 * value:+.2f} mIoU (mean over steps)")
+    for name, value in result.get("at_equal_clicks_and_training", {}).get(
+            "mean_over_steps", {}).items():
+        if value is not None:
+            lines.append(f"{result['default_strategy']} - {name} at equal clicks, curves from "
+                         f"the control: {100 * value:+.2f} mIoU (mean over steps)")
     if "against_control" in result:
         cells = ", ".join(f"{100 * r['miou_difference']:+.1f}" for r in result["against_control"]
                           if r["miou_difference"] is not None)

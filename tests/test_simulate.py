@@ -156,3 +156,14 @@ def test_compare_at_steps_pairs_seeds_and_steps():
             "control": {0: _records([(100, 0.2), (100, 0.25)]), 1: _records([(100, 0.3)])}}
     (row,) = simulate.compare_at_steps(runs, "default", "control")
     assert row["seeds"] == 1 and row["miou_difference"] == pytest.approx(0.15)
+
+
+def test_comparison_anchored_on_the_control_starts_each_step_from_its_training():
+    runs = {"default": {0: _records([(100, 0.2), (150, 0.4)])},
+            "random": {0: _records([(100, 0.2), (300, 0.6)])},
+            "control": {0: _records([(100, 0.2), (100, 0.3)])}}
+    free = compare_at_clicks(runs, "default", ["random"])["random"][0]
+    anchored = compare_at_clicks(runs, "default", ["random"], anchor="control")["random"][0]
+    # from the seed point: random at 150 = 0.3; from the control's step 1 (0.3): 0.375
+    assert free["miou_difference"] == pytest.approx(0.1)
+    assert anchored["miou_difference"] == pytest.approx(0.025)
