@@ -11,9 +11,12 @@ Against a real Label Studio 1.23.2 and the backend as a gunicorn server with bas
   answers;
 - **SSRF probes**: tasks of a connected project whose image points at Label Studio's API, at
   loopback services, at a link-local metadata address, at a file, and at an allowed origin
-  that redirects to loopback; none may be fetched;
+  that redirects to loopback, sent to ``/predict`` as Label Studio sends them (the task JSON);
+  and a real task whose request data was swapped for the loopback trap; none may be fetched;
 - **large images**: a 9000x9000 PNG (a few hundred KB) in a task: time and extra memory of the
-  server process with the default pixel limit (refused) and with the limit raised to 100 M;
+  server process with the default pixel limit (refused) and with the limit raised to 100 M
+  (EfficientNet-Lite0 scoring at max side 512 with 20 MC passes and 300 superpixels, as the
+  product's defaults);
 - **slow clients**: 20 connections trickling one byte a second while ``/health`` is timed;
   how long each was held;
 - **webhook burst**: 100 annotation webhooks from 8 threads: answer times and runs started.
@@ -50,6 +53,9 @@ from label_studio_sdk import LabelStudio  # noqa: E402
 from lsserver import start_label_studio  # noqa: E402
 
 AUTH = ("ls", "a-long-random-password")
+#: The product's network (the rest of the settings are the tests' small ones: a first run of a
+#: few epochs at 64 px)
+MODEL = {"DBSAL_ARCH": "efficientnet_lite0", "DBSAL_PRETRAINED": "true"}
 
 
 def worker_rss(backend: Backend) -> float:
@@ -157,7 +163,15 @@ def png_9000() -> bytes:
     return buffer.getvalue()
 
 
-def large_image(b: Backend, project: int, task: int) -> dict:
+def as_label_studio_sends(ls, project: int, ids: list[int]) -> list[dict]:
+    """The tasks' JSON as Label Studio puts it in a /predict request (id, project, data)."""
+    r = httpx.get(f"{ls.url}/api/tasks/", headers=ls.headers,
+                  params={"project": project, "page_size": 1000, "fields": "all"}, timeout=60)
+    by_id = {t["id"]: t for t in r.json()["tasks"]}
+    return [{"id": t, "project": project, "data": by_id[t]["data"]} for t in ids]
+
+
+def large_image(b: Backend, project: int, task: dict) -> dict:
     before = worker_rss(b)
     peak = [before]
     stop = threading.Event()
@@ -169,7 +183,7 @@ def large_image(b: Backend, project: int, task: int) -> dict:
 
     threading.Thread(target=watch, daemon=True).start()
     start = time.perf_counter()
-    r = httpx.post(f"{b.url}/predict", json={"tasks": [{"id": task}], "project": project},
+    r = httpx.post(f"{b.url}/predict", json={"tasks": [task], "project": project},
                    auth=AUTH, timeout=300)
     seconds = time.perf_counter() - start
     time.sleep(0.3)
@@ -182,17 +196,25 @@ def large_image(b: Backend, project: int, task: int) -> dict:
 
 def slow_clients(b: Backend, n: int = 20) -> dict:
     held: list[float] = []
+    answers: list[str] = []
 
     def trickle() -> None:
         start = time.monotonic()
+        answer = b""
         try:
             with socket.create_connection(("127.0.0.1", b.port), timeout=120) as sock:
                 for char in b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b"x" * 1000:
                     sock.send(bytes([char]))
                     time.sleep(1.0)
+                    try:
+                        answer = sock.recv(65536, socket.MSG_DONTWAIT)
+                    except BlockingIOError:
+                        continue
+                    break  # an answer (or the end of the connection)
         except OSError:
             pass
         held.append(time.monotonic() - start)
+        answers.append(answer.split(b"\r\n", 1)[0].decode("latin1") or "closed")
 
     threads = [threading.Thread(target=trickle, daemon=True) for _ in range(n)]
     for t in threads:
@@ -208,7 +230,8 @@ def slow_clients(b: Backend, n: int = 20) -> dict:
         t.join(120)
     return {"connections": n, "health_seconds_max": round(max(latencies), 3),
             "health_seconds_median": round(sorted(latencies)[len(latencies) // 2], 3),
-            "held_seconds_max": round(max(held), 1) if held else None}
+            "held_seconds_max": round(max(held), 1) if held else None,
+            "answers": dict(Counter(answers))}
 
 
 def burst(b: Backend, project: int) -> dict:
@@ -250,7 +273,7 @@ def main(argv: list[str] | None = None) -> dict:
         try:
             sdk = LabelStudio(base_url=ls.url, api_key=ls.token)
             b = Backend("hardening", ls, ls.token, tmp / "models", tmp / "backend.log",
-                        auth=AUTH, extra_env={"DBSAL_ALLOWED_IMAGE_ORIGINS": allowed})
+                        auth=AUTH, extra_env={"DBSAL_ALLOWED_IMAGE_ORIGINS": allowed, **MODEL})
             b.start()
             try:
                 proj = make_project(ls, sdk, "hardening", 6)
@@ -270,19 +293,27 @@ def main(argv: list[str] | None = None) -> dict:
                     id=proj.id, request=[{"data": {"image": p}} for p in probes],
                     return_task_ids=True)
                 ids = list(getattr(imported, "task_ids", None) or [])
+                sent = as_label_studio_sends(ls, proj.id, ids)
+                real = as_label_studio_sends(ls, proj.id, [min(proj.truth)])[0]
+                swapped = {**real, "data": {"image": probes[2]}}
                 answers = httpx.post(f"{b.url}/predict", auth=AUTH, timeout=120, json={
-                    "tasks": [{"id": t} for t in ids], "project": proj.id}).json()["results"]
-                result["ssrf"] = {"probes": probes, "regions_returned": [len(a["result"])
-                                                                         for a in answers],
+                    "tasks": sent + [swapped], "project": proj.id}).json()["results"]
+                result["ssrf"] = {"probes": probes + ["a real task, its request data swapped "
+                                                      "for the loopback trap"],
+                                  "regions_returned": [len(a["result"]) for a in answers],
                                   "loopback_trap_hits": Trap.hits}
                 (big,) = ls.upload_files(proj.id, {"big.png": png_9000()}).values()
+                big = as_label_studio_sends(ls, proj.id, [big])[0]
                 result["large_image_default_limit"] = large_image(b, proj.id, big)
                 result["slow_clients"] = slow_clients(b)
                 result["burst"] = burst(b, proj.id)
             finally:
                 b.stop()
             raised = Backend("hardening-100M", ls, ls.token, tmp / "models", tmp / "b2.log",
-                             auth=AUTH, extra_env={"DBSAL_MAX_IMAGE_PIXELS": "100000000"})
+                             auth=AUTH, extra_env={"DBSAL_MAX_IMAGE_PIXELS": "100000000",
+                                                   **MODEL, "DBSAL_MAX_SIDE": "512",
+                                                   "DBSAL_MC_SAMPLES": "20",
+                                                   "DBSAL_N_SEGMENTS": "300"})
             raised.start()
             try:
                 result["large_image_limit_100M"] = large_image(raised, proj.id, big)
