@@ -33,7 +33,7 @@ def setup(ls, tmp_path_factory):
                     class_weights=[0.5, 1.5])
     cache = SuperpixelCache(tmp_path_factory.mktemp("sp"), SlicParams(n_segments=20))
     fetcher = ImageFetcher(ls.url, lambda renew: {"Authorization": f"Token {TOKEN}"})
-    tasks = [ls.client().get_task(t) for t in sorted(ls.tasks)]
+    tasks = list(ls.client().tasks_by_id(1, sorted(ls.tasks)).values())
     tasks[4] = {**tasks[4], "data": {"image": "/data/upload/gone.png"}}  # one broken image
     return model, scorer, cache, fetcher, tasks
 
