@@ -209,7 +209,7 @@ class ThreadWorker(gthread.ThreadWorker):
         self.nr_conns += 1
         conn = gthread.TConn(self.cfg, sock, address, listener.getsockname())
         conn.sock = _BufferedSocket(conn.sock, self.request_seconds)
-        self._start_reading(conn, self.request_seconds)
+        self._start_reading(conn)
 
     def on_client_socket_readable(self, conn, client) -> None:  # noqa: ANN001
         """A kept-alive connection starts its next request: read it here, not in a thread."""
@@ -217,20 +217,18 @@ class ThreadWorker(gthread.ThreadWorker):
             return super().on_client_socket_readable(conn, client)
         self.poller.unregister(client)
         self.keepalived_conns.remove(conn)
-        self._start_reading(conn, self.request_seconds)
+        self._start_reading(conn)
         self._on_readable(conn)
 
-    def _start_reading(self, conn, seconds: float) -> None:  # noqa: ANN001
+    def _start_reading(self, conn) -> None:  # noqa: ANN001
+        """Read the connection's next request in the loop, within the request timeout."""
         conn.progress = RequestProgress(self.max_body)
         conn.continued = False
         conn.sock.setblocking(False)
-        self.reading[conn] = time.monotonic() + seconds
-        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._readable, conn))
+        self.reading[conn] = time.monotonic() + self.request_seconds
+        self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, conn))
 
-    def _readable(self, conn, _fileobj) -> None:  # noqa: ANN001
-        self._on_readable(conn)
-
-    def _on_readable(self, conn) -> None:  # noqa: ANN001
+    def _on_readable(self, conn, _fileobj=None) -> None:  # noqa: ANN001
         sock: _BufferedSocket = conn.sock
         try:
             data = sock._sock.recv(_READ)
@@ -332,7 +330,7 @@ class ThreadWorker(gthread.ThreadWorker):
             self.keepalived_conns.remove(conn)
             self.poller.unregister(sock)
             self.buffered += len(sock.buffer)
-            self._start_reading(conn, self.request_seconds)
+            self._start_reading(conn)
             self._advance(conn)
 
 
