@@ -162,8 +162,8 @@ class Settings(BaseSettings):
                               "no cap.")
     smoothing: int = Field(2, ge=0, description="Rounds of majority smoothing of the pre-labels "
                                                 "over the superpixel graph.")
-    first_epochs: int = Field(40, ge=1, description="Epochs of the first training run (from "
-                                                    "ImageNet weights).")
+    first_epochs: int = Field(120, ge=1, description="Epochs of the first training run (from "
+                                                     "ImageNet weights).")
     epochs: int = Field(20, ge=1, description="Epochs of each later run (fine-tuning).")
     batch_size: int = Field(8, ge=1, description="Training batch size.")
     lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="Adam learning rate.")

@@ -138,7 +138,7 @@ class SimConfig:
     mc_samples: int = 20
     max_side: int = 512
     recipe: Recipe = field(default_factory=Recipe)
-    first_epochs: int = 40
+    first_epochs: int = 120
     full_epochs: int | None = None
     clicks: ClickModel = field(default_factory=ClickModel)
     device: str = "auto"
@@ -642,9 +642,11 @@ def combine(documents: list[dict], default: str | None = None) -> dict:
     settings = dict(documents[0]["settings"])
     settings["seeds"] = sorted({s for d in documents for s in d["settings"]["seeds"]})
     settings["strategies"] = {k: v for d in documents for k, v in d["settings"]["strategies"].items()}
-    settings["combined_from"] = [{"seeds": d["settings"]["seeds"],
-                                  "strategies": list(d["runs"]), "seconds": d.get("seconds")}
-                                 for d in documents]
+    settings["combined_from"] = [
+        {"seeds": d["settings"]["seeds"], "strategies": list(d["runs"]), "seconds": d.get("seconds"),
+         "differs": {k: v for k, v in d["settings"].items()
+                     if k not in ("seeds", "strategies") and v != documents[0]["settings"].get(k)}}
+        for d in documents]
     for document in documents:
         for name, by_seed in document["runs"].items():
             for seed, records in by_seed.items():

@@ -27,7 +27,7 @@ DEFAULTS = {
     "slic_algorithm": "SLICO", "compactness": 10.0, "mc_samples": 20, "uncertainty": "entropy",
     "split": "natural_breaks", "split_scope": "image", "static_fraction": 0.275,
     "regions": "auto", "class_balanced": False, "max_regions": 40, "smoothing": 2,
-    "first_epochs": 40, "epochs": 20, "batch_size": 8, "lr": 1e-3, "class_weighted": True,
+    "first_epochs": 120, "epochs": 20, "batch_size": 8, "lr": 1e-3, "class_weighted": True,
     "fine_tune": True, "max_side": 512, "train_after": 5, "model_title": "dbsal", "seed": 0,
     "score_batch_size": 4, "prefetch": 4, "max_concurrent_runs": 1, "run_threads": 0, "run_niceness": 10,
 }
