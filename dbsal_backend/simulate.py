@@ -637,22 +637,26 @@ def results(runs: dict[str, dict[int, list[StepRecord]]], settings: dict, defaul
 
 
 def combine(documents: list[dict], default: str | None = None) -> dict:
-    """One results document from several runs' (same settings but the seeds and strategies)."""
+    """One results document from several runs' (same settings but the seeds and strategies).
+
+    The settings are those of the first run of the default strategy (of the first run when none
+    has it); ``combined_from`` says, per run, which settings differ from them."""
     runs: dict[str, dict[int, list[StepRecord]]] = {}
-    settings = dict(documents[0]["settings"])
+    default = default or documents[0]["default_strategy"]
+    base = next((d for d in documents if default in d["runs"]), documents[0])
+    settings = dict(base["settings"])
     settings["seeds"] = sorted({s for d in documents for s in d["settings"]["seeds"]})
     settings["strategies"] = {k: v for d in documents for k, v in d["settings"]["strategies"].items()}
     settings["combined_from"] = [
         {"seeds": d["settings"]["seeds"], "strategies": list(d["runs"]), "seconds": d.get("seconds"),
          "differs": {k: v for k, v in d["settings"].items()
-                     if k not in ("seeds", "strategies") and v != documents[0]["settings"].get(k)}}
+                     if k not in ("seeds", "strategies") and v != base["settings"].get(k)}}
         for d in documents]
     for document in documents:
         for name, by_seed in document["runs"].items():
             for seed, records in by_seed.items():
                 runs.setdefault(name, {})[int(seed)] = [StepRecord(**r) for r in records]
-    return results(runs, settings, default or documents[0]["default_strategy"],
-                   documents[0]["cost_model"], documents[0]["title"])
+    return results(runs, settings, default, base["cost_model"], base["title"])
 
 
 def _cost_model_text(clicks: ClickModel) -> str:

@@ -9,7 +9,7 @@ from PIL import Image
 from dbsal_backend import active, cluster, service, simulate
 from dbsal_backend.settings import Settings
 from dbsal_backend.simulate import (STRATEGIES, StepRecord, aggregate, clicks_to_reach,
-                                    compare_at_clicks, main)
+                                    combine, compare_at_clicks, main)
 
 ROW_KEYS = {"step", "images", "regions", "corrections", "clicks", "pixels_fraction", "miou",
             "miou_std", "seeds", "regions_per_image_median", "prelabel_accuracy"}
@@ -112,6 +112,14 @@ def test_simulator_is_repeatable_and_results_combine(dataset, tmp_path):
     assert both["strategies"]["dbsal"][0]["seeds"] == 2
     assert both["strategies"]["dbsal"][1]["miou"] == pytest.approx(
         (a["strategies"]["dbsal"][1]["miou"] + c["strategies"]["dbsal"][1]["miou"]) / 2)
+    # The settings are the default strategy's run's; another run's differences are recorded.
+    other = json.loads((tmp_path / "a.json").read_text())
+    other["runs"] = {"random": other["runs"]["dbsal"]}
+    other["settings"]["first_epochs"] += 7
+    mixed = combine([other, json.loads((tmp_path / "c.json").read_text())], default="dbsal")
+    assert mixed["settings"]["first_epochs"] == c["settings"]["first_epochs"]
+    assert mixed["settings"]["combined_from"][0]["differs"] == {
+        "first_epochs": c["settings"]["first_epochs"] + 7}
     (tmp_path / "ac.png").unlink()
     main(["--replot", "--data", "x", "--n-classes", "3", "--out", str(tmp_path / "ac.json")])
     assert (tmp_path / "ac.png").exists()
