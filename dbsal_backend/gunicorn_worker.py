@@ -75,10 +75,12 @@ class RequestProgress:
         self.length: int | None = None  # Content-Length framing
         self.chunk_at = 0  # chunked framing: where the next chunk-size line starts
         self.expect = False
+        self.scanned = 0  # bytes searched for the end of the headers so far
 
     def update(self, data: bytes | bytearray) -> tuple[int | None, bool]:
         if self.body_start is None:
-            head_end = data.find(b"\r\n\r\n")
+            head_end = data.find(b"\r\n\r\n", max(0, self.scanned - 3))
+            self.scanned = len(data)
             if head_end < 0 or head_end + 4 > MAX_HEADER_BYTES:
                 if head_end >= 0 or len(data) > MAX_HEADER_BYTES:
                     raise RequestError(431, "Request Header Fields Too Large",

@@ -40,6 +40,9 @@ def test_a_request_is_complete_when_its_content_length_has_arrived():
     answers = feed(raw, [10, 40, len(raw) - 1])
     assert [end for end, _ in answers] == [None, None, None, len(raw)]
     assert feed(b"GET / HTTP/1.1\r\nHost: h\r\n\r\nGET / HTTP/1.1\r\n", [])[0][0] == 27
+    # One byte at a time (the blank line split every way): complete at the last byte only.
+    ends = [end for end, _ in feed(raw, list(range(1, len(raw))))]
+    assert ends == [None] * (len(raw) - 1) + [len(raw)]
 
 
 def test_a_chunked_body_ends_after_its_last_chunk_and_trailers():
