@@ -8,7 +8,8 @@ process (so that peak memory is that size's own):
 
 - **ours**: the backend's step over the whole pool — the task listing streamed from Label Studio,
   images fetched ahead in threads (``DBSAL_PREFETCH``), scored in batches
-  (``DBSAL_SCORE_BATCH_SIZE``), only the kept images' maps held
+  (``DBSAL_SCORE_BATCH_SIZE``), ``DBSAL_SCORE_WORKERS`` batches at once, only the kept images'
+  maps held, then the superpixels and regions of the queried images
   (:class:`dbsal_backend.cluster.LocalCompute`);
 - **baseline**: the backend's path before this change, measured in the same run: the listing
   read whole, one image fetched at a time and scored alone as ``Service._score`` did (contiguous
@@ -16,6 +17,10 @@ process (so that peak memory is that size's own):
   image), on the first ``--baseline-tasks`` tasks (its cost per image does not depend on the
   pool);
 - ``same_scores``: both give the same image scores (within 1e-5) on the baseline's tasks.
+
+The clock starts once the model is built (in a run it has just been trained) and stops when
+the step's result is there: ours includes making the scorer (its inference copies) and the
+queried images' superpixels and regions, which the baseline does not do.
 
 Threads: ours with one torch thread per core, as a run's child process has them
 (``DBSAL_RUN_THREADS=0``), and also with one thread for pools up to ``--one-thread-max``; the
@@ -126,11 +131,11 @@ def build_model(settings):
     return build(settings.arch, 11, pretrained=True).eval()
 
 
-def build_scorer(settings):
-    """A Scorer at the default settings."""
+def build_scorer(settings, model=None):
+    """A Scorer at the default settings (of the default model unless ``model`` is given)."""
     from dbsal_backend.scoring import Scorer
 
-    return Scorer(build_model(settings), 11, heuristic=settings.uncertainty,
+    return Scorer(build_model(settings) if model is None else model, 11, heuristic=settings.uncertainty,
                   mc_samples=settings.mc_samples, max_side=settings.max_side, seed=settings.seed,
                   batch_size=settings.score_batch_size)
 
@@ -199,15 +204,16 @@ def measure(kind: str, ls_url: str, token: str, images_url: str, project: int, l
         fetcher = ImageFetcher(ls_url, client.auth_header, settings.allowed_image_origins,
                                cache_dir=None)
         cache = SuperpixelCache(Path(tmp) / "sp", SlicParams())
+        model = build_model(settings)  # in a run: the model just trained
         start = time.perf_counter()
         if kind == "ours":
-            scorer = build_scorer(settings)
+            scorer = build_scorer(settings, model)
             tasks = client.tasks(project)  # streamed, page by page
-            result = LocalCompute(settings.prefetch).step(
+            result = LocalCompute(settings.prefetch, settings.score_workers).step(
                 tasks, fetcher, "image", scorer, cache.get, QueryPolicy(), lambda t, e: None)
             scores = result.priorities
         else:
-            model = _old_head(build_model(settings))
+            model = _old_head(model)
             tasks = list(client.tasks(project))[:limit]  # the listing read whole
             scores = {}
             for task in tasks:
@@ -312,7 +318,9 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"sizes": rows, "ray": ray, "settings": {
         "image_size": [HEIGHT, WIDTH], "arch": defaults.arch, "mc_samples": defaults.mc_samples,
         "max_side": defaults.max_side, "score_batch_size": defaults.score_batch_size,
-        "prefetch": defaults.prefetch, "ours_threads": run_threads, "baseline_threads": 1,
+        "prefetch": defaults.prefetch, "score_workers": defaults.score_workers or run_threads,
+        "clock": "from a built model to the step's result (ours: scorer, scoring, regions)",
+        "ours_threads": run_threads, "baseline_threads": 1,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, no GPU",
         "seconds": round(time.perf_counter() - started, 1)}}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Callable, Hashable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import cv2
@@ -198,10 +199,11 @@ def class_balance_weights(pixel_counts: Sequence[int] | np.ndarray) -> np.ndarra
 def query_candidates(candidates: Sequence[Candidate],
                      superpixels_of: Callable[[np.ndarray], np.ndarray], policy: QueryPolicy,
                      n_classes: int, class_weights: np.ndarray | None = None,
-                     seed: int = 0) -> list[Query]:
-    """Steps 2 and 3 of the module docstring for the kept images (in their order)."""
-    tables, maps, pairs, scores = [], [], [], []
-    for candidate in candidates:
+                     seed: int = 0, workers: int = 1) -> list[Query]:
+    """Steps 2 and 3 of the module docstring for the kept images (in their order); the
+    superpixels and their tables of ``workers`` images at a time."""
+
+    def describe(candidate: Candidate):
         sp = superpixels_of(candidate.image)
         height, width = sp.shape
         u = cv2.resize(candidate.scores.uncertainty, (width, height),
@@ -215,10 +217,15 @@ def query_candidates(candidates: Sequence[Candidate],
         score = table.uncertainty
         if policy.class_balanced and class_weights is not None:
             score = score * np.asarray(class_weights)[table.label]
-        tables.append(table)
-        maps.append(sp)
-        pairs.append(pair)
-        scores.append(score)
+        return table, sp, pair, score
+
+    if workers > 1 and len(candidates) > 1:
+        with ThreadPoolExecutor(min(workers, len(candidates))) as executor:
+            described = list(executor.map(describe, candidates))
+    else:
+        described = [describe(candidate) for candidate in candidates]
+    tables, maps, pairs, scores = (list(column) for column in zip(*described)) \
+        if described else ([], [], [], [])
     if policy.scope == "step" and scores:
         high = split_superpixels(np.concatenate(scores), policy.split, policy.static_fraction,
                                  seed=seed)
@@ -269,7 +276,8 @@ def fit_budget(queries: Sequence[Query], left: int | None, unit: str) -> list[Qu
 def active_step(pool: Iterable[tuple[Hashable, np.ndarray]], scorer: Scorer,
                 superpixels_of: Callable[[np.ndarray], np.ndarray], policy: QueryPolicy, *,
                 budget_left: int | None = None, budget_unit: str = "regions",
-                class_weights: np.ndarray | None = None, seed: int = 0) -> StepResult:
+                class_weights: np.ndarray | None = None, seed: int = 0,
+                workers: int = 1) -> StepResult:
     """Score the pool and decide the step's queries (see the module docstring).
 
     Parameters
@@ -288,28 +296,27 @@ def active_step(pool: Iterable[tuple[Hashable, np.ndarray]], scorer: Scorer,
         Per-class weights for ``policy.class_balanced``.
     seed : int
         Seed of the k-means split.
+    workers : int
+        Batches scored at the same time (:meth:`~dbsal_backend.scoring.Scorer.score_stream`),
+        and kept images whose superpixels are made at the same time.
     """
     ranking = Ranking(policy.images)
-    for batch in _batched(pool, scorer.batch_size):
-        for (key, image), scores in zip(batch, scorer.score([image for _, image in batch])):
-            ranking.add(Candidate(key, image, scores))
+    for key, image, scores in scorer.score_stream(pool, workers):
+        ranking.add(Candidate(key, image, scores))
     return decide(ranking.top(), ranking.priorities, superpixels_of, policy, scorer.n_classes,
                   budget_left=budget_left, budget_unit=budget_unit, class_weights=class_weights,
-                  seed=seed)
+                  seed=seed, workers=workers)
 
 
 def decide(candidates: Sequence[Candidate], priorities: dict[Hashable, float],
            superpixels_of: Callable[[np.ndarray], np.ndarray], policy: QueryPolicy,
            n_classes: int, *, budget_left: int | None = None, budget_unit: str = "regions",
-           class_weights: np.ndarray | None = None, seed: int = 0) -> StepResult:
+           class_weights: np.ndarray | None = None, seed: int = 0,
+           workers: int = 1) -> StepResult:
     """Steps 2 to 4 for the kept images (most uncertain first) of a pool already ranked (here
-    by :func:`active_step`, or on a cluster, see :mod:`dbsal_backend.cluster`)."""
+    by :func:`active_step`, or on a cluster, see :mod:`dbsal_backend.cluster`); ``workers``
+    images' superpixels at a time."""
     queries = query_candidates(candidates, superpixels_of, policy, n_classes, class_weights,
-                               seed=seed)
+                               seed=seed, workers=workers)
     return StepResult(dict(priorities), fit_budget(queries, budget_left, budget_unit))
 
-
-def _batched(items: Iterable, n: int) -> Iterable[list]:
-    iterator = iter(items)
-    while batch := list(itertools.islice(iterator, n)):
-        yield batch

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -38,10 +39,25 @@ log = logging.getLogger(__name__)
 
 
 class LocalCompute:
-    """Training and scoring in this process."""
+    """Training and scoring in this process.
 
-    def __init__(self, prefetch_workers: int = 4) -> None:
+    Parameters
+    ----------
+    prefetch_workers : int
+        Image downloads running ahead of scoring.
+    score_workers : int
+        Batches scored at the same time, each by its own thread with its own copy of the model
+        and an equal share of torch's threads (:meth:`~dbsal_backend.scoring.Scorer.
+        score_stream`); 0: one per torch thread on a CPU, one on a GPU.
+    """
+
+    def __init__(self, prefetch_workers: int = 4, score_workers: int = 0) -> None:
+        for name, value in (("prefetch_workers", prefetch_workers),
+                            ("score_workers", score_workers)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
         self.prefetch_workers = prefetch_workers
+        self.score_workers = score_workers
 
     def train(self, model: nn.Module, images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
               recipe: Recipe, device: torch.device) -> nn.Module:
@@ -53,8 +69,23 @@ class LocalCompute:
              on_skip: Callable[[int, Exception], None], **options: Any) -> StepResult:
         pool = prefetch(tasks, lambda task: fetcher.load(task, data_key), self.prefetch_workers,
                         lambda task, exc: on_skip(task["id"], exc))
-        return active_step(((task["id"], image) for task, image in pool), scorer,
-                           superpixels_of, policy, **options)
+        threads = torch.get_num_threads()
+        workers = self.score_workers or (threads if scorer.device.type == "cpu" else 1)
+        with _torch_threads(max(1, threads // workers)):
+            return active_step(((task["id"], image) for task, image in pool), scorer,
+                               superpixels_of, policy, workers=workers, **options)
+
+
+@contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """Torch's intra-op threads set to ``n`` inside the block (process-wide: a run's process
+    does one thing at a time)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class RayCompute:
@@ -198,4 +229,4 @@ def make_compute(settings: Any) -> LocalCompute | RayCompute:
     """:class:`RayCompute` when ``RAY_ADDRESS`` is set, else :class:`LocalCompute`."""
     if settings.ray_address:
         return RayCompute(settings.ray_address, worker_settings(settings))
-    return LocalCompute(settings.prefetch)
+    return LocalCompute(settings.prefetch, settings.score_workers)

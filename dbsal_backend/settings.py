@@ -178,6 +178,10 @@ class Settings(BaseSettings):
     seed: int = Field(0, ge=0, description="Seed of every random choice.")
     score_batch_size: int = Field(4, ge=1, description="Images per MC-dropout batch.")
     prefetch: int = Field(4, ge=0, description="Image downloads running ahead of scoring.")
+    score_workers: int = Field(0, ge=0, description="Batches a run scores at the same time, "
+                               "each by its own thread with its own copy of the model and a "
+                               "share of the run's threads; 0: one per thread on a CPU, one "
+                               "on a GPU.")
     max_concurrent_runs: int = Field(1, ge=1, description="Training runs at the same time.")
     run_threads: int = Field(0, ge=0, description="Torch threads of a training run's process; "
                                                   "0: one per core (the server keeps "

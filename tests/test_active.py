@@ -132,6 +132,19 @@ def test_static_split_per_image_and_per_step():
     assert _ids(per_step[0]) == list(range(8)) and per_step[1].regions == []
 
 
+@pytest.mark.parametrize("scope", ["image", "step"])
+def test_several_workers_give_the_same_queries_in_the_same_order(scope):
+    rng = np.random.default_rng(4)
+    candidates = [candidate(k, list(rng.random(16)), rng.integers(0, 2, 16)) for k in range(7)]
+    policy = QueryPolicy(scope=scope, smoothing=1)
+    one = query_candidates(candidates, tiles, policy, n_classes=2)
+    many = query_candidates(candidates, tiles, policy, n_classes=2, workers=3)
+    assert [q.key for q in many] == list(range(7))
+    assert [[(r.superpixels, r.label) for r in q.regions] for q in one] == \
+        [[(r.superpixels, r.label) for r in q.regions] for q in many]
+    assert query_candidates([], tiles, policy, n_classes=2, workers=3) == []
+
+
 def test_connected_grouping_gives_one_region_per_connected_same_class_group():
     classes = [0, 1, 1, 1] + [0] * 12
     (query,) = query_candidates([candidate("a", HARD, classes)], tiles, QueryPolicy(),

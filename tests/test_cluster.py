@@ -87,3 +87,24 @@ def test_ray_trains_like_in_process(setup, local_ray):
                         torch.device("cpu"))
     for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.allclose(x.float(), y.float(), atol=1e-5), name
+
+
+def test_local_workers_give_the_same_step_and_restore_the_threads(setup):
+    policy = QueryPolicy(images=3, grouping="connected", smoothing=1)
+    before = torch.get_num_threads()
+    one, _ = run_step(LocalCompute(prefetch_workers=2, score_workers=1), setup, policy)
+    many, skipped = run_step(LocalCompute(prefetch_workers=2, score_workers=3), setup, policy)
+    assert torch.get_num_threads() == before
+    assert skipped == [setup[4][4]["id"]]
+    assert one.priorities.keys() == many.priorities.keys()
+    assert max(abs(one.priorities[k] - many.priorities[k]) for k in one.priorities) < 1e-6
+    assert [q.key for q in one.queries] == [q.key for q in many.queries]
+    assert [[(r.superpixels, r.label) for r in q.regions] for q in one.queries] == \
+        [[(r.superpixels, r.label) for r in q.regions] for q in many.queries]
+
+
+@pytest.mark.parametrize("kwargs", [{"score_workers": -1}, {"prefetch_workers": 1.5},
+                                    {"score_workers": True}])
+def test_local_compute_checks_its_parameters(kwargs):
+    with pytest.raises(ValueError):
+        LocalCompute(**kwargs)

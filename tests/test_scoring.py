@@ -1,6 +1,7 @@
 """Tests for dbsal_backend.scoring: MC-dropout scores of images at the working resolution."""
 
 import copy
+import itertools
 import math
 import threading
 
@@ -165,3 +166,58 @@ def test_validation(model, kwargs):
     args = {"n_classes": 3, **kwargs}
     with pytest.raises(ValueError):
         Scorer(model, **args)
+
+
+def _keyed(pool, pulled=None):
+    for key, image in enumerate(pool):
+        if pulled is not None:
+            pulled.append(key)
+        yield key, image
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_a_stream_scored_by_several_workers_gives_the_scores_of_score_in_order(model, workers):
+    pool = images() * 3  # mixed sizes, so batches hold images of one size each
+    reference = Scorer(model, 3, mc_samples=3, max_side=16, seed=2).score(pool)
+    scorer = Scorer(model, 3, mc_samples=3, max_side=16, seed=2, batch_size=2)
+    got = list(scorer.score_stream(_keyed(pool), workers=workers))
+    assert [key for key, _, _ in got] == list(range(len(pool)))
+    assert all(image is pool[key] for key, image, _ in got)
+    for (key, _, maps) in got:
+        assert maps.score == pytest.approx(reference[key].score, abs=1e-6)
+        np.testing.assert_allclose(maps.uncertainty, reference[key].uncertainty, atol=1e-5)
+        np.testing.assert_array_equal(maps.predicted, reference[key].predicted)
+    assert not any(m.training for m in model.modules())
+
+
+def test_a_stream_holds_a_bounded_number_of_batches(model):
+    pool = images() * 10
+    pulled: list[int] = []
+    stream = Scorer(model, 3, mc_samples=1, max_side=16, batch_size=2).score_stream(
+        _keyed(pool, pulled), workers=2)
+    next(stream)
+    assert len(pulled) <= (2 * 2 + 1) * 2  # 2 x workers batches in flight, one being cut
+    stream.close()  # stopping early drops the rest without error
+    assert len(pulled) < len(pool)
+
+
+def test_an_error_in_a_worker_is_raised_in_order_and_the_scorer_still_works(model):
+    pool = images()[:4]
+
+    def broken():
+        yield from _keyed(pool[:2])
+        yield 2, np.zeros((0, 5, 3), np.uint8)  # no pixels: fit_side refuses it
+        yield from ((k + 3, image) for k, image in enumerate(pool[2:]))
+
+    scorer = Scorer(model, 3, mc_samples=2, max_side=16, batch_size=1)
+    stream = scorer.score_stream(broken(), workers=2)
+    assert [key for key, _, _ in itertools.islice(stream, 2)] == [0, 1]
+    with pytest.raises(ValueError):
+        next(stream)
+    assert len(list(scorer.score_stream(_keyed(pool), workers=2))) == len(pool)
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True])
+def test_workers_must_be_a_positive_int(model, workers):
+    with pytest.raises(ValueError, match="workers"):
+        next(Scorer(model, 3).score_stream(_keyed(images()), workers=workers))

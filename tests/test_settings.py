@@ -29,7 +29,7 @@ DEFAULTS = {
     "regions": "auto", "class_balanced": False, "max_regions": 40, "smoothing": 2,
     "first_epochs": 120, "epochs": 20, "batch_size": 8, "lr": 1e-3, "class_weighted": True,
     "fine_tune": True, "max_side": 512, "train_after": 5, "model_title": "dbsal", "seed": 0,
-    "score_batch_size": 4, "prefetch": 4, "max_concurrent_runs": 1, "run_threads": 0, "run_niceness": 10,
+    "score_batch_size": 4, "prefetch": 4, "score_workers": 0, "max_concurrent_runs": 1, "run_threads": 0, "run_niceness": 10,
 }
 
 # One value other than the default for every variable, and what it parses to.
@@ -82,6 +82,7 @@ EVERY_VARIABLE = {
     "DBSAL_SEED": ("42", "seed", 42),
     "DBSAL_SCORE_BATCH_SIZE": ("2", "score_batch_size", 2),
     "DBSAL_PREFETCH": ("0", "prefetch", 0),
+    "DBSAL_SCORE_WORKERS": ("3", "score_workers", 3),
     "DBSAL_MAX_CONCURRENT_RUNS": ("3", "max_concurrent_runs", 3),
     "DBSAL_RUN_THREADS": ("2", "run_threads", 2),
     "DBSAL_RUN_NICENESS": ("0", "run_niceness", 0),
@@ -183,7 +184,7 @@ def test_an_allowed_image_origin_must_be_an_origin(raw):
     ("DBSAL_LR", "-1e-3"), ("DBSAL_CLASS_WEIGHTED", "2"), ("DBSAL_FINE_TUNE", "sometimes"),
     ("DBSAL_MAX_SIDE", "8"), ("DBSAL_TRAIN_AFTER", "-1"), ("DBSAL_MODEL_TITLE", " "),
     ("DBSAL_SEED", "-5"), ("DBSAL_SCORE_BATCH_SIZE", "0"), ("DBSAL_PREFETCH", "-1"),
-    ("DBSAL_MAX_CONCURRENT_RUNS", "0"),
+    ("DBSAL_SCORE_WORKERS", "-1"), ("DBSAL_MAX_CONCURRENT_RUNS", "0"),
 ])
 def test_bad_values_name_the_variable(name, raw):
     if name == "DBSAL_MODEL_TITLE":  # blank means unset: the default title
