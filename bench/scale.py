@@ -135,7 +135,8 @@ def build_scorer(settings, model=None):
     """A Scorer at the default settings (of the default model unless ``model`` is given)."""
     from dbsal_backend.scoring import Scorer
 
-    return Scorer(build_model(settings) if model is None else model, 11, heuristic=settings.uncertainty,
+    model = build_model(settings) if model is None else model
+    return Scorer(model, 11, heuristic=settings.uncertainty,
                   mc_samples=settings.mc_samples, max_side=settings.max_side, seed=settings.seed,
                   batch_size=settings.score_batch_size)
 
@@ -212,6 +213,7 @@ def measure(kind: str, ls_url: str, token: str, images_url: str, project: int, l
             result = LocalCompute(settings.prefetch, settings.score_workers).step(
                 tasks, fetcher, "image", scorer, cache.get, QueryPolicy(), lambda t, e: None)
             scores = result.priorities
+            seconds = time.perf_counter() - start
         else:
             model = _old_head(model)
             listing = list(client.tasks(project))  # the listing read whole
@@ -219,9 +221,8 @@ def measure(kind: str, ls_url: str, token: str, images_url: str, project: int, l
             scores = {}
             for task in listing[:limit]:
                 scores[task["id"]] = old_score(model, fetcher.load(task, "image"), settings)
-        seconds = time.perf_counter() - start
-        if kind != "ours":  # per image of the pool: the listing once per pool, scoring per task
-            seconds = listed * len(scores) / len(listing) + (seconds - listed)
+            # per image of the pool: the listing once per pool, the scoring once per task
+            seconds = listed * len(scores) / len(listing) + (time.perf_counter() - start - listed)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         queue.put({"scores": scores, "seconds": seconds, "peak_rss_mb": peak})
 

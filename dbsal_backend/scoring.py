@@ -142,10 +142,13 @@ class Scorer:
                 w = np.where(w > 0, w, w.max())
                 self._prior = torch.from_numpy(1.0 / w).view(1, -1, 1, 1)
 
-    def score(self, images: Sequence[np.ndarray], *, model: nn.Module | None = None,
-              lock: threading.Lock | None = None) -> list[ScoreMap]:
-        """Score ``uint8`` RGB images ``H x W x 3``; one :class:`ScoreMap` per image, in order.
-        (``model`` and ``lock``: a copy of the inference model, see :meth:`score_stream`.)"""
+    def score(self, images: Sequence[np.ndarray]) -> list[ScoreMap]:
+        """Score ``uint8`` RGB images ``H x W x 3``; one :class:`ScoreMap` per image, in order."""
+        return self._score(images, self.model, self.lock)
+
+    def _score(self, images: Sequence[np.ndarray], model: nn.Module,
+               lock: threading.Lock) -> list[ScoreMap]:
+        """:meth:`score` with ``model`` (this scorer's or a copy) under ``lock``."""
         small = [fit_side(image, self.max_side) for image in images]
         by_size: dict[tuple[int, int], list[int]] = defaultdict(list)
         for index, image in enumerate(small):
@@ -183,7 +186,7 @@ class Scorer:
         def work(batch: list[tuple[Hashable, np.ndarray]]) -> list[ScoreMap]:
             model, lock = copies.get()
             try:
-                return self.score([image for _, image in batch], model=model, lock=lock)
+                return self._score([image for _, image in batch], model, lock)
             finally:
                 copies.put((model, lock))
 
@@ -209,12 +212,12 @@ class Scorer:
                 self._copies.append((copy.deepcopy(self.model), threading.Lock()))
         return [(self.model, self.lock), *self._copies[:n - 1]]
 
-    def _score_batch(self, images: list[np.ndarray], model: nn.Module | None = None,
-                     lock: threading.Lock | None = None) -> list[ScoreMap]:
+    def _score_batch(self, images: list[np.ndarray], model: nn.Module,
+                     lock: threading.Lock) -> list[ScoreMap]:
         x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255)
         x = x.contiguous(memory_format=torch.channels_last)
-        with lock or self.lock:
-            stats = mc_dropout(model or self.model, x.to(self.device), n_samples=self.mc_samples,
+        with lock:
+            stats = mc_dropout(model, x.to(self.device), n_samples=self.mc_samples,
                                mode="head", seed=self.seed,
                                expected_entropy=self.heuristic in NEEDS_EXPECTED_ENTROPY)
         u = pixel_uncertainty(stats, self.heuristic).div_(self._norm).clamp_(0.0, 1.0)
