@@ -39,6 +39,7 @@ the same model trained on it):
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
@@ -50,7 +51,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .active import QueryPolicy, active_step, class_balance_weights
+from .active import QueryPolicy, StepResult, active_step, class_balance_weights
 from .annotator import Answer, ClickModel, SimulatedAnnotator
 from .constants import IGNORE_INDEX
 from .data import fit_side, load_split, resize_nearest
@@ -246,15 +247,49 @@ class Simulation:
                               self.cfg.max_side)["miou"])
 
     def _seed_model(self, seed: int, labeled: dict[int, np.ndarray]):
-        """The model trained on the seed set and its mIoU, trained once per seed."""
+        """The model trained on the seed set and its mIoU, trained once per seed (and kept in
+        ``cache_dir/seed_models``, keyed by everything it depends on, for later runs)."""
         if seed not in self._seed_models:
-            model = self._fit(self._new_model(seed), labeled, seed, self.cfg.first_epochs)
-            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            self._seed_models[seed] = (state, self._evaluate(model))
+            path = Path(self.cfg.cache_dir) / "seed_models" / f"{self._seed_key(seed, labeled)}.pt"
+            saved = None
+            if path.exists():
+                try:
+                    saved = torch.load(path, map_location="cpu", weights_only=True)
+                    self._seed_models[seed] = (saved["state"], float(saved["miou"]))
+                    log.info("seed %d: seed model from %s", seed, path)
+                except Exception as exc:  # a damaged file is trained again and replaced
+                    log.warning("seed %d: cannot read %s (%s); training again", seed, path, exc)
+                    saved = None
+            if saved is None:
+                model = self._fit(self._new_model(seed), labeled, seed, self.cfg.first_epochs)
+                state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                self._seed_models[seed] = (state, self._evaluate(model))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                part = path.with_suffix(".part")
+                torch.save({"state": state, "miou": self._seed_models[seed][1]}, part)
+                part.replace(path)
         state, miou0 = self._seed_models[seed]
         model = self._new_model(seed)
         model.load_state_dict(state)
         return model.to(self.device).eval(), miou0
+
+    def _seed_key(self, seed: int, labeled: dict[int, np.ndarray]) -> str:
+        """A digest of what the seed model depends on: the model and training settings, the
+        device type, torch's version, the seed set and the validation split (its mIoU)."""
+        cfg = self.cfg
+        digest = hashlib.sha256(json.dumps({
+            "arch": cfg.arch, "n_classes": cfg.n_classes, "pretrained": cfg.pretrained,
+            "max_side": cfg.max_side, "epochs": cfg.first_epochs, "seed": seed,
+            "recipe": _jsonable(asdict(replace(cfg.recipe, seed=seed, epochs=cfg.first_epochs))),
+            "device": self.device.type, "torch": torch.__version__, "images": sorted(labeled),
+        }, sort_keys=True).encode())
+        for i in sorted(labeled):
+            digest.update(np.ascontiguousarray(self.pool_images[i]).tobytes())
+            digest.update(np.ascontiguousarray(labeled[i]).tobytes())
+        for image, label in zip(self.val_images, self.val_labels):
+            digest.update(np.ascontiguousarray(image).tobytes())
+            digest.update(np.ascontiguousarray(label).tobytes())
+        return digest.hexdigest()[:24]
 
     def _record(self, step: int, tally: _Tally, miou: float, t0: float, **extra) -> StepRecord:
         return StepRecord(step=step, images=tally.images, regions=tally.regions,
@@ -276,13 +311,7 @@ class Simulation:
                               cfg.full_epochs or cfg.first_epochs)
             return [self._record(0, tally, self._evaluate(model), t0)]
 
-        tally = _Tally()
-        labeled: dict[int, np.ndarray] = {}
-        for i in self.seed_set(seed):
-            answer = self.whole(i)
-            labeled[i] = answer.labels
-            tally.add(answer)
-        model, miou0 = self._seed_model(seed, labeled)
+        model, labeled, tally, miou0 = self.seed_start(seed)
         records = [self._record(0, tally, miou0, t0)]
         log.info("%s seed %d step 0: mIoU %.4f, %d clicks", strategy.name, seed, miou0,
                  tally.clicks)
@@ -302,7 +331,7 @@ class Simulation:
                     labeled[i] = answer.labels
                     tally.add(answer)
             else:
-                extra = self._query(model, strategy, policy, unlabeled, labeled, tally, seed)
+                extra = self._query(model, strategy, policy, labeled, tally, seed)
             model = self._fit(model, labeled, seed + step)
             records.append(self._record(step, tally, self._evaluate(model), t0, **extra))
             r = records[-1]
@@ -325,23 +354,45 @@ class Simulation:
             policy = replace(policy, static_fraction=self._mean_fraction[key])
         return policy
 
-    def _query(self, model, strategy: Strategy, policy: QueryPolicy, unlabeled: list[int],
-               labeled: dict[int, np.ndarray], tally: _Tally, seed: int) -> dict:
-        """One product step on the unlabeled pool; the annotator answers every query."""
+    def seed_start(self, seed: int) -> tuple[torch.nn.Module, dict[int, np.ndarray], _Tally,
+                                             float]:
+        """What every strategy of ``seed`` starts from: the seed model, the seed set's labels,
+        their cost and the model's mIoU."""
+        tally = _Tally()
+        labeled: dict[int, np.ndarray] = {}
+        for i in self.seed_set(seed):
+            answer = self.whole(i)
+            labeled[i] = answer.labels
+            tally.add(answer)
+        model, miou0 = self._seed_model(seed, labeled)
+        return model, labeled, tally, miou0
+
+    def scorer(self, model, labeled: dict[int, np.ndarray], seed: int) -> Scorer:
+        """The step's scorer, as the backend makes it (pre-labels corrected for the loss's
+        class weights)."""
         cfg = self.cfg
         prior = (class_weights(list(labeled.values()), cfg.n_classes)
                  if cfg.recipe.class_weighted else None)
-        scorer = Scorer(model, cfg.n_classes, heuristic=cfg.heuristic,
-                        mc_samples=cfg.mc_samples, max_side=cfg.max_side, seed=seed,
-                        class_weights=prior)
+        return Scorer(model, cfg.n_classes, heuristic=cfg.heuristic, mc_samples=cfg.mc_samples,
+                      max_side=cfg.max_side, seed=seed, class_weights=prior)
+
+    def step(self, scorer: Scorer, strategy: Strategy, policy: QueryPolicy,
+             labeled: dict[int, np.ndarray], seed: int) -> StepResult:
+        """The product's step on the pool images not in ``labeled``."""
         weights = None
         if policy.class_balanced:
-            counts = sum(np.bincount(lbl[lbl != IGNORE_INDEX], minlength=cfg.n_classes)
+            counts = sum(np.bincount(lbl[lbl != IGNORE_INDEX], minlength=self.cfg.n_classes)
                          for lbl in labeled.values())
             weights = class_balance_weights(counts)
-        result = active_step(((i, self.pool_images[i]) for i in unlabeled), scorer,
-                             self.superpixels(strategy.superpixels).get, policy,
-                             class_weights=weights, seed=seed)
+        unlabeled = [i for i in range(len(self.pool_images)) if i not in labeled]
+        return active_step(((i, self.pool_images[i]) for i in unlabeled), scorer,
+                           self.superpixels(strategy.superpixels).get, policy,
+                           class_weights=weights, seed=seed)
+
+    def _query(self, model, strategy: Strategy, policy: QueryPolicy,
+               labeled: dict[int, np.ndarray], tally: _Tally, seed: int) -> dict:
+        """One product step on the unlabeled pool; the annotator answers every query."""
+        result = self.step(self.scorer(model, labeled, seed), strategy, policy, labeled, seed)
         extra = {"regions_per_image": [], "superpixel_fraction": [], "prelabels_right": 0,
                  "prelabels_judged": 0}
         for query in result.queries:

@@ -125,6 +125,26 @@ def test_simulator_is_repeatable_and_results_combine(dataset, tmp_path):
     assert (tmp_path / "ac.png").exists()
 
 
+def test_the_seed_model_is_trained_once_per_setting_and_kept(dataset, tmp_path, caplog):
+    common = args(dataset, tmp_path, "--strategies", "control", "--steps", "1", "--seeds", "5")
+    kept = tmp_path / "cache" / "seed_models"
+    a = main(common + ["--out", str(tmp_path / "a.json")])
+    assert len(list(kept.glob("*.pt"))) == 1
+    with caplog.at_level("INFO", logger="dbsal_backend.simulate"):
+        b = main(common + ["--out", str(tmp_path / "b.json")])
+    assert "seed model from" in caplog.text
+    assert a["strategies"] == b["strategies"]
+    main(common + ["--first-epochs", "1", "--out", str(tmp_path / "c.json")])
+    files = sorted(kept.glob("*.pt"))
+    assert len(files) == 2
+    for f in files:  # a damaged file is trained again, not fatal
+        f.write_bytes(b"not a model")
+    d = main(common + ["--out", str(tmp_path / "d.json")])
+    assert d["strategies"]["control"][0]["miou"] == pytest.approx(
+        a["strategies"]["control"][0]["miou"], abs=1e-6)
+    assert len(list(kept.glob("*.part"))) == 0
+
+
 def _records(points):
     return [StepRecord(step=k, images=0, regions=0, corrections=0, clicks=c, pixels=0,
                        pixels_fraction=0.0, miou=m) for k, (c, m) in enumerate(points)]
