@@ -13,8 +13,8 @@ Scorer` and a function that gives an image's superpixels, and returns a :class:`
    images (``scope="step"``, so the step's questions go wherever the model is unsure).
 3. **Regions.** The high superpixels of an image become :class:`~dbsal_backend.regions.Region`
    s, grouped by ``policy.grouping`` (per superpixel, connected same-class groups, or per
-   class), least confident first, at
-   most ``policy.max_regions`` per image.
+   class), least confident first, at most ``policy.max_regions`` per image, pre-labeled from
+   the scorer's :meth:`~dbsal_backend.scoring.Scorer.prelabels` of the kept images.
 4. **Budget.** :func:`fit_budget` drops the most confident regions that do not fit what the
    budget has left.
 """
@@ -199,17 +199,22 @@ def class_balance_weights(pixel_counts: Sequence[int] | np.ndarray) -> np.ndarra
 def query_candidates(candidates: Sequence[Candidate],
                      superpixels_of: Callable[[np.ndarray], np.ndarray], policy: QueryPolicy,
                      n_classes: int, class_weights: np.ndarray | None = None,
-                     seed: int = 0, workers: int = 1) -> list[Query]:
+                     seed: int = 0, workers: int = 1,
+                     labels_of: Callable[[Sequence[np.ndarray]], list[np.ndarray]] | None = None,
+                     ) -> list[Query]:
     """Steps 2 and 3 of the module docstring for the kept images (in their order); the
-    superpixels and their tables of ``workers`` images at a time."""
+    superpixels and their tables of ``workers`` images at a time. ``labels_of(images)`` gives
+    the classes the regions are pre-labeled with (:meth:`~dbsal_backend.scoring.Scorer.
+    prelabels`); without it, the scores' ``predicted``."""
 
     def describe(candidate: Candidate):
         sp = superpixels_of(candidate.image)
         height, width = sp.shape
         u = cv2.resize(candidate.scores.uncertainty, (width, height),
                        interpolation=cv2.INTER_LINEAR)
-        predicted = cv2.resize(candidate.scores.predicted, (width, height),
-                               interpolation=cv2.INTER_NEAREST)
+        classes = (candidate.scores.predicted if labels_of is None
+                   else labels_of([candidate.image])[0])
+        predicted = cv2.resize(classes, (width, height), interpolation=cv2.INTER_NEAREST)
         table = superpixel_table(sp, u, predicted, n_classes)
         pair = adjacent_pairs(sp) if policy.grouping == "connected" or policy.smoothing else None
         if policy.smoothing:
@@ -305,18 +310,20 @@ def active_step(pool: Iterable[tuple[Hashable, np.ndarray]], scorer: Scorer,
         ranking.add(Candidate(key, image, scores))
     return decide(ranking.top(), ranking.priorities, superpixels_of, policy, scorer.n_classes,
                   budget_left=budget_left, budget_unit=budget_unit, class_weights=class_weights,
-                  seed=seed, workers=workers)
+                  seed=seed, workers=workers, labels_of=scorer.prelabels)
 
 
 def decide(candidates: Sequence[Candidate], priorities: dict[Hashable, float],
            superpixels_of: Callable[[np.ndarray], np.ndarray], policy: QueryPolicy,
            n_classes: int, *, budget_left: int | None = None, budget_unit: str = "regions",
-           class_weights: np.ndarray | None = None, seed: int = 0,
-           workers: int = 1) -> StepResult:
+           class_weights: np.ndarray | None = None, seed: int = 0, workers: int = 1,
+           labels_of: Callable[[Sequence[np.ndarray]], list[np.ndarray]] | None = None,
+           ) -> StepResult:
     """Steps 2 to 4 for the kept images (most uncertain first) of a pool already ranked (here
     by :func:`active_step`, or on a cluster, see :mod:`dbsal_backend.cluster`); ``workers``
-    images' superpixels at a time."""
+    images' superpixels at a time, pre-labels from ``labels_of`` (see
+    :func:`query_candidates`)."""
     queries = query_candidates(candidates, superpixels_of, policy, n_classes, class_weights,
-                               seed=seed, workers=workers)
+                               seed=seed, workers=workers, labels_of=labels_of)
     return StepResult(dict(priorities), fit_budget(queries, budget_left, budget_unit))
 

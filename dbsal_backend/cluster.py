@@ -140,7 +140,7 @@ class RayCompute:
             image = fetcher.load(by_id[key], data_key)
             candidates.append(Candidate(key, image, scorer.score([image])[0]))
         return decide(candidates, priorities, superpixels_of, policy, scorer.n_classes,
-                      **options)
+                      labels_of=scorer.prelabels, **options)
 
     def rank(self, tasks: Sequence[dict], data_key: str, scorer: Scorer,
              on_skip: Callable[[int, Exception], None]) -> dict[int, float]:

@@ -162,6 +162,40 @@ class Scorer:
                     out[index] = result
         return out  # type: ignore[return-value]
 
+    def prelabels(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The classes to pre-label ``images`` with: ``uint8 h x w`` at the working resolution.
+
+        One pass without dropout over the image and one over its mirror, their softmax
+        averaged and corrected for the loss's class weights (as :attr:`ScoreMap.predicted`).
+        Only the queried images need it (a step's few), so it is not part of :meth:`score`.
+        On CamVid's step-1 queries (3 seeds) it got 3.5 to 6.8 points more pre-labels right
+        than the MC mean of :meth:`score`, 52% against 47% (``bench/prelabels.py``); without
+        the mirror, 48%.
+        """
+        out = []
+        autocast = torch.autocast(device_type=self.device.type,
+                                  enabled=self.device.type == "cuda")
+        for image in images:
+            small = fit_side(image, self.max_side)
+            both = np.stack([small, np.ascontiguousarray(small[:, ::-1])])
+            x = torch.from_numpy(both).permute(0, 3, 1, 2).float().div_(255)
+            x = x.contiguous(memory_format=torch.channels_last).to(self.device)
+            with self.lock:
+                training = [(m, m.training) for m in self.model.modules()]
+                try:
+                    self.model.eval()
+                    with torch.no_grad(), autocast:
+                        logits = self.model(x)
+                finally:
+                    for module, flag in training:
+                        module.train(flag)
+            probs = torch.softmax(logits.float(), dim=1)
+            probs = (probs[:1] + probs[1:].flip(-1)) / 2
+            if self._prior is not None:
+                probs = probs * self._prior.to(probs.device)
+            out.append(probs[0].max(0).indices.to(torch.uint8).cpu().numpy())
+        return out
+
     def score_stream(self, pool: Iterable[tuple[Hashable, np.ndarray]], workers: int = 1
                      ) -> Iterator[tuple[Hashable, np.ndarray, ScoreMap]]:
         """Score ``(key, image)`` pairs in batches of :attr:`batch_size`, ``workers`` batches

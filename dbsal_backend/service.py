@@ -252,7 +252,8 @@ class Service:
                         continue
                     scores = scorer.score([image])[0]
                     query = query_candidates([Candidate(task_id, image, scores)],
-                                             self.superpixels.get, policy, len(config.labels))[0]
+                                             self.superpixels.get, policy, len(config.labels),
+                                             labels_of=scorer.prelabels)[0]
                     out.append(query_prediction(query, config, title))
                     made.append(_query_record(query, record.al_step, self.slic.key()))
                 self.state.add_queries(project, made)

@@ -185,6 +185,24 @@ def test_smoothing_changes_pre_labels_not_what_is_queried():
     assert [r.superpixels for r in merged.regions] == [(0, 1, 2, 3)]
 
 
+def test_pre_labels_come_from_labels_of_and_the_choice_from_the_scores():
+    classes = [0] * 16
+    seen = []
+
+    def labels_of(images):
+        seen.append(len(images))
+        return [np.full((8, 8), 1, np.uint8) for _ in images]
+
+    plain = query_candidates([candidate("a", HARD, classes)], tiles,
+                             QueryPolicy(grouping="superpixel"), 2)[0]
+    given = query_candidates([candidate("a", HARD, classes)], tiles,
+                             QueryPolicy(grouping="superpixel"), 2, labels_of=labels_of)[0]
+    assert seen == [1]
+    assert _ids(given) == _ids(plain) == [0, 1, 2, 3]
+    assert {r.label for r in plain.regions} == {0} and {r.label for r in given.regions} == {1}
+    assert [r.confidence for r in given.regions] == [r.confidence for r in plain.regions]
+
+
 def test_max_regions_keeps_the_least_confident():
     per_tile = [0.95, 0.9, 0.85, 0.8] + [0.1] * 12
     (query,) = query_candidates([candidate("a", per_tile)], tiles,
@@ -329,6 +347,23 @@ def test_step_ranks_scores_every_image_and_keeps_full_sizes(model):
     other = active_step(iter(pool), Scorer(model, 3, mc_samples=4, max_side=8, seed=2),
                         lambda image: tiles(image, 4), QueryPolicy(images=3))
     assert other.priorities != result.priorities
+
+
+def test_step_pre_labels_are_the_scorers_prelabels(model):
+    scorer = Scorer(model, 3, mc_samples=4, max_side=32, seed=1)  # no resizing
+    result = active_step(_pool(), scorer, lambda image: tiles(image, 4),
+                         QueryPolicy(images=3, grouping="superpixel", smoothing=0))
+    images = dict(_pool())
+    mc = {q.key: s.predicted for q in result.queries
+          for s in scorer.score([images[q.key]])}
+    for query in result.queries:
+        classes = scorer.prelabels([images[query.key]])[0]
+        for region in query.regions:
+            (sp,) = region.superpixels
+            inside = classes[tiles(images[query.key], 4) == sp]
+            assert region.label == np.bincount(inside, minlength=3).argmax()
+    # not the MC mean's classes (those of the scores), on this model and pool
+    assert any((scorer.prelabels([images[k]])[0] != mc[k]).any() for k in mc)
 
 
 def test_decide_is_the_step_after_ranking():

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from dbsal_backend.data import fit_side
 from dbsal_backend.networks import UNet
 from dbsal_backend.scoring import ScoreMap, Scorer, max_uncertainty
 
@@ -141,6 +142,41 @@ def test_class_weights_correct_the_pre_label_not_the_uncertainty(model):
     unseen = Scorer(model, 3, mc_samples=3, max_side=16, seed=1,
                     class_weights=[0.0, 1.0, 1e6]).score(pool)
     assert all((m.predicted == 1).all() for m in unseen)
+
+
+def test_prelabels_are_the_mean_of_the_image_and_its_mirror_without_dropout(model):
+    pool = images()
+    scorer = Scorer(model, 3, mc_samples=3, max_side=16, seed=1)
+    labels = scorer.prelabels(pool)
+    for image, label, scores in zip(pool, labels, scorer.score(pool)):
+        assert label.dtype == np.uint8 and label.shape == scores.predicted.shape
+        x = torch.from_numpy(np.stack([fit_side(image, 16)])).permute(0, 3, 1, 2) / 255
+        with torch.no_grad():
+            plain = torch.softmax(model(x), 1) + torch.softmax(model(x.flip(-1)), 1).flip(-1)
+        agree = (plain[0].argmax(0).numpy() == label).mean()
+        assert agree >= 0.95  # the scorer's model has its batch norms folded: tiny differences
+    # Mirror-equivariant, as the mean of both views is; no dropout: no seed, no randomness.
+    mirrored = scorer.prelabels([np.ascontiguousarray(i[:, ::-1]) for i in pool])
+    for label, other in zip(labels, mirrored):
+        np.testing.assert_array_equal(other, label[:, ::-1])
+    again = Scorer(model, 3, mc_samples=5, max_side=16, seed=7).prelabels(pool)
+    for a, b in zip(labels, again):
+        np.testing.assert_array_equal(a, b)
+    assert scorer.prelabels([]) == []
+
+
+def test_prelabels_are_corrected_for_the_class_weights_and_leave_the_flags(model):
+    pool = images()[:3]
+    plain = Scorer(model, 3, max_side=16).prelabels(pool)
+    assert any((m == 2).any() for m in plain)
+    scorer = Scorer(model, 3, max_side=16, class_weights=[1.0, 1.0, 1e6])
+    assert not any((m == 2).any() for m in scorer.prelabels(pool))
+    scorer.model.train()
+    scorer.prelabels(pool)
+    assert all(m.training for m in scorer.model.modules())
+    scorer.model.eval()
+    scorer.prelabels(pool)
+    assert not any(m.training for m in scorer.model.modules())
 
 
 @pytest.mark.parametrize("weights", [[1.0, 1.0], [1.0, 1.0, -1.0], [1.0, float("nan"), 1.0],
