@@ -11,14 +11,23 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data/camvid}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-sim() {  # sim DIR FIRST_EPOCHS NAME SEEDS... -- STRATEGIES...
-  local dir=bench/results/$1 first=$2 name=$3; shift 3
+sim() {  # sim DIR FIRST_EPOCHS NAME SEEDS... -- STRATEGIES...   (the 4-step protocol)
+  local dir=$1 first=$2 name=$3; shift 3
+  run "$dir" "$name" --first-epochs "$first" --images-per-step 10 --steps 4 --epochs 20 "$@"
+}
+long() {  # long DIR NAME STEPS IMAGES_PER_STEP SEEDS... -- STRATEGIES...   (the long protocol)
+  local dir=$1 name=$2 steps=$3 k=$4; shift 4
+  run "$dir" "$name" --first-epochs 120 --images-per-step "$k" --steps "$steps" --epochs 10 "$@"
+}
+run() {  # run DIR NAME OPTIONS... SEEDS... -- STRATEGIES...
+  local dir=bench/results/$1 name=$2; shift 2
+  local opts=(); while [[ "$1" == --* ]]; do opts+=("$1" "$2"); shift 2; done
   local seeds=(); while [ "$1" != "--" ]; do seeds+=("$1"); shift; done; shift
   mkdir -p "$dir"
   [ -f "$dir/$name.json" ] || .venv/bin/python -m dbsal_backend.simulate --data "$DATA" \
-    --n-classes 11 --ignore-value 11 --max-side 240 --init-images 10 --images-per-step 10 \
-    --steps 4 --first-epochs "$first" --full-epochs 40 --epochs 20 --mc-samples 20 \
-    --seeds "${seeds[@]}" --strategies "$@" --out "$dir/$name.json"
+    --n-classes 11 --ignore-value 11 --max-side 240 --init-images 10 --full-epochs 40 \
+    --mc-samples 20 "${opts[@]}" --seeds "${seeds[@]}" --strategies "$@" \
+    --out "$dir/$name.json"
 }
 combine() {  # combine DIR OUT
   .venv/bin/python -m dbsal_backend.simulate --data "$DATA" --n-classes 11 --default default \
@@ -26,7 +35,8 @@ combine() {  # combine DIR OUT
 }
 # The protocol of the results: the seed model trained 120 epochs (DBSAL_FIRST_EPOCHS), seeds
 # 0-2 of the product default, its baselines and the no-new-labels control; full supervision
-# (40 epochs over the whole pool: its run does not depend on the seed model).
+# (40 epochs over the whole pool: its run does not depend on the seed model). The s*_b runs
+# (dbsal, static) pre-labeled with the MC mean, before Scorer.prelabels; the s*_a runs use it.
 for seed in 0 1 2; do
   sim camvid_al 120 "s${seed}_a" "$seed" -- default random control
   sim camvid_al 120 "s${seed}_b" "$seed" -- dbsal static
@@ -47,3 +57,19 @@ sim camvid_al_e40 40 final_2b 2 -- dbsal static
 sim camvid_al_e40 40 control 0 1 2 -- control
 sim camvid_al_e40 40 full 0 -- full
 combine camvid_al_e40 bench/results/camvid_al_e40.json
+# The long protocol (goal: 90% of full supervision with <= 10% of the pool's clicks): the same
+# 120-epoch seed models, 8 steps of 30 queried images, 10 epochs a step; random whole images
+# 10 a step (a curve fine enough to interpolate on; 10 epochs a step too, so it gets more
+# training per click than the default); the control (no new labels, 8 steps).
+# These runs pre-labeled with the MC mean (the pre-labels before Scorer.prelabels).
+for seed in 0 1 2; do
+  long camvid_al_long120 "default_s${seed}" 8 30 "$seed" -- default
+  long camvid_al_long120 "random_s${seed}" 5 10 "$seed" -- random
+  long camvid_al_long120 "control_s${seed}" 8 30 "$seed" -- control
+done
+cp bench/results/camvid_al/full.json bench/results/camvid_al_long120/full.json
+combine camvid_al_long120 bench/results/camvid_al_long120.json
+# The default of seed 0 again with the product's pre-labels (Scorer.prelabels): the labels the
+# annotator gives do not depend on the pre-labels, so the curve is the same and only the
+# 2-click corrections change.
+long camvid_al_long120_prelabels default_s0 8 30 0 -- default
