@@ -1,0 +1,194 @@
+"""How right are the pre-labels of step 1, and what would make them more right?
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/prelabels.py [--data ../shared/data/camvid]
+
+On CamVid with the protocol of ``bench/camvid_al.sh`` (seed sets of 10 whole images, the seed
+models of 120 epochs, kept in ``.sim-cache/seed_models``), the product's step 1 (strategy
+``default``) chooses its 10 images and 40 superpixels each, exactly as the simulator does. The
+queried superpixels stay fixed; only the pre-label each gets changes. Each variant is judged
+as the simulated annotator judges (right when it is the superpixel's most frequent true class,
+void aside). Variants:
+
+``product``           what the backend pushes (:meth:`Scorer.prelabels`): per pixel, the class of
+                      the prior-corrected softmax of one pass without dropout averaged with the
+                      pass on the mirrored image; the superpixel's majority, 2 rounds of graph
+                      smoothing. The bench recomputes it and counts where it differs from the
+                      pushed pre-labels (``product_mismatches``, 0 when they are the same).
+``mc_mean``           the earlier product: ``product`` from the prior-corrected MC mean softmax
+                      (T = 20 passes with dropout), the scores' ``predicted``
+``majority``          ``mc_mean`` without smoothing
+``soft``              the argmax of the superpixel's mean prior-corrected MC softmax (soft vote)
+``soft_smoothed``     ``soft`` then 2 rounds of smoothing
+``no_prior``          ``mc_mean`` without the correction for the loss's class weights
+``half_prior``        ``mc_mean`` with half the correction (``p / sqrt(w)``)
+``strong_prior``      ``mc_mean`` with 1.5 times the correction (``p / w ** 1.5``)
+``deterministic``     ``mc_mean`` from one pass without dropout (no mirror)
+``flip``              ``mc_mean`` averaged with the MC softmax of the mirrored image
+``smoothed_4``        ``mc_mean`` with 4 rounds of smoothing
+``deterministic_4``   ``deterministic`` with 4 rounds of smoothing
+
+Writes ``bench/results/prelabels.json``: per seed and variant, right / judged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dbsal_backend.constants import IGNORE_INDEX  # noqa: E402
+from dbsal_backend.data import fit_side, load_split  # noqa: E402
+from dbsal_backend.regions import SuperpixelTable, adjacent_pairs, smooth_labels  # noqa: E402
+from dbsal_backend.simulate import STRATEGIES, SimConfig, Simulation  # noqa: E402
+from dbsal_backend.training import Recipe  # noqa: E402
+from dbsal_backend.uncertainty import mc_dropout  # noqa: E402
+
+VARIANTS = ("product", "mc_mean", "majority", "soft", "soft_smoothed", "no_prior", "half_prior",
+            "strong_prior", "deterministic", "flip", "smoothed_4", "deterministic_4")
+
+
+def probabilities(scorer, image: np.ndarray, *, mc: bool = True, flip: bool = False):
+    """``C x h x w`` mean softmax at the working resolution, as the scorer computes it."""
+    small = fit_side(image, scorer.max_side)
+    x = torch.from_numpy(small[None]).permute(0, 3, 1, 2).float().div_(255)
+    x = x.contiguous(memory_format=torch.channels_last)
+    if flip:
+        x = torch.flip(x, dims=[3])
+    with torch.no_grad():
+        if mc:
+            probs = mc_dropout(scorer.model, x, n_samples=scorer.mc_samples, mode="head",
+                               seed=scorer.seed, expected_entropy=False).mean_probs
+        else:
+            scorer.model.eval()
+            probs = torch.softmax(scorer.model(x).float(), dim=1)
+    if flip:
+        probs = torch.flip(probs, dims=[3])
+    return probs[0].numpy()
+
+
+def full_size(probs: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``C x h x w`` resized (bilinear) to ``C x height x width``."""
+    return np.stack([cv2.resize(p, (width, height), interpolation=cv2.INTER_LINEAR)
+                     for p in probs])
+
+
+def majority(sp: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
+    ids = sp.ravel().astype(np.intp)
+    n = int(ids.max()) + 1
+    counts = np.bincount(ids * n_classes + predicted.ravel().astype(np.intp),
+                         minlength=n * n_classes).reshape(n, n_classes)
+    return counts.argmax(1)
+
+
+def soft_vote(sp: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    ids = sp.ravel().astype(np.intp)
+    n = int(ids.max()) + 1
+    sums = np.stack([np.bincount(ids, weights=p.ravel(), minlength=n) for p in probs], 1)
+    return sums.argmax(1)
+
+
+def truth_dominant(sp: np.ndarray, truth: np.ndarray, n_classes: int) -> np.ndarray:
+    """Each superpixel's most frequent true class; -1 where it is all void."""
+    valid = truth != IGNORE_INDEX
+    ids = sp[valid].astype(np.intp)
+    n = int(sp.max()) + 1
+    counts = np.bincount(ids * n_classes + truth[valid].astype(np.intp),
+                         minlength=n * n_classes).reshape(n, n_classes)
+    return np.where(counts.sum(1) > 0, counts.argmax(1), -1)
+
+
+def smoothed(labels: np.ndarray, sizes: np.ndarray, pairs: np.ndarray, rounds: int):
+    table = SuperpixelTable(np.zeros(len(labels)), labels.astype(np.int64), sizes)
+    return smooth_labels(table, pairs, rounds).label
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="../shared/data/camvid")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--out", default="bench/results/prelabels.json")
+    args = p.parse_args()
+    cfg = SimConfig(n_classes=11, init_images=10, images_per_step=10, steps=1, max_side=240,
+                    recipe=Recipe(epochs=20), first_epochs=120, full_epochs=40, mc_samples=20,
+                    device="cpu")
+    pool_x, pool_y, _ = load_split(args.data, "train", ignore_value=11)
+    val_x, val_y, _ = load_split(args.data, "val", ignore_value=11)
+    sim = Simulation(pool_x, pool_y, val_x, val_y, cfg)
+    strategy = STRATEGIES["default"]
+    policy = replace(strategy.policy, images=cfg.images_per_step)
+    n = cfg.n_classes
+    out = {"settings": {"data": args.data, "seeds": args.seeds, "strategy": "default",
+                        "policy": policy.__dict__, "first_epochs": cfg.first_epochs,
+                        "max_side": cfg.max_side, "mc_samples": cfg.mc_samples},
+           "variants": list(VARIANTS), "seeds": {}}
+    for seed in args.seeds:
+        t0 = time.perf_counter()
+        model, labeled, _, miou0 = sim.seed_start(seed)
+        scorer = sim.scorer(model, labeled, seed)
+        result = sim.step(scorer, strategy, policy, labeled, seed)
+        weights = np.asarray(scorer.class_weights, dtype=np.float64)
+        weights = np.where(weights > 0, weights, weights.max())
+        right = dict.fromkeys(VARIANTS, 0)
+        judged = mismatched = 0
+        for query in result.queries:
+            image, truth = pool_x[query.key], pool_y[query.key]
+            sp = query.superpixels
+            h, w = sp.shape
+            ids = np.array([r.superpixels[0] for r in query.regions])
+            dominant = truth_dominant(sp, truth, n)[ids]
+            keep = dominant >= 0
+            judged += int(keep.sum())
+            sizes = np.bincount(sp.ravel(), minlength=int(sp.max()) + 1).astype(np.int64)
+            pairs = adjacent_pairs(sp)
+            mc = probabilities(scorer, image)
+            det = probabilities(scorer, image, mc=False)
+            flipped = (mc + probabilities(scorer, image, flip=True)) / 2
+            det_flipped = (det + probabilities(scorer, image, mc=False, flip=True)) / 2
+            # the product's per-pixel classes: at the working resolution, resized nearest
+            def classes(probs, power=1.0):
+                c = (probs / weights[:, None, None] ** power).argmax(0).astype(np.uint8)
+                return cv2.resize(c, (w, h), interpolation=cv2.INTER_NEAREST)
+            base = majority(sp, classes(mc), n)
+            labels = {
+                "product": smoothed(majority(sp, classes(det_flipped), n), sizes, pairs, 2),
+                "mc_mean": smoothed(base, sizes, pairs, 2),
+                "majority": base,
+                "soft": soft_vote(sp, full_size(mc / weights[:, None, None], h, w)),
+                "no_prior": smoothed(majority(sp, classes(mc, 0.0), n), sizes, pairs, 2),
+                "half_prior": smoothed(majority(sp, classes(mc, 0.5), n), sizes, pairs, 2),
+                "deterministic": smoothed(majority(sp, classes(det), n), sizes, pairs, 2),
+                "flip": smoothed(majority(sp, classes(flipped), n), sizes, pairs, 2),
+                "smoothed_4": smoothed(base, sizes, pairs, 4),
+                "strong_prior": smoothed(majority(sp, classes(mc, 1.5), n), sizes, pairs, 2),
+                "deterministic_4": smoothed(majority(sp, classes(det), n), sizes, pairs, 4),
+            }
+            labels["soft_smoothed"] = smoothed(labels["soft"], sizes, pairs, 2)
+            pushed = np.array([r.label for r in query.regions])
+            mismatched += int((pushed != labels["product"][ids]).sum())  # should stay 0
+            for name in VARIANTS:
+                right[name] += int((labels[name][ids] == dominant)[keep].sum())
+        out["seeds"][str(seed)] = {"seed_miou": miou0, "judged": judged, "right": right,
+                                   "product_mismatches": mismatched,
+                                   "accuracy": {k: v / judged for k, v in right.items()},
+                                   "seconds": round(time.perf_counter() - t0, 1)}
+        print(seed, {k: round(v / judged, 3) for k, v in right.items()}, flush=True)
+    total = sum(s["judged"] for s in out["seeds"].values())
+    out["pooled_accuracy"] = {k: sum(s["right"][k] for s in out["seeds"].values()) / total
+                              for k in VARIANTS}
+    print(json.dumps(out["pooled_accuracy"], indent=1))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
