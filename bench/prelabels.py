@@ -48,7 +48,8 @@ sys.path.insert(0, str(ROOT))
 
 from dbsal_backend.constants import IGNORE_INDEX  # noqa: E402
 from dbsal_backend.data import fit_side, load_split  # noqa: E402
-from dbsal_backend.regions import SuperpixelTable, adjacent_pairs, smooth_labels  # noqa: E402
+from dbsal_backend.regions import (SuperpixelTable, adjacent_pairs, smooth_labels,  # noqa: E402
+                                   superpixel_table)
 from dbsal_backend.simulate import STRATEGIES, SimConfig, Simulation  # noqa: E402
 from dbsal_backend.training import Recipe  # noqa: E402
 from dbsal_backend.uncertainty import mc_dropout  # noqa: E402
@@ -83,11 +84,8 @@ def full_size(probs: np.ndarray, height: int, width: int) -> np.ndarray:
 
 
 def majority(sp: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
-    ids = sp.ravel().astype(np.intp)
-    n = int(ids.max()) + 1
-    counts = np.bincount(ids * n_classes + predicted.ravel().astype(np.intp),
-                         minlength=n * n_classes).reshape(n, n_classes)
-    return counts.argmax(1)
+    """Each superpixel's most frequent predicted class, as the product takes it."""
+    return superpixel_table(sp, np.zeros(sp.shape, np.float32), predicted, n_classes).label
 
 
 def soft_vote(sp: np.ndarray, probs: np.ndarray) -> np.ndarray:

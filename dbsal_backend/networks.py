@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .uncertainty import MCDropout
+from .uncertainty import MCDropout, kept_modes
 
 __all__ = [
     "ARCHITECTURES",
@@ -532,16 +532,13 @@ def fold_batch_norms(model: nn.Module, example: torch.Tensor) -> nn.Module:
 
     hooks = [m.register_forward_hook(on_conv if isinstance(m, nn.Conv2d) else on_norm)
              for m in folded.modules() if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
-    previous = [(m, m.training) for m in model.modules()]
     try:
-        with torch.no_grad():
+        with kept_modes(model), torch.no_grad():
             reference = model.eval().encode(example)
             folded.encode(example)
     finally:
         for hook in hooks:
             hook.remove()
-        for m, training in previous:
-            m.train(training)
     parents = {id(child): (parent, name) for parent in folded.modules()
                for name, child in parent.named_children()}
     for conv, bn in pairs:

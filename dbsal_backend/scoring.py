@@ -36,7 +36,8 @@ from torch import nn
 
 from .data import fit_side
 from .networks import fold_batch_norms
-from .uncertainty import HEURISTICS, NEEDS_EXPECTED_ENTROPY, mc_dropout, pixel_uncertainty
+from .uncertainty import (HEURISTICS, NEEDS_EXPECTED_ENTROPY, kept_modes, mc_dropout,
+                          pixel_uncertainty)
 
 __all__ = ["ScoreMap", "Scorer", "max_uncertainty"]
 
@@ -180,23 +181,11 @@ class Scorer:
                                   enabled=self.device.type == "cuda")
         for image in images:
             small = fit_side(image, self.max_side)
-            both = np.stack([small, np.ascontiguousarray(small[:, ::-1])])
-            x = torch.from_numpy(both).permute(0, 3, 1, 2).float().div_(255)
-            x = x.contiguous(memory_format=torch.channels_last).to(self.device)
-            with self.lock:
-                training = [(m, m.training) for m in self.model.modules()]
-                try:
-                    self.model.eval()
-                    with torch.no_grad(), autocast:
-                        logits = self.model(x)
-                finally:
-                    for module, flag in training:
-                        module.train(flag)
+            x = _tensor([small, np.ascontiguousarray(small[:, ::-1])]).to(self.device)
+            with self.lock, kept_modes(self.model), torch.no_grad(), autocast:
+                logits = self.model.eval()(x)
             probs = torch.softmax(logits.float(), dim=1)
-            probs = (probs[:1] + probs[1:].flip(-1)) / 2
-            if self._prior is not None:
-                probs = probs * self._prior.to(probs.device)
-            out.append(probs[0].max(0).indices.to(torch.uint8).cpu().numpy())
+            out.append(self._classes((probs[:1] + probs[1:].flip(-1)) / 2)[0])
         return out
 
     def score_stream(self, pool: Iterable[tuple[Hashable, np.ndarray]], workers: int = 1
@@ -251,20 +240,31 @@ class Scorer:
 
     def _score_batch(self, images: list[np.ndarray], model: nn.Module,
                      lock: threading.Lock) -> list[ScoreMap]:
-        x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255)
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = _tensor(images)
         with lock:
             stats = mc_dropout(model, x.to(self.device), n_samples=self.mc_samples,
                                mode="head", seed=self.seed,
                                expected_entropy=self.heuristic in NEEDS_EXPECTED_ENTROPY)
         u = pixel_uncertainty(stats, self.heuristic).div_(self._norm).clamp_(0.0, 1.0)
-        probs = stats.mean_probs
-        if self._prior is not None:
-            probs = probs * self._prior.to(probs.device)
-        predicted = probs.max(1).indices.to(torch.uint8).cpu().numpy()  # 3x argmax's speed
+        predicted = self._classes(stats.mean_probs)
         u = u.float().cpu().numpy()
         return [ScoreMap(float(u[b].mean(dtype=np.float64)), u[b], predicted[b])
                 for b in range(len(images))]
+
+
+    def _classes(self, probs: torch.Tensor) -> np.ndarray:
+        """``uint8 B x h x w``: the class of ``B x C x h x w`` probabilities, corrected for the
+        loss's class weights."""
+        if self._prior is not None:
+            probs = probs * self._prior.to(probs.device)
+        return probs.max(1).indices.to(torch.uint8).cpu().numpy()  # 3x argmax's speed
+
+
+def _tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
+    """``uint8 h x w x 3`` images of one size -> ``float B x 3 x h x w`` in ``[0, 1]``,
+    channels-last."""
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(255)
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def _batched(items: Iterable, n: int) -> Iterator[list]:

@@ -196,6 +196,18 @@ def enable_mc_dropout(model: nn.Module) -> nn.Module:
     return model
 
 
+@contextmanager
+def kept_modes(model: nn.Module) -> Iterator[nn.Module]:
+    """Run the block with ``model``, then give every module back its train/eval flag (also on
+    error): the model may be shared, and the block may switch them."""
+    previous = [(module, module.training) for module in model.modules()]
+    try:
+        yield model
+    finally:
+        for module, training in previous:
+            module.train(training)
+
+
 def _check_images(images: torch.Tensor) -> None:
     if not isinstance(images, torch.Tensor):
         raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
@@ -262,24 +274,19 @@ def mc_dropout(
     batch, _, height, width = images.shape
     autocast = torch.autocast(device_type=images.device.type, enabled=images.device.type == "cuda")
     decode: Callable[[Any], torch.Tensor] = model.decode if mode == "head" else model
-    previous = [(module, module.training) for module in model.modules()]
-    try:
+    with kept_modes(model), torch.no_grad():
         enable_mc_dropout(model)
-        with torch.no_grad():
-            with autocast:
-                inputs = model.encode(images) if mode == "head" else images
-            if seed is None:
-                parts = [_passes(decode, inputs, n_samples, autocast, (batch, height, width),
-                                 expected_entropy)]
-            else:  # one image at a time: its own mask sequence, and tensors that stay in cache
-                parts = []
-                for b in range(batch):
-                    with shared_masks(seed, images.device):
-                        parts.append(_passes(decode, _take(inputs, b), n_samples, autocast,
-                                             (1, height, width), expected_entropy))
-    finally:
-        for module, training in previous:
-            module.train(training)
+        with autocast:
+            inputs = model.encode(images) if mode == "head" else images
+        if seed is None:
+            parts = [_passes(decode, inputs, n_samples, autocast, (batch, height, width),
+                             expected_entropy)]
+        else:  # one image at a time: its own mask sequence, and tensors that stay in cache
+            parts = []
+            for b in range(batch):
+                with shared_masks(seed, images.device):
+                    parts.append(_passes(decode, _take(inputs, b), n_samples, autocast,
+                                         (1, height, width), expected_entropy))
     sum_probs = torch.cat([p for p, _ in parts]) if len(parts) > 1 else parts[0][0]
     if not expected_entropy:
         return McStats(sum_probs / n_samples, None)
