@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .constants import IGNORE_INDEX
 from .data import fit_side
 from .networks import fold_batch_norms
 from .uncertainty import (HEURISTICS, NEEDS_EXPECTED_ENTROPY, kept_modes, mc_dropout,
@@ -176,7 +177,33 @@ class Scorer:
         than the MC mean of :meth:`score`, 52% against 47% (``bench/prelabels.py``); without
         the mirror, 48%.
         """
+        return [self._classes(probs)[0] for probs in self._prelabel_probs(images)]
+
+    def confident_prelabels(self, images: Sequence[np.ndarray], threshold: float
+                            ) -> list[np.ndarray]:
+        """:meth:`prelabels` where the model is sure of them, ``IGNORE_INDEX`` elsewhere.
+
+        A pixel keeps its pre-label when that class's probability (the mirrored average,
+        corrected for the class weights and normalised again) is at least ``threshold``: the
+        self-labels of :func:`~dbsal_backend.training.fit`.
+        """
+        if isinstance(threshold, bool) or not (isinstance(threshold, (int, float))
+                                               and 0 < threshold <= 1):
+            raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
         out = []
+        for probs in self._prelabel_probs(images):
+            if self._prior is not None:
+                probs = probs * self._prior.to(probs.device)
+                probs = probs / probs.sum(1, keepdim=True).clamp_min(1e-12)
+            top = probs.max(1)
+            labels = top.indices.to(torch.uint8)
+            labels[top.values < threshold] = IGNORE_INDEX
+            out.append(labels[0].cpu().numpy())
+        return out
+
+    def _prelabel_probs(self, images: Sequence[np.ndarray]) -> Iterator[torch.Tensor]:
+        """Per image, ``1 x C x h x w`` softmax of one pass without dropout over the image and
+        its mirror, averaged (not corrected for the class weights)."""
         autocast = torch.autocast(device_type=self.device.type,
                                   enabled=self.device.type == "cuda")
         for image in images:
@@ -185,8 +212,7 @@ class Scorer:
             with self.lock, kept_modes(self.model), torch.no_grad(), autocast:
                 logits = self.model.eval()(x)
             probs = torch.softmax(logits.float(), dim=1)
-            out.append(self._classes((probs[:1] + probs[1:].flip(-1)) / 2)[0])
-        return out
+            yield (probs[:1] + probs[1:].flip(-1)) / 2
 
     def score_stream(self, pool: Iterable[tuple[Hashable, np.ndarray]], workers: int = 1
                      ) -> Iterator[tuple[Hashable, np.ndarray, ScoreMap]]:

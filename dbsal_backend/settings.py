@@ -169,6 +169,10 @@ class Settings(BaseSettings):
     lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="Adam learning rate.")
     class_weighted: bool = Field(True, description="Inverse-frequency class weights in the loss.")
     fine_tune: bool = Field(True, description="Start each run from the previous model.")
+    self_label: Annotated[float | None, BeforeValidator(_unlimited)] = Field(
+        None, gt=0, le=1, description="Fine-tuning trains also on the model's own pre-labels "
+                                      "where nobody labeled and their probability is at least "
+                                      "this; none: off.")
     max_side: int = Field(512, ge=16, description="Longer image side for training and scoring.")
     train_after: int = Field(5, ge=0, description="Annotation events that start a run; 0: only "
                                                   "Start Training.")
@@ -272,10 +276,12 @@ class Settings(BaseSettings):
                           ruler=self.compactness)
 
     def recipe(self, first: bool = False) -> Recipe:
-        """The training recipe of a run; ``first``: the run that starts from ImageNet weights."""
+        """The training recipe of a run; ``first``: the run that starts from ImageNet weights
+        (it has no model to take self-labels from)."""
         return Recipe(epochs=self.first_epochs if first else self.epochs,
                       batch_size=self.batch_size, lr=self.lr,
-                      class_weighted=self.class_weighted, seed=self.seed)
+                      class_weighted=self.class_weighted, seed=self.seed,
+                      self_label=None if first else self.self_label)
 
     def labeling_budget(self) -> Budget:
         return Budget(limit=self.budget, unit=self.budget_unit)

@@ -30,6 +30,8 @@ the same model trained on it):
               layers: for a config without polygons).
 ``default``   the backend's default settings for a config with PolygonLabels (one of the
               above; the README says which); ``default_brush``: for BrushLabels alone.
+``self_labeled`` the default, fine-tuning on its own confident pre-labels (probability >= 0.9)
+              where nobody labeled (:attr:`~dbsal_backend.training.Recipe.self_label`).
 ``random``    random whole images.
 ``control``   no new labels: the seed model fine-tuned again at every step, as the others are
               (what the extra training alone gives; compared step by step, not by clicks).
@@ -75,7 +77,9 @@ class Strategy:
     ``"random"`` (whole random images), ``"none"`` (no new labels, training only) or ``"full"``
     (the whole pool). A ``static`` policy with
     ``match`` set takes its fraction from the named strategy's mean share of queried
-    superpixels in the same seed.
+    superpixels in the same seed. ``self_label`` is the fine-tuning's
+    :attr:`~dbsal_backend.training.Recipe.self_label` (it replaces the recipe's; the seed
+    model and ``full`` train without it).
     """
 
     name: str
@@ -83,6 +87,7 @@ class Strategy:
     policy: QueryPolicy | None = None
     superpixels: SlicParams = field(default_factory=SlicParams)
     match: str | None = None
+    self_label: float | None = None
 
 
 def product_default(polygons: bool = True) -> Strategy:
@@ -92,7 +97,8 @@ def product_default(polygons: bool = True) -> Strategy:
 
     defaults = Settings.model_validate({})
     return Strategy("default" if polygons else "default_brush",
-                    policy=defaults.query_policy(polygons), superpixels=defaults.slic_params())
+                    policy=defaults.query_policy(polygons), superpixels=defaults.slic_params(),
+                    self_label=defaults.recipe().self_label)
 
 
 _PAPER = QueryPolicy(split="natural_breaks", scope="image", grouping="superpixel")
@@ -116,6 +122,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("class", policy=replace(_PAPER, grouping="class", smoothing=2, max_regions=40),
              superpixels=_SLICO),
     product_default(polygons=False),
+    replace(product_default(), name="self_labeled", self_label=0.9),
     Strategy("random", kind="random"),
     Strategy("control", kind="none"),
     Strategy("full", kind="full"),
@@ -233,12 +240,15 @@ class Simulation:
         torch.manual_seed(seed)
         return build_model(self.cfg.arch, self.cfg.n_classes, pretrained=self.cfg.pretrained)
 
-    def _fit(self, model, labeled: dict[int, np.ndarray], seed: int, epochs: int | None = None):
-        """Train on ``labeled`` (fine-tuning ``model``) for ``epochs`` (default: the recipe's)."""
+    def _fit(self, model, labeled: dict[int, np.ndarray], seed: int, epochs: int | None = None,
+             self_label: float | None = None):
+        """Train on ``labeled`` (fine-tuning ``model``) for ``epochs`` (default: the recipe's),
+        with ``self_label`` as the recipe's."""
         idx = sorted(labeled)
         images = [fit_side(self.pool_images[i], self.cfg.max_side) for i in idx]
         labels = [resize_nearest(labeled[i], *im.shape[:2]) for i, im in zip(idx, images)]
-        recipe = replace(self.cfg.recipe, seed=seed, epochs=epochs or self.cfg.recipe.epochs)
+        recipe = replace(self.cfg.recipe, seed=seed, epochs=epochs or self.cfg.recipe.epochs,
+                         self_label=self_label)
         fit(model, images, labels, recipe, self.device)
         return model
 
@@ -280,7 +290,8 @@ class Simulation:
         digest = hashlib.sha256(json.dumps({
             "arch": cfg.arch, "n_classes": cfg.n_classes, "pretrained": cfg.pretrained,
             "max_side": cfg.max_side, "epochs": cfg.first_epochs, "seed": seed,
-            "recipe": _jsonable(asdict(replace(cfg.recipe, seed=seed, epochs=cfg.first_epochs))),
+            "recipe": _jsonable(asdict(replace(cfg.recipe, seed=seed, epochs=cfg.first_epochs,
+                                               self_label=None))),
             "device": self.device.type, "torch": torch.__version__, "images": sorted(labeled),
         }, sort_keys=True).encode())
         for i in sorted(labeled):
@@ -332,7 +343,7 @@ class Simulation:
                     tally.add(answer)
             else:
                 extra = self._query(model, strategy, policy, labeled, tally, seed)
-            model = self._fit(model, labeled, seed + step)
+            model = self._fit(model, labeled, seed + step, self_label=strategy.self_label)
             records.append(self._record(step, tally, self._evaluate(model), t0, **extra))
             r = records[-1]
             log.info("%s seed %d step %d: mIoU %.4f, %d clicks, pre-labels %s, %.0fs",

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 from .constants import IGNORE_INDEX
 from .data import SegmentationDataset, fit_side
 from .networks import ARCHITECTURES, build_model, pick_device
+from .scoring import Scorer
 
 __all__ = [
     "CheckpointMismatch",
@@ -42,6 +43,7 @@ __all__ = [
     "load_checkpoint",
     "miou",
     "save_checkpoint",
+    "self_labeled",
     "train_one_epoch",
 ]
 
@@ -75,6 +77,11 @@ class Recipe:
         Seeds the shuffling, the augmentation and dropout.
     amp : bool
         Mixed precision (float16 autocast and gradient scaling), used on CUDA only.
+    self_label : float or None
+        Fine-tuning only: before training, fill each image's unlabeled pixels with the model's
+        own pre-label where its probability is at least this
+        (:meth:`~dbsal_backend.scoring.Scorer.confident_prelabels`); ``None``: off. The loss
+        weights still come from the given labels alone.
     """
 
     epochs: int = 20
@@ -86,6 +93,7 @@ class Recipe:
     hflip: bool = True
     seed: int = 0
     amp: bool = True
+    self_label: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -96,6 +104,11 @@ class Recipe:
             raise ValueError(f"Recipe.lr must be a finite number > 0, got {self.lr!r}")
         if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
             raise ValueError(f"Recipe.weight_decay must be >= 0, got {self.weight_decay!r}")
+        if self.self_label is not None and (
+                isinstance(self.self_label, bool) or not isinstance(self.self_label, (int, float))
+                or not 0 < self.self_label <= 1):
+            raise ValueError(f"Recipe.self_label must be None or in (0, 1], "
+                             f"got {self.self_label!r}")
         # The augmentation settings are checked by the dataset they configure.
         SegmentationDataset([], [], scale_range=self.scale_range, hflip=self.hflip,
                             seed=self.seed)
@@ -292,12 +305,15 @@ def fit(model: nn.Module, images: Sequence[np.ndarray], labels: Sequence[np.ndar
     n_classes = model.n_classes
     sizes = {image.shape[:2] for image in images}
     crop = None if len(sizes) == 1 else (min(h for h, _ in sizes), min(w for _, w in sizes))
+    weights = class_weights(labels, n_classes) if recipe.class_weighted else None
+    if recipe.self_label is not None:
+        labels = self_labeled(model, images, labels, recipe.self_label, weights, device)
     dataset = SegmentationDataset(images, labels, crop_size=crop, scale_range=recipe.scale_range,
                                   hflip=recipe.hflip, seed=recipe.seed)
     torch.manual_seed(recipe.seed)
     loader = DataLoader(dataset, batch_size=min(recipe.batch_size, len(dataset)), shuffle=True,
                         generator=torch.Generator().manual_seed(recipe.seed))
-    weight = class_weights(labels, n_classes).to(device) if recipe.class_weighted else None
+    weight = None if weights is None else weights.to(device)
     criterion = nn.CrossEntropyLoss(weight=weight, ignore_index=IGNORE_INDEX)
     model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr,
@@ -316,6 +332,30 @@ def fit(model: nn.Module, images: Sequence[np.ndarray], labels: Sequence[np.ndar
                      time.perf_counter() - start)
     model.eval()
     return losses
+
+
+def self_labeled(model: nn.Module, images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+                 threshold: float, weights: torch.Tensor | None = None,
+                 device: torch.device | str = "cpu") -> list[np.ndarray]:
+    """``labels`` with their ``IGNORE_INDEX`` pixels filled by the model's confident pre-labels.
+
+    Self-training for fine-tuning: where a person labeled nothing (the superpixels a step did
+    not ask about, void), the trained model's pre-label
+    (:meth:`~dbsal_backend.scoring.Scorer.confident_prelabels`, corrected by the loss's class
+    ``weights``) becomes a label where its probability is at least ``threshold``; the given
+    labels are kept as they are. Images and labels are at the working resolution.
+    """
+    device = pick_device(device) if isinstance(device, str) else device
+    side = max(max(image.shape[:2]) for image in images)
+    scorer = Scorer(model.to(device), model.n_classes, mc_samples=1, max_side=side,
+                    device=device, class_weights=None if weights is None else weights.numpy())
+    out = []
+    for image, label in zip(images, labels):
+        if (label == IGNORE_INDEX).any():
+            guess = scorer.confident_prelabels([image], threshold)[0]
+            label = np.where(label == IGNORE_INDEX, guess, label).astype(label.dtype)
+        out.append(label)
+    return out
 
 
 class CheckpointMismatch(ValueError):

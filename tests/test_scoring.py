@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from dbsal_backend.constants import IGNORE_INDEX
 from dbsal_backend.data import fit_side
 from dbsal_backend.networks import UNet
 from dbsal_backend.scoring import ScoreMap, Scorer, max_uncertainty
@@ -177,6 +178,38 @@ def test_prelabels_are_corrected_for_the_class_weights_and_leave_the_flags(model
     scorer.model.eval()
     scorer.prelabels(pool)
     assert not any(m.training for m in scorer.model.modules())
+
+
+def test_confident_prelabels_keep_the_prelabel_where_its_probability_reaches_the_threshold(model):
+    pool = images()
+    scorer = Scorer(model, 3, max_side=16, class_weights=[1.0, 2.0, 0.5])
+    labels = scorer.prelabels(pool)
+    kept = []
+    for threshold in (0.4, 0.7, 0.99):
+        confident = scorer.confident_prelabels(pool, threshold)
+        share = []
+        for image, label, sure in zip(pool, labels, confident):
+            assert sure.dtype == np.uint8 and sure.shape == label.shape
+            mask = sure != IGNORE_INDEX
+            np.testing.assert_array_equal(sure[mask], label[mask])  # the pre-label or nothing
+            # by hand: the mirrored mean, corrected by 1 / w and normalised, at its maximum
+            x = torch.from_numpy(np.stack([fit_side(image, 16)])).permute(0, 3, 1, 2) / 255
+            with torch.no_grad():
+                p = (torch.softmax(model(x), 1) + torch.softmax(model(x.flip(-1)), 1).flip(-1)) / 2
+            p = p * torch.tensor([1.0, 0.5, 2.0]).view(1, 3, 1, 1)
+            top = (p / p.sum(1, keepdim=True)).max(1).values[0].numpy()
+            clear = np.abs(top - threshold) > 0.02  # folded batch norms: tiny differences
+            np.testing.assert_array_equal(mask[clear], (top >= threshold)[clear])
+            share.append(mask.mean())
+        kept.append(np.mean(share))
+    assert kept[0] > kept[1] > kept[2]  # a higher threshold keeps fewer pixels
+    assert scorer.confident_prelabels([], 0.5) == []
+
+
+@pytest.mark.parametrize("threshold", [0, 0.0, -0.5, 1.5, True, "0.9", None])
+def test_confident_prelabels_threshold_validation(model, threshold):
+    with pytest.raises(ValueError, match="threshold"):
+        Scorer(model, 3, max_side=16).confident_prelabels(images()[:1], threshold)
 
 
 @pytest.mark.parametrize("weights", [[1.0, 1.0], [1.0, 1.0, -1.0], [1.0, float("nan"), 1.0],

@@ -145,6 +145,26 @@ def test_the_seed_model_is_trained_once_per_setting_and_kept(dataset, tmp_path, 
     assert len(list(kept.glob("*.part"))) == 0
 
 
+def test_self_labeled_fine_tunes_on_its_own_prelabels_but_not_the_seed_model(dataset, tmp_path,
+                                                                            monkeypatch):
+    strategy = STRATEGIES["self_labeled"]
+    assert strategy.self_label == 0.9
+    assert strategy.policy == STRATEGIES["default"].policy
+    assert STRATEGIES["default"].self_label == Settings.model_validate({}).recipe().self_label
+    used = []
+    real_fit = simulate.fit
+    monkeypatch.setattr(simulate, "fit", lambda model, images, labels, recipe, device:
+                        used.append((recipe.epochs, recipe.self_label))
+                        or real_fit(model, images, labels, recipe, device))
+    result = main(args(dataset, tmp_path, "--strategies", "self_labeled", "default",
+                       "--seeds", "0", "--out", str(tmp_path / "self.json")))
+    # seed model (2 epochs) alone without; then self_labeled's 2 steps with, default's without
+    assert used == [(2, None), (1, 0.9), (1, 0.9), (1, None), (1, None)]
+    rows = result["strategies"]
+    assert rows["self_labeled"][0] == rows["default"][0]  # the same seed model
+    assert result["settings"]["strategies"]["self_labeled"]["self_label"] == 0.9
+
+
 def _records(points):
     return [StepRecord(step=k, images=0, regions=0, corrections=0, clicks=c, pixels=0,
                        pixels_fraction=0.0, miou=m) for k, (c, m) in enumerate(points)]

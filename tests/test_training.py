@@ -22,7 +22,9 @@ from dbsal_backend.training import (
     load_checkpoint,
     miou,
     save_checkpoint,
+    self_labeled,
 )
+from dbsal_backend.scoring import Scorer
 
 FAST = Recipe(epochs=20, batch_size=4, lr=2e-2, scale_range=None, class_weighted=False)
 
@@ -66,6 +68,7 @@ def test_recipe_defaults():
     assert (recipe.epochs, recipe.batch_size, recipe.lr, recipe.weight_decay) == (20, 8, 1e-3, 0.0)
     assert (recipe.class_weighted, recipe.scale_range, recipe.hflip, recipe.seed, recipe.amp) == (
         True, (0.75, 1.25), True, 0, True)
+    assert recipe.self_label is None
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -73,6 +76,8 @@ def test_recipe_defaults():
     {"lr": 0.0}, {"lr": -1e-3}, {"lr": float("inf")}, {"lr": float("nan")}, {"lr": "0.1"},
     {"weight_decay": -1.0}, {"scale_range": (2.0, 1.0)}, {"scale_range": (0.0, 1.0)},
     {"scale_range": (1.0,)}, {"hflip": "yes"}, {"seed": -1},
+    {"self_label": 0}, {"self_label": 1.5}, {"self_label": -0.1}, {"self_label": True},
+    {"self_label": "0.9"},
 ])
 def test_recipe_validation(kwargs):
     with pytest.raises((TypeError, ValueError)):
@@ -151,6 +156,66 @@ def test_class_weighting_changes_the_loss(squares):
                   Recipe(epochs=1, batch_size=4, scale_range=None, class_weighted=weighted))[0]
               for weighted in (False, True)]
     assert losses[0] != pytest.approx(losses[1])
+
+
+def test_self_labeled_fills_only_unlabeled_pixels_with_confident_prelabels(squares):
+    (images, labels), _ = squares
+    model = _tiny_unet()
+    fit(model, images, labels, FAST)
+    partial = [label.copy() for label in labels]
+    for label in partial:
+        label[:, : label.shape[1] // 2] = IGNORE_INDEX
+    partial[0][:] = 1  # a person's label, even a wrong one, is kept
+    filled = self_labeled(model, images, partial, 0.9)
+    scorer = Scorer(model, 2, mc_samples=1, max_side=16)
+    for image, given, out in zip(images, partial, filled):
+        assert out.dtype == given.dtype and out.shape == given.shape
+        known = given != IGNORE_INDEX
+        np.testing.assert_array_equal(out[known], given[known])
+        sure = scorer.confident_prelabels([image], 0.9)[0]
+        np.testing.assert_array_equal(out[~known], sure[~known])
+    filled_share = np.mean([(f != IGNORE_INDEX).mean() for f in filled[1:]])
+    assert filled_share > 0.6  # the unlabeled half is mostly filled
+    # the squares are easy: what the model fills in is mostly right
+    right = np.mean([(f == t)[(g == IGNORE_INDEX) & (f != IGNORE_INDEX)].mean()
+                     for f, g, t in zip(filled[1:], partial[1:], labels[1:])])
+    assert right > 0.95
+    # a higher threshold fills no more pixels
+    strict = self_labeled(model, images, partial, 0.999)
+    assert sum((s != IGNORE_INDEX).sum() for s in strict) <= sum((f != IGNORE_INDEX).sum()
+                                                                  for f in filled)
+
+
+def test_fit_with_self_labels_trains_on_more_pixels_than_it_was_given(squares, monkeypatch):
+    (images, labels), _ = squares
+    model = _tiny_unet()
+    fit(model, images, labels, FAST)
+    partial = [label.copy() for label in labels]
+    for label in partial:
+        label[:, : label.shape[1] // 2] = IGNORE_INDEX
+    seen = {}
+    original = training.SegmentationDataset
+
+    def spy(images, labels, **kwargs):
+        if labels:  # Recipe checks its augmentation settings on an empty dataset
+            seen.setdefault("labels", labels)
+        return original(images, labels, **kwargs)
+
+    monkeypatch.setattr(training, "SegmentationDataset", spy)
+    weights = {}
+    real_weights = training.class_weights
+    monkeypatch.setattr(training, "class_weights",
+                        lambda labels, n: weights.setdefault("w", real_weights(labels, n)))
+    fit(model, images, partial, Recipe(epochs=1, batch_size=4, scale_range=None,
+                                       self_label=0.9))
+    given = sum((p != IGNORE_INDEX).sum() for p in partial)
+    trained = sum((p != IGNORE_INDEX).sum() for p in seen["labels"])
+    assert trained > given
+    # the loss weights come from the person's labels alone
+    torch.testing.assert_close(weights["w"], real_weights(partial, 2))
+    seen.clear()
+    fit(model, images, partial, Recipe(epochs=1, batch_size=4, scale_range=None))
+    assert sum((p != IGNORE_INDEX).sum() for p in seen["labels"]) == given
 
 
 def test_fit_needs_images():
