@@ -62,6 +62,7 @@ bench-speed: dev
 bench-al: dev
 	bench/camvid_al.sh $(DATA)
 	$(PY) bench/prelabels.py --data $(DATA)
+	$(PY) bench/self_labels.py --data $(DATA)
 
 bench-latency: dev
 	$(PY) bench/latency.py --data $(DATA)
