@@ -11,6 +11,7 @@ does. Then the labels the fine-tuning would get are filled as
 working resolution), for several thresholds, and compared with CamVid's ground truth at that
 resolution (void aside):
 
+``human_pixels`` the pixels people labeled (seed set and step 1), void aside
 ``filled``       the share of the unlabeled, non-void pixels of the labeled images that get a
                  self-label
 ``accuracy``     the share of those self-labels that are the true class
@@ -84,7 +85,8 @@ def main() -> None:
         human = np.concatenate([lbl[lbl != IGNORE_INDEX] for lbl in labels])
         gaps = [(lbl == IGNORE_INDEX) & (t != IGNORE_INDEX) for lbl, t in zip(labels, truths)]
         gap_truth = np.concatenate([t[g] for t, g in zip(truths, gaps)])
-        row = {"seed_miou": miou0, "unlabeled_pixels": int(gap_truth.size),
+        row = {"seed_miou": miou0, "human_pixels": int(human.size),
+               "unlabeled_pixels": int(gap_truth.size),
                "human_share": shares(human, n), "gap_truth_share": shares(gap_truth, n),
                "thresholds": {}}
         for t in THRESHOLDS:
