@@ -110,18 +110,25 @@ def smoothed(labels: np.ndarray, sizes: np.ndarray, pairs: np.ndarray, rounds: i
     return smooth_labels(table, pairs, rounds).label
 
 
+def camvid_step1(data: str) -> Simulation:
+    """The simulator on CamVid as ``bench/camvid_al.sh`` runs it (its seed models, kept in
+    ``.sim-cache``), for the benches that study its step 1."""
+    cfg = SimConfig(n_classes=11, init_images=10, images_per_step=10, steps=1, max_side=240,
+                    recipe=Recipe(epochs=20), first_epochs=120, full_epochs=40, mc_samples=20,
+                    device="cpu")
+    pool_x, pool_y, _ = load_split(data, "train", ignore_value=11)
+    val_x, val_y, _ = load_split(data, "val", ignore_value=11)
+    return Simulation(pool_x, pool_y, val_x, val_y, cfg)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="../shared/data/camvid")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--out", default="bench/results/prelabels.json")
     args = p.parse_args()
-    cfg = SimConfig(n_classes=11, init_images=10, images_per_step=10, steps=1, max_side=240,
-                    recipe=Recipe(epochs=20), first_epochs=120, full_epochs=40, mc_samples=20,
-                    device="cpu")
-    pool_x, pool_y, _ = load_split(args.data, "train", ignore_value=11)
-    val_x, val_y, _ = load_split(args.data, "val", ignore_value=11)
-    sim = Simulation(pool_x, pool_y, val_x, val_y, cfg)
+    sim = camvid_step1(args.data)
+    cfg, pool_x, pool_y = sim.cfg, sim.pool_images, sim.pool_labels
     strategy = STRATEGIES["default"]
     policy = replace(strategy.policy, images=cfg.images_per_step)
     n = cfg.n_classes

@@ -37,9 +37,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dbsal_backend.constants import IGNORE_INDEX  # noqa: E402
-from dbsal_backend.data import fit_side, load_split, resize_nearest  # noqa: E402
-from dbsal_backend.simulate import STRATEGIES, SimConfig, Simulation  # noqa: E402
-from dbsal_backend.training import Recipe, class_weights, self_labeled  # noqa: E402
+from dbsal_backend.data import fit_side, resize_nearest  # noqa: E402
+from dbsal_backend.simulate import STRATEGIES  # noqa: E402
+from dbsal_backend.training import class_weights, self_labeled  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from prelabels import camvid_step1  # noqa: E402
 
 THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 
@@ -55,13 +58,9 @@ def main() -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--out", default="bench/results/self_labels.json")
     args = p.parse_args()
-    cfg = SimConfig(n_classes=11, init_images=10, images_per_step=10, steps=1, max_side=240,
-                    recipe=Recipe(epochs=20), first_epochs=120, full_epochs=40, mc_samples=20,
-                    device="cpu")
+    sim = camvid_step1(args.data)
+    cfg, pool_x, pool_y = sim.cfg, sim.pool_images, sim.pool_labels
     n = cfg.n_classes
-    pool_x, pool_y, _ = load_split(args.data, "train", ignore_value=11)
-    val_x, val_y, _ = load_split(args.data, "val", ignore_value=11)
-    sim = Simulation(pool_x, pool_y, val_x, val_y, cfg)
     strategy = STRATEGIES["default"]
     policy = replace(strategy.policy, images=cfg.images_per_step)
     out = {"settings": {"data": args.data, "seeds": args.seeds, "strategy": "default",

@@ -158,13 +158,19 @@ def test_class_weighting_changes_the_loss(squares):
     assert losses[0] != pytest.approx(losses[1])
 
 
-def test_self_labeled_fills_only_unlabeled_pixels_with_confident_prelabels(squares):
-    (images, labels), _ = squares
+def _trained_and_half_unlabeled(images, labels):
+    """A model trained on ``labels``, and the labels with each image's left half unlabeled."""
     model = _tiny_unet()
     fit(model, images, labels, FAST)
     partial = [label.copy() for label in labels]
     for label in partial:
         label[:, : label.shape[1] // 2] = IGNORE_INDEX
+    return model, partial
+
+
+def test_self_labeled_fills_only_unlabeled_pixels_with_confident_prelabels(squares):
+    (images, labels), _ = squares
+    model, partial = _trained_and_half_unlabeled(images, labels)
     partial[0][:] = 1  # a person's label, even a wrong one, is kept
     filled = self_labeled(model, images, partial, 0.9)
     scorer = Scorer(model, 2, mc_samples=1, max_side=16)
@@ -188,11 +194,7 @@ def test_self_labeled_fills_only_unlabeled_pixels_with_confident_prelabels(squar
 
 def test_fit_with_self_labels_trains_on_more_pixels_than_it_was_given(squares, monkeypatch):
     (images, labels), _ = squares
-    model = _tiny_unet()
-    fit(model, images, labels, FAST)
-    partial = [label.copy() for label in labels]
-    for label in partial:
-        label[:, : label.shape[1] // 2] = IGNORE_INDEX
+    model, partial = _trained_and_half_unlabeled(images, labels)
     seen = {}
     original = training.SegmentationDataset
 
