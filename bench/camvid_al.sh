@@ -42,6 +42,9 @@ for seed in 0 1 2; do
   # fine-tuning also on its own confident pre-labels (Recipe.self_label 0.9; not the default:
   # it lost to the default by 2.1 mIoU at equal clicks; bench/self_labels.py says why)
   sim camvid_al 120 "s${seed}_c" "$seed" -- self_labeled
+  # the default with diverse images (DBSAL_DIVERSITY=3: the most uncertain image of each of 10
+  # layout clusters of the 30 most uncertain)
+  sim camvid_al 120 "s${seed}_d" "$seed" -- diverse
 done
 sim camvid_al 120 full 0 -- full
 combine camvid_al bench/results/camvid_al.json

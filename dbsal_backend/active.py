@@ -5,8 +5,8 @@ may download, decode and prefetch; the step only computes), a :class:`~dbsal_bac
 Scorer` and a function that gives an image's superpixels, and returns a :class:`StepResult`:
 
 1. **Rank.** Every image is scored by MC dropout in batches; only the ``policy.images`` most
-   uncertain are kept with their maps and pixels (memory does not grow with the pool); every
-   score is kept as a priority.
+   uncertain (times ``policy.diversity``, see :class:`Ranking`) are kept with their maps and
+   pixels (memory does not grow with the pool); every score is kept as a priority.
 2. **Split.** The superpixels of each kept image are scored by the mean uncertainty of their
    pixels (optionally weighted by class, :func:`class_balance_weights`) and split into a high and
    a low group: per image (``scope="image"``, the paper's dynamic budget) or once over all kept
@@ -33,7 +33,7 @@ import numpy as np
 from .regions import (GROUPINGS, Region, adjacent_pairs, build_regions, smooth_labels,
                       superpixel_table)
 from .scoring import Scorer, ScoreMap
-from .selection import SPLIT_METHODS, split_superpixels
+from .selection import SPLIT_METHODS, diverse_top, layout, split_superpixels
 
 __all__ = ["SCOPES", "Candidate", "Query", "QueryPolicy", "Ranking", "StepResult",
            "active_step", "class_balance_weights", "decide", "fit_budget", "query_candidates"]
@@ -67,6 +67,13 @@ class QueryPolicy:
     smoothing : int
         Rounds of :func:`~dbsal_backend.regions.smooth_labels` on the predicted classes before
         the regions are formed (pre-labels only; what is queried does not change).
+    diversity : int
+        1: query the ``images`` most uncertain images. More: cluster the ``images *
+        diversity`` most uncertain by their predicted :func:`~dbsal_backend.selection.layout`
+        and query the most uncertain image of each cluster
+        (:func:`~dbsal_backend.selection.diverse_top`), so that ten near copies of one scene
+        (consecutive video frames) are not all asked about. A step then keeps that many
+        candidate images in memory.
     """
 
     images: int = 10
@@ -77,6 +84,7 @@ class QueryPolicy:
     class_balanced: bool = False
     max_regions: int | None = None
     smoothing: int = 0
+    diversity: int = 1
 
     def __post_init__(self) -> None:
         if isinstance(self.images, bool) or not isinstance(self.images, int) or self.images < 1:
@@ -92,6 +100,9 @@ class QueryPolicy:
         if isinstance(self.smoothing, bool) or not isinstance(self.smoothing, int) \
                 or self.smoothing < 0:
             raise ValueError(f"smoothing must be an int >= 0, got {self.smoothing!r}")
+        if isinstance(self.diversity, bool) or not isinstance(self.diversity, int) \
+                or self.diversity < 1:
+            raise ValueError(f"diversity must be an int >= 1, got {self.diversity!r}")
         if self.max_regions is not None and (isinstance(self.max_regions, bool) or not isinstance(
                 self.max_regions, int) or self.max_regions < 1):
             raise ValueError(f"max_regions must be an int >= 1 or None, got {self.max_regions!r}")
@@ -142,10 +153,19 @@ class StepResult:
 
 
 class Ranking:
-    """Keeps the ``k`` most uncertain images seen (ties: the smaller key) and every score."""
+    """Keeps the most uncertain images seen (ties: the smaller key) and every score.
 
-    def __init__(self, k: int) -> None:
+    ``top()`` gives ``k`` of them: the ``k`` most uncertain, or with ``diversity > 1`` the
+    most uncertain of each cluster of the ``k * diversity`` most uncertain, clustered by their
+    predicted layout (:func:`~dbsal_backend.selection.diverse_top`; needs ``n_classes``).
+    """
+
+    def __init__(self, k: int, diversity: int = 1, n_classes: int | None = None) -> None:
+        if diversity > 1 and n_classes is None:
+            raise ValueError("a diverse ranking needs n_classes")
         self.k = k
+        self.diversity = diversity
+        self.n_classes = n_classes
         self.priorities: dict[Hashable, float] = {}
         self._heap: list[tuple[float, _Reversed, int, Candidate]] = []
         self._count = itertools.count()
@@ -154,14 +174,21 @@ class Ranking:
         score = candidate.scores.score
         self.priorities[candidate.key] = score
         item = (score, _Reversed(candidate.key), next(self._count), candidate)
-        if len(self._heap) < self.k:
+        if len(self._heap) < self.k * self.diversity:
             heapq.heappush(self._heap, item)
         elif item[:2] > self._heap[0][:2]:
             heapq.heapreplace(self._heap, item)
 
     def top(self) -> list[Candidate]:
-        """The kept candidates, most uncertain first."""
-        return [c for *_, c in sorted(self._heap, key=lambda t: t[:2], reverse=True)]
+        """The chosen candidates, most uncertain first."""
+        kept = [c for *_, c in sorted(self._heap, key=lambda t: t[:2], reverse=True)]
+        if self.diversity == 1:
+            return kept
+        by_key = {c.key: c for c in kept}
+        chosen = diverse_top({c.key: c.scores.score for c in kept},
+                             {c.key: layout(c.scores.predicted, self.n_classes) for c in kept},
+                             self.k, len(kept))
+        return [by_key[key] for key in chosen]
 
 
 class _Reversed:
@@ -305,7 +332,7 @@ def active_step(pool: Iterable[tuple[Hashable, np.ndarray]], scorer: Scorer,
         Batches scored at the same time (:meth:`~dbsal_backend.scoring.Scorer.score_stream`),
         and kept images whose superpixels are made at the same time.
     """
-    ranking = Ranking(policy.images)
+    ranking = Ranking(policy.images, policy.diversity, scorer.n_classes)
     for key, image, scores in scorer.score_stream(pool, workers):
         ranking.add(Candidate(key, image, scores))
     return decide(ranking.top(), ranking.priorities, superpixels_of, policy, scorer.n_classes,

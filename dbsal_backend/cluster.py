@@ -30,7 +30,7 @@ from torch import nn
 from .active import Candidate, QueryPolicy, StepResult, active_step, decide
 from .images import ImageFetcher, prefetch
 from .scoring import Scorer
-from .selection import rank_images
+from .selection import LAYOUT_GRID, diverse_top, layout, rank_images
 from .training import Recipe, fit
 
 __all__ = ["LocalCompute", "RayCompute", "make_compute"]
@@ -132,8 +132,9 @@ class RayCompute:
     def step(self, tasks: Sequence[dict], fetcher: ImageFetcher, data_key: str, scorer: Scorer,
              superpixels_of: Callable[[np.ndarray], np.ndarray], policy: QueryPolicy,
              on_skip: Callable[[int, Exception], None], **options: Any) -> StepResult:
-        priorities = self.rank(tasks, data_key, scorer, on_skip)
-        top = rank_images(priorities, policy.images)
+        pool = policy.images * policy.diversity
+        priorities, layouts = self.rank(tasks, data_key, scorer, on_skip, keep=pool)
+        top = diverse_top(priorities, layouts, policy.images, pool)
         by_id = {task["id"]: task for task in tasks}
         candidates = []
         for key in top:
@@ -143,8 +144,11 @@ class RayCompute:
                       labels_of=scorer.prelabels, **options)
 
     def rank(self, tasks: Sequence[dict], data_key: str, scorer: Scorer,
-             on_skip: Callable[[int, Exception], None]) -> dict[int, float]:
-        """``{task id: image score}`` of the pool, scored by Ray Data actors."""
+             on_skip: Callable[[int, Exception], None], keep: int = 0,
+             ) -> tuple[dict[int, float], dict[int, np.ndarray]]:
+        """``{task id: image score}`` of the pool, scored by Ray Data actors, and the predicted
+        :func:`~dbsal_backend.selection.layout` of the ``keep`` most uncertain (at most ``2 x
+        keep`` layouts are held at a time)."""
         with scorer.lock:
             model = copy.deepcopy(scorer.model).cpu()
         spec = {
@@ -158,13 +162,19 @@ class RayCompute:
             _ScoreBatch, fn_constructor_kwargs={"spec": spec}, batch_size=scorer.batch_size,
             concurrency=self.concurrency, num_gpus=1 if self.gpus else 0, batch_format="numpy")
         priorities: dict[int, float] = {}
+        layouts: dict[int, np.ndarray] = {}
         for batch in dataset.iter_batches(batch_size=256, batch_format="numpy"):
-            for key, score, error in zip(batch["id"], batch["score"], batch["error"]):
+            for key, score, error, shape in zip(batch["id"], batch["score"], batch["error"],
+                                                batch["layout"]):
                 if error:
                     on_skip(int(key), RuntimeError(str(error)))
                 else:
                     priorities[int(key)] = float(score)
-        return priorities
+                    layouts[int(key)] = shape
+            if len(layouts) > 2 * keep:
+                kept = rank_images({key: priorities[key] for key in layouts}, keep)
+                layouts = {key: layouts[key] for key in kept}
+        return priorities, layouts
 
 
 def _train_remote(model: nn.Module, images: list, labels: list, recipe: Recipe) -> dict:
@@ -210,10 +220,14 @@ class _ScoreBatch:
                 images.append(None)
                 errors.append(f"{type(exc).__name__}: {exc}")
         good = [i for i, image in enumerate(images) if image is not None]
+        n_classes = self.scorer.n_classes
         scores = np.zeros(len(images))
+        layouts = np.zeros((len(images), LAYOUT_GRID ** 2 * n_classes), np.float32)
         for i, result in zip(good, self.scorer.score([images[i] for i in good])):
             scores[i] = result.score
-        return {"id": batch["id"], "score": scores, "error": np.array(errors, dtype=object)}
+            layouts[i] = layout(result.predicted, n_classes, LAYOUT_GRID)
+        return {"id": batch["id"], "score": scores, "layout": layouts,
+                "error": np.array(errors, dtype=object)}
 
 
 def worker_settings(settings: Any) -> dict[str, Any]:

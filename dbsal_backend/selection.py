@@ -1,5 +1,11 @@
 """Pure selection rules: image ranking, the two-group split of superpixel scores, baselines.
 
+Images are ranked by uncertainty (:func:`rank_images`), optionally with diversity
+(:func:`diverse_top`): the most uncertain images of a pool drawn from video are often
+consecutive frames of one scene, and asking about ten near copies teaches the model about one
+scene ten times. :func:`diverse_top` groups the most uncertain candidates by their predicted
+scene :func:`layout` and takes the most uncertain image of each group.
+
 The DBSAL split divides one image's superpixel scores into a high- and a low-uncertainty group
 with the exact two-class natural breaks (:func:`natural_breaks_split`); only the high group is
 queried. :func:`kmeans_split` (a heuristic) and :func:`static_split` (a fixed top fraction, the
@@ -20,8 +26,11 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "LAYOUT_GRID",
     "SPLIT_METHODS",
+    "diverse_top",
     "kmeans_split",
+    "layout",
     "natural_breaks_split",
     "natural_breaks_threshold",
     "random_images",
@@ -93,6 +102,76 @@ def rank_images(scores: Mapping[Hashable, float] | Any, k: int,
         values = _scores_1d(scores)
         ranked = np.argsort(-values, kind="stable").tolist()
     return [key for key in ranked if key not in excluded][:k]
+
+
+#: Rows and columns of the :func:`layout` grid.
+LAYOUT_GRID = 4
+
+
+def layout(predicted: np.ndarray, n_classes: int, grid: int = LAYOUT_GRID) -> np.ndarray:
+    """An image's predicted scene layout: the share of each class in each cell of a
+    ``grid x grid`` division of ``predicted`` (an ``h x w`` class map; other values count for
+    no class), as a ``float32`` vector of ``grid * grid * n_classes``."""
+    n_classes = _check_count(n_classes, "n_classes")
+    grid = _check_count(grid, "grid")
+    predicted = np.asarray(predicted)
+    if predicted.ndim != 2 or min(predicted.shape) < grid or n_classes < 1 or grid < 1:
+        raise ValueError("layout needs a 2-D class map of at least grid x grid pixels, "
+                         "n_classes >= 1 and grid >= 1")
+    out = np.zeros((grid, grid, n_classes), np.float32)
+    for i, band in enumerate(np.array_split(predicted, grid, axis=0)):
+        for j, cell in enumerate(np.array_split(band, grid, axis=1)):
+            known = cell[(cell >= 0) & (cell < n_classes)].astype(np.int64)
+            out[i, j] = np.bincount(known, minlength=n_classes) / cell.size
+    return out.ravel()
+
+
+def diverse_top(scores: Mapping[Hashable, float], features: Mapping[Hashable, Any], k: int,
+                candidates: int, iterations: int = 20) -> list:
+    """``k`` images that are uncertain and unlike each other, most uncertain first.
+
+    The ``candidates`` most uncertain images (:func:`rank_images`) are grouped into ``k``
+    clusters by k-means on their ``features`` (e.g. :func:`layout`), started farthest-first
+    from the most uncertain image, so deterministic; the most uncertain image of each cluster
+    is taken. Clusters left empty are made up by the most uncertain images not taken. With
+    ``candidates <= k`` this is :func:`rank_images` (``scores``, ``k``).
+    """
+    k = _check_count(k, "k")
+    candidates = _check_count(candidates, "candidates")
+    if _check_count(iterations, "iterations") < 1:
+        raise ValueError("iterations must be >= 1")
+    ranked = rank_images(scores, max(k, candidates))
+    if candidates <= k or len(ranked) <= k:
+        return ranked[:k]
+    missing = [key for key in ranked if key not in features]
+    if missing:
+        raise ValueError(f"no features for {len(missing)} candidate images, e.g. {missing[0]!r}")
+    x = np.stack([np.asarray(features[key], dtype=np.float64).ravel() for key in ranked])
+    if not np.isfinite(x).all():
+        raise ValueError("features must be finite")
+    centres = [0]
+    nearest = ((x - x[0]) ** 2).sum(1)
+    while len(centres) < k:
+        far = int(np.argmax(nearest))  # ties: the more uncertain image
+        if nearest[far] <= 0:
+            break  # the rest are copies of chosen centres
+        centres.append(far)
+        nearest = np.minimum(nearest, ((x - x[far]) ** 2).sum(1))
+    centre = x[centres]
+    assign = np.full(len(ranked), -1)
+    for _ in range(iterations):
+        new = np.argmin(((x[:, None, :] - centre[None]) ** 2).sum(2), axis=1)  # ties: earlier
+        if np.array_equal(new, assign):
+            break
+        assign = new
+        for j in range(len(centre)):
+            if (assign == j).any():
+                centre[j] = x[assign == j].mean(0)
+    # ranked is most uncertain first, so a cluster's first member is its most uncertain image
+    taken = {int(np.flatnonzero(assign == j)[0]) for j in range(len(centre)) if (assign == j).any()}
+    rest = [i for i in range(len(ranked)) if i not in taken]
+    chosen = sorted([*taken, *rest[:max(0, k - len(taken))]])
+    return [ranked[i] for i in chosen]
 
 
 # ---------------------------------------------------------------- splits

@@ -162,6 +162,10 @@ class Settings(BaseSettings):
                               "no cap.")
     smoothing: int = Field(2, ge=0, description="Rounds of majority smoothing of the pre-labels "
                                                 "over the superpixel graph.")
+    diversity: int = Field(1, ge=1, description="1: query the most uncertain images; N > 1: "
+                                                 "cluster the N x step-size most uncertain by "
+                                                 "predicted layout and query the most uncertain "
+                                                 "of each cluster (no near-duplicate frames).")
     first_epochs: int = Field(120, ge=1, description="Epochs of the first training run (from "
                                                      "ImageNet weights).")
     epochs: int = Field(20, ge=1, description="Epochs of each later run (fine-tuning).")
@@ -269,7 +273,7 @@ class Settings(BaseSettings):
         return QueryPolicy(images=self.step_size, split=self.split, scope=self.split_scope,
                            static_fraction=self.static_fraction, grouping=grouping,
                            class_balanced=self.class_balanced, max_regions=self.max_regions,
-                           smoothing=self.smoothing)
+                           smoothing=self.smoothing, diversity=self.diversity)
 
     def slic_params(self) -> SlicParams:
         return SlicParams(algorithm=self.slic_algorithm, n_segments=self.n_segments,

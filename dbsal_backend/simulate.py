@@ -32,6 +32,8 @@ the same model trained on it):
               above; the README says which); ``default_brush``: for BrushLabels alone.
 ``self_labeled`` the default, fine-tuning on its own confident pre-labels (probability >= 0.9)
               where nobody labeled (:attr:`~dbsal_backend.training.Recipe.self_label`).
+``diverse``   the default, querying the most uncertain image of each of ``images`` layout
+              clusters of the ``3 x images`` most uncertain (``QueryPolicy.diversity``).
 ``random``    random whole images.
 ``control``   no new labels: the seed model fine-tuned again at every step, as the others are
               (what the extra training alone gives; compared step by step, not by clicks).
@@ -123,6 +125,8 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
              superpixels=_SLICO),
     product_default(polygons=False),
     replace(product_default(), name="self_labeled", self_label=0.9),
+    replace(product_default(), name="diverse",
+            policy=replace(product_default().policy, diversity=3)),
     Strategy("random", kind="random"),
     Strategy("control", kind="none"),
     Strategy("full", kind="full"),

@@ -48,7 +48,7 @@ def test_policy_defaults():
     assert (policy.images, policy.split, policy.scope, policy.static_fraction) == (
         10, "natural_breaks", "image", 0.275)
     assert (policy.grouping, policy.class_balanced, policy.max_regions) == ("connected", False, None)
-    assert policy.smoothing == 0
+    assert policy.smoothing == 0 and policy.diversity == 1
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -59,6 +59,8 @@ def test_policy_defaults():
     ({"max_regions": 2.0}, "max_regions"),
     ({"smoothing": -1}, "smoothing"), ({"smoothing": True}, "smoothing"),
     ({"smoothing": 1.0}, "smoothing"),
+    ({"diversity": 0}, "diversity"), ({"diversity": True}, "diversity"),
+    ({"diversity": 2.0}, "diversity"),
 ])
 def test_policy_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -89,6 +91,31 @@ def test_ranking_with_fewer_than_k_images():
     ranking.add(_scored("a", 0.3))
     assert [c.key for c in ranking.top()] == ["a", "b"]
     assert Ranking(2).top() == []
+
+
+def _scene(key, score, scene):
+    """A 4 x 4 candidate whose predicted map is all ``scene`` (its class)."""
+    return Candidate(key, np.zeros((4, 4, 3), np.uint8),
+                     ScoreMap(score, np.zeros((4, 4)), np.full((4, 4), scene, np.uint8)))
+
+
+def test_diverse_ranking_takes_one_image_per_predicted_layout():
+    # 9 images of 3 scenes; the 3 most uncertain are all of scene 0
+    items = [(i, 1 - i / 10, i // 3) for i in range(9)]
+    plain, diverse = Ranking(3), Ranking(3, diversity=3, n_classes=3)
+    for key, score, scene in items[::-1]:
+        plain.add(_scene(key, score, scene))
+        diverse.add(_scene(key, score, scene))
+    assert [c.key for c in plain.top()] == [0, 1, 2]
+    assert [c.key for c in diverse.top()] == [0, 3, 6]
+    assert diverse.priorities == plain.priorities and len(diverse.priorities) == 9
+    # it keeps k x diversity candidates at most
+    small = Ranking(1, diversity=2, n_classes=3)
+    for key, score, scene in items:
+        small.add(_scene(key, score, scene))
+    assert [c.key for c in small.top()] == [0]
+    with pytest.raises(ValueError, match="n_classes"):
+        Ranking(3, diversity=2)
 
 
 # ---------------------------------------------------------------- split and regions

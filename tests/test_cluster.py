@@ -55,9 +55,10 @@ def local_ray():
     ray.shutdown()
 
 
-def test_ray_gives_the_same_step_as_in_process(ls, setup, local_ray):
+@pytest.mark.parametrize("diversity", [1, 2])
+def test_ray_gives_the_same_step_as_in_process(ls, setup, local_ray, diversity):
     local_ray.worker_settings["label_studio_url"] = ls.url
-    policy = QueryPolicy(images=3, grouping="connected", smoothing=1)
+    policy = QueryPolicy(images=3, grouping="connected", smoothing=1, diversity=diversity)
     here, skipped_here = run_step(LocalCompute(prefetch_workers=2), setup, policy)
     there, skipped_there = run_step(local_ray, setup, policy)
     assert skipped_here == skipped_there == [setup[4][4]["id"]]

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from dbsal_backend.selection import (
+    diverse_top,
+    layout,
     SPLIT_METHODS,
     kmeans_split,
     natural_breaks_split,
@@ -225,6 +227,54 @@ def test_rank_images_dict_and_array():
         rank_images({"a": float("nan")}, 1)
     with pytest.raises(TypeError, match="mutually comparable"):
         rank_images({"a": 1.0, 2: 1.0}, 2)
+
+
+def test_layout_is_the_class_share_per_grid_cell():
+    predicted = np.zeros((8, 6), np.uint8)
+    predicted[4:, :] = 1      # bottom half: class 1
+    predicted[0, 0] = 255     # an unknown value counts for no class
+    v = layout(predicted, 2, grid=2).reshape(2, 2, 2)
+    assert v.dtype == np.float32
+    np.testing.assert_allclose(v[0, 0], [11 / 12, 0])
+    np.testing.assert_allclose(v[0, 1], [1, 0])
+    np.testing.assert_allclose(v[1], [[0, 1], [0, 1]])
+    # uneven sizes: cells differ by at most a row or column, shares still sum to 1
+    assert np.allclose(layout(np.ones((7, 5), np.uint8), 3, grid=4).reshape(16, 3).sum(1), 1)
+    for bad in (np.zeros(8), np.zeros((2, 8))):
+        with pytest.raises(ValueError, match="2-D class map"):
+            layout(bad, 2, grid=4)
+    with pytest.raises(TypeError, match="n_classes"):
+        layout(predicted, 2.0)
+
+
+def test_diverse_top_takes_the_most_uncertain_of_each_scene():
+    # 30 images of 3 scenes (10 near-identical frames each); scene 0 is the most uncertain
+    scores = {i: 1 - i / 100 for i in range(30)}
+    features = {i: np.array([i // 10, 0.01 * (i % 10)]) for i in range(30)}
+    assert rank_images(scores, 3) == [0, 1, 2]
+    assert diverse_top(scores, features, 3, 30) == [0, 10, 20]
+    # only the 12 most uncertain are clustered: scene 2 is out, scene 0 splits in its halves
+    assert diverse_top(scores, features, 3, 12) == [0, 5, 10]
+    # candidates <= k, or identical features: the plain ranking
+    assert diverse_top(scores, features, 3, 3) == [0, 1, 2]
+    assert diverse_top(scores, {i: np.zeros(4) for i in range(30)}, 3, 30) == [0, 1, 2]
+    # two scenes for three picks: the third is the most uncertain image left
+    two = {i: np.array([float(i >= 15)]) for i in range(30)}
+    assert diverse_top(scores, two, 3, 30) == [0, 1, 15]
+    assert diverse_top(scores, features, 5, 100) == diverse_top(scores, features, 5, 100)
+    assert diverse_top({}, {}, 3, 9) == []
+
+
+def test_diverse_top_validation():
+    scores = {"a": 0.9, "b": 0.5, "c": 0.1}
+    with pytest.raises(ValueError, match="no features for 1 candidate"):
+        diverse_top(scores, {"a": [0.0], "b": [1.0]}, 1, 3)
+    with pytest.raises(ValueError, match="finite"):
+        diverse_top(scores, {"a": [0.0], "b": [1.0], "c": [np.nan]}, 1, 3)
+    with pytest.raises(ValueError, match="candidates must be >= 0"):
+        diverse_top(scores, {}, 1, -1)
+    with pytest.raises(ValueError, match="iterations"):
+        diverse_top(scores, {}, 1, 3, iterations=0)
 
 
 def test_random_images_distinct_uniform_and_seeded():

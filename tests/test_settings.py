@@ -27,6 +27,7 @@ DEFAULTS = {
     "slic_algorithm": "SLICO", "compactness": 10.0, "mc_samples": 20, "uncertainty": "entropy",
     "split": "natural_breaks", "split_scope": "image", "static_fraction": 0.275,
     "regions": "auto", "class_balanced": False, "max_regions": 40, "smoothing": 2,
+    "diversity": 1,
     "first_epochs": 120, "epochs": 20, "batch_size": 8, "lr": 1e-3, "class_weighted": True,
     "fine_tune": True, "self_label": None, "max_side": 512, "train_after": 5, "model_title": "dbsal", "seed": 0,
     "score_batch_size": 4, "prefetch": 4, "score_workers": 0, "max_concurrent_runs": 1, "run_threads": 0, "run_niceness": 10,
@@ -70,6 +71,7 @@ EVERY_VARIABLE = {
     "DBSAL_CLASS_BALANCED": ("yes", "class_balanced", True),
     "DBSAL_MAX_REGIONS": ("12", "max_regions", 12),
     "DBSAL_SMOOTHING": ("0", "smoothing", 0),
+    "DBSAL_DIVERSITY": ("3", "diversity", 3),
     "DBSAL_FIRST_EPOCHS": ("9", "first_epochs", 9),
     "DBSAL_EPOCHS": ("2", "epochs", 2),
     "DBSAL_BATCH_SIZE": ("3", "batch_size", 3),
@@ -242,6 +244,7 @@ def test_what_the_engine_takes():
                            "DBSAL_SPLIT_SCOPE": "step", "DBSAL_STATIC_FRACTION": "0.5",
                            "DBSAL_REGIONS": "superpixel", "DBSAL_CLASS_BALANCED": "yes",
                            "DBSAL_MAX_REGIONS": "4", "DBSAL_SMOOTHING": "1",
+                           "DBSAL_DIVERSITY": "2",
                            "DBSAL_SLIC_ALGORITHM": "slico", "DBSAL_N_SEGMENTS": "99",
                            "DBSAL_COMPACTNESS": "7.5", "DBSAL_FIRST_EPOCHS": "9",
                            "DBSAL_EPOCHS": "2", "DBSAL_BATCH_SIZE": "5", "DBSAL_LR": "0.01",
@@ -249,7 +252,8 @@ def test_what_the_engine_takes():
                            "DBSAL_SELF_LABEL": "0.8", "DBSAL_BUDGET": "100", "DBSAL_BUDGET_UNIT": "images"})
     assert s.query_policy() == QueryPolicy(images=3, split="static", scope="step",
                                            static_fraction=0.5, grouping="superpixel",
-                                           class_balanced=True, max_regions=4, smoothing=1)
+                                           class_balanced=True, max_regions=4, smoothing=1,
+                                           diversity=2)
     assert s.slic_params() == SlicParams(algorithm="SLICO", n_segments=99, ruler=7.5)
     assert s.recipe() == Recipe(epochs=2, batch_size=5, lr=0.01, class_weighted=False, seed=7,
                                 self_label=0.8)

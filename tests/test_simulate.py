@@ -1,6 +1,7 @@
 """The offline simulator: the product's step, the simulated annotator, results and the CLI."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -163,6 +164,18 @@ def test_self_labeled_fine_tunes_on_its_own_prelabels_but_not_the_seed_model(dat
     rows = result["strategies"]
     assert rows["self_labeled"][0] == rows["default"][0]  # the same seed model
     assert result["settings"]["strategies"]["self_labeled"]["self_label"] == 0.9
+
+
+def test_diverse_is_the_default_with_diverse_images(dataset, tmp_path):
+    default, diverse = STRATEGIES["default"], STRATEGIES["diverse"]
+    assert diverse.policy.diversity == 3 and default.policy.diversity == 1
+    assert replace(diverse, name="default",
+                   policy=replace(diverse.policy, diversity=1)) == default
+    result = main(args(dataset, tmp_path, "--strategies", "diverse", "--seeds", "0",
+                       "--images-per-step", "2", "--out", str(tmp_path / "diverse.json")))
+    rows = result["strategies"]["diverse"]
+    assert [(r["step"], r["images"]) for r in rows] == [(0, 2), (1, 4), (2, 6)]
+    assert result["settings"]["strategies"]["diverse"]["policy"]["diversity"] == 3
 
 
 def _records(points):
