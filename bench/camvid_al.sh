@@ -45,6 +45,8 @@ for seed in 0 1 2; do
   # the default with diverse images (DBSAL_DIVERSITY=3: the most uncertain image of each of 10
   # layout clusters of the 30 most uncertain)
   sim camvid_al 120 "s${seed}_d" "$seed" -- diverse
+  # the default over 20 images a step: at most 20 regions each (the same clicks), or 40 (twice)
+  sim camvid_al 120 "s${seed}_e" "$seed" -- spread wide
 done
 sim camvid_al 120 full 0 -- full
 combine camvid_al bench/results/camvid_al.json

@@ -34,6 +34,9 @@ the same model trained on it):
               where nobody labeled (:attr:`~dbsal_backend.training.Recipe.self_label`).
 ``diverse``   the default, querying the most uncertain image of each of ``images`` layout
               clusters of the ``3 x images`` most uncertain (``QueryPolicy.diversity``).
+``spread``    the default asking half as much of twice as many images: 20 images a step, at
+              most 20 regions each (whatever ``--images-per-step`` says).
+``wide``      the default with 20 images a step (whatever ``--images-per-step`` says).
 ``random``    random whole images.
 ``control``   no new labels: the seed model fine-tuned again at every step, as the others are
               (what the extra training alone gives; compared step by step, not by clicks).
@@ -81,7 +84,8 @@ class Strategy:
     ``match`` set takes its fraction from the named strategy's mean share of queried
     superpixels in the same seed. ``self_label`` is the fine-tuning's
     :attr:`~dbsal_backend.training.Recipe.self_label` (it replaces the recipe's; the seed
-    model and ``full`` train without it).
+    model and ``full`` train without it). ``images_per_step`` overrides the run's
+    (:attr:`SimConfig.images_per_step`) for a ``regions`` strategy.
     """
 
     name: str
@@ -90,6 +94,7 @@ class Strategy:
     superpixels: SlicParams = field(default_factory=SlicParams)
     match: str | None = None
     self_label: float | None = None
+    images_per_step: int | None = None
 
 
 def product_default(polygons: bool = True) -> Strategy:
@@ -127,6 +132,9 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     replace(product_default(), name="self_labeled", self_label=0.9),
     replace(product_default(), name="diverse",
             policy=replace(product_default().policy, diversity=3)),
+    replace(product_default(), name="spread", images_per_step=20,
+            policy=replace(product_default().policy, max_regions=20)),
+    replace(product_default(), name="wide", images_per_step=20),
     Strategy("random", kind="random"),
     Strategy("control", kind="none"),
     Strategy("full", kind="full"),
@@ -360,7 +368,8 @@ class Simulation:
     def _policy(self, strategy: Strategy, seed: int) -> QueryPolicy | None:
         if strategy.policy is None:
             return None
-        policy = replace(strategy.policy, images=self.cfg.images_per_step)
+        policy = replace(strategy.policy,
+                         images=strategy.images_per_step or self.cfg.images_per_step)
         if strategy.match is not None:
             key = (strategy.match, seed)
             if key not in self._mean_fraction:

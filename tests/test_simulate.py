@@ -178,6 +178,19 @@ def test_diverse_is_the_default_with_diverse_images(dataset, tmp_path):
     assert result["settings"]["strategies"]["diverse"]["policy"]["diversity"] == 3
 
 
+def test_a_strategy_can_query_more_images_a_step_than_the_run(dataset, tmp_path):
+    default = STRATEGIES["default"]
+    assert STRATEGIES["wide"] == replace(default, name="wide", images_per_step=20)
+    assert STRATEGIES["spread"] == replace(default, name="spread", images_per_step=20,
+                                           policy=replace(default.policy, max_regions=20))
+    result = main(args(dataset, tmp_path, "--strategies", "wide", "default", "--seeds", "0",
+                       "--out", str(tmp_path / "wide.json")))
+    # a pool of 10, 2 in the seed set: wide asks about the other 8 at once, default 2 a step
+    assert [r["images"] for r in result["strategies"]["wide"]] == [2, 10]
+    assert [r["images"] for r in result["strategies"]["default"]] == [2, 4, 6]
+    assert result["settings"]["strategies"]["wide"]["images_per_step"] == 20
+
+
 def _records(points):
     return [StepRecord(step=k, images=0, regions=0, corrections=0, clicks=c, pixels=0,
                        pixels_fraction=0.0, miou=m) for k, (c, m) in enumerate(points)]
