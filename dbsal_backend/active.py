@@ -87,8 +87,7 @@ class QueryPolicy:
     diversity: int = 1
 
     def __post_init__(self) -> None:
-        if isinstance(self.images, bool) or not isinstance(self.images, int) or self.images < 1:
-            raise ValueError(f"images must be an int >= 1, got {self.images!r}")
+        _check_int("images", self.images, 1)
         if self.split not in SPLIT_METHODS:
             raise ValueError(f"split must be one of {SPLIT_METHODS}, got {self.split!r}")
         if self.grouping not in GROUPINGS:
@@ -97,15 +96,15 @@ class QueryPolicy:
             raise ValueError(f"scope must be one of {SCOPES}, got {self.scope!r}")
         if not 0 < self.static_fraction <= 1:
             raise ValueError(f"static_fraction must be in (0, 1], got {self.static_fraction!r}")
-        if isinstance(self.smoothing, bool) or not isinstance(self.smoothing, int) \
-                or self.smoothing < 0:
-            raise ValueError(f"smoothing must be an int >= 0, got {self.smoothing!r}")
-        if isinstance(self.diversity, bool) or not isinstance(self.diversity, int) \
-                or self.diversity < 1:
-            raise ValueError(f"diversity must be an int >= 1, got {self.diversity!r}")
-        if self.max_regions is not None and (isinstance(self.max_regions, bool) or not isinstance(
-                self.max_regions, int) or self.max_regions < 1):
-            raise ValueError(f"max_regions must be an int >= 1 or None, got {self.max_regions!r}")
+        _check_int("smoothing", self.smoothing, 0)
+        _check_int("diversity", self.diversity, 1)
+        if self.max_regions is not None:
+            _check_int("max_regions", self.max_regions, 1, " or None")
+
+
+def _check_int(name: str, value: object, minimum: int, alternative: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}{alternative}, got {value!r}")
 
 
 @dataclass
