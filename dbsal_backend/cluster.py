@@ -164,13 +164,13 @@ class RayCompute:
         priorities: dict[int, float] = {}
         layouts: dict[int, np.ndarray] = {}
         for batch in dataset.iter_batches(batch_size=256, batch_format="numpy"):
-            for key, score, error, shape in zip(batch["id"], batch["score"], batch["error"],
+            for key, score, error, scene in zip(batch["id"], batch["score"], batch["error"],
                                                 batch["layout"]):
                 if error:
                     on_skip(int(key), RuntimeError(str(error)))
                 else:
                     priorities[int(key)] = float(score)
-                    layouts[int(key)] = shape
+                    layouts[int(key)] = scene
             if len(layouts) > 2 * keep:
                 kept = rank_images({key: priorities[key] for key in layouts}, keep)
                 layouts = {key: layouts[key] for key in kept}
