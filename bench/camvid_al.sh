@@ -47,6 +47,9 @@ for seed in 0 1 2; do
   sim camvid_al 120 "s${seed}_d" "$seed" -- diverse
   # the default over 20 images a step: at most 20 regions each (the same clicks), or 40 (twice)
   sim camvid_al 120 "s${seed}_e" "$seed" -- spread wide
+  # class-balanced self-labels (Recipe.self_label_share 0.2: each class's most confident 20%
+  # of the unlabeled pixels it is the pre-label of)
+  sim camvid_al 120 "s${seed}_f" "$seed" -- class_self_labeled
 done
 sim camvid_al 120 full 0 -- full
 combine camvid_al bench/results/camvid_al.json

@@ -184,22 +184,30 @@ class Scorer:
         """:meth:`prelabels` where the model is sure of them, ``IGNORE_INDEX`` elsewhere.
 
         A pixel keeps its pre-label when that class's probability (the mirrored average,
-        corrected for the class weights and normalised again) is at least ``threshold``: the
-        self-labels of :func:`~dbsal_backend.training.fit`.
+        corrected for the class weights and normalised again, :meth:`prelabel_confidence`) is
+        at least ``threshold``: the self-labels of :func:`~dbsal_backend.training.fit`.
         """
         if isinstance(threshold, bool) or not (isinstance(threshold, (int, float))
                                                and 0 < threshold <= 1):
             raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
         out = []
+        for labels, confidence in self.prelabel_confidence(images):
+            labels[confidence < threshold] = IGNORE_INDEX
+            out.append(labels)
+        return out
+
+    def prelabel_confidence(self, images: Sequence[np.ndarray]
+                            ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Per image, its :meth:`prelabels` (``uint8 h x w``) and their probability
+        (``float32 h x w``: the mirrored average, corrected for the class weights and
+        normalised again), one image at a time."""
         for probs in self._prelabel_probs(images):
             if self._prior is not None:
                 probs = probs * self._prior.to(probs.device)
                 probs = probs / probs.sum(1, keepdim=True).clamp_min(1e-12)
             top = probs.max(1)
-            labels = top.indices.to(torch.uint8)
-            labels[top.values < threshold] = IGNORE_INDEX
-            out.append(labels[0].cpu().numpy())
-        return out
+            yield (top.indices[0].to(torch.uint8).cpu().numpy(),
+                   top.values[0].float().cpu().numpy())
 
     def _prelabel_probs(self, images: Sequence[np.ndarray]) -> Iterator[torch.Tensor]:
         """Per image, ``1 x C x h x w`` softmax of one pass without dropout over the image and

@@ -32,6 +32,9 @@ the same model trained on it):
               above; the README says which); ``default_brush``: for BrushLabels alone.
 ``self_labeled`` the default, fine-tuning on its own confident pre-labels (probability >= 0.9)
               where nobody labeled (:attr:`~dbsal_backend.training.Recipe.self_label`).
+``class_self_labeled`` the default, fine-tuning on each class's most confident 20% of the
+              unlabeled pixels it is the pre-label of
+              (:attr:`~dbsal_backend.training.Recipe.self_label_share`).
 ``diverse``   the default, querying the most uncertain image of each of ``images`` layout
               clusters of the ``3 x images`` most uncertain (``QueryPolicy.diversity``).
 ``spread``    the default asking half as much of twice as many images: 20 images a step, at
@@ -82,9 +85,10 @@ class Strategy:
     ``"random"`` (whole random images), ``"none"`` (no new labels, training only) or ``"full"``
     (the whole pool). A ``static`` policy with
     ``match`` set takes its fraction from the named strategy's mean share of queried
-    superpixels in the same seed. ``self_label`` is the fine-tuning's
-    :attr:`~dbsal_backend.training.Recipe.self_label` (it replaces the recipe's; the seed
-    model and ``full`` train without it). ``images_per_step`` overrides the run's
+    superpixels in the same seed. ``self_label`` and ``self_label_share`` are the
+    fine-tuning's :attr:`~dbsal_backend.training.Recipe.self_label` and
+    :attr:`~dbsal_backend.training.Recipe.self_label_share` (they replace the recipe's; the
+    seed model and ``full`` train without them). ``images_per_step`` overrides the run's
     (:attr:`SimConfig.images_per_step`) for a ``regions`` strategy.
     """
 
@@ -94,6 +98,7 @@ class Strategy:
     superpixels: SlicParams = field(default_factory=SlicParams)
     match: str | None = None
     self_label: float | None = None
+    self_label_share: float | None = None
     images_per_step: int | None = None
 
 
@@ -105,7 +110,8 @@ def product_default(polygons: bool = True) -> Strategy:
     defaults = Settings.model_validate({})
     return Strategy("default" if polygons else "default_brush",
                     policy=defaults.query_policy(polygons), superpixels=defaults.slic_params(),
-                    self_label=defaults.recipe().self_label)
+                    self_label=defaults.recipe().self_label,
+                    self_label_share=defaults.recipe().self_label_share)
 
 
 _PAPER = QueryPolicy(split="natural_breaks", scope="image", grouping="superpixel")
@@ -129,7 +135,9 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("class", policy=replace(_PAPER, grouping="class", smoothing=2, max_regions=40),
              superpixels=_SLICO),
     product_default(polygons=False),
-    replace(product_default(), name="self_labeled", self_label=0.9),
+    replace(product_default(), name="self_labeled", self_label=0.9, self_label_share=None),
+    replace(product_default(), name="class_self_labeled", self_label=None,
+            self_label_share=0.2),
     replace(product_default(), name="diverse",
             policy=replace(product_default().policy, diversity=3)),
     replace(product_default(), name="spread", images_per_step=20,
@@ -253,14 +261,15 @@ class Simulation:
         return build_model(self.cfg.arch, self.cfg.n_classes, pretrained=self.cfg.pretrained)
 
     def _fit(self, model, labeled: dict[int, np.ndarray], seed: int, epochs: int | None = None,
-             self_label: float | None = None):
+             strategy: Strategy | None = None):
         """Train on ``labeled`` (fine-tuning ``model``) for ``epochs`` (default: the recipe's),
-        with ``self_label`` as the recipe's."""
+        with the self-labels of ``strategy`` (none without one)."""
         idx = sorted(labeled)
         images = [fit_side(self.pool_images[i], self.cfg.max_side) for i in idx]
         labels = [resize_nearest(labeled[i], *im.shape[:2]) for i, im in zip(idx, images)]
         recipe = replace(self.cfg.recipe, seed=seed, epochs=epochs or self.cfg.recipe.epochs,
-                         self_label=self_label)
+                         self_label=strategy.self_label if strategy else None,
+                         self_label_share=strategy.self_label_share if strategy else None)
         fit(model, images, labels, recipe, self.device)
         return model
 
@@ -303,7 +312,8 @@ class Simulation:
             "arch": cfg.arch, "n_classes": cfg.n_classes, "pretrained": cfg.pretrained,
             "max_side": cfg.max_side, "epochs": cfg.first_epochs, "seed": seed,
             "recipe": _jsonable(asdict(replace(cfg.recipe, seed=seed, epochs=cfg.first_epochs,
-                                               self_label=None))),
+                                               self_label=None,
+                                               self_label_share=None))),
             "device": self.device.type, "torch": torch.__version__, "images": sorted(labeled),
         }, sort_keys=True).encode())
         for i in sorted(labeled):
@@ -355,7 +365,7 @@ class Simulation:
                     tally.add(answer)
             else:
                 extra = self._query(model, strategy, policy, labeled, tally, seed)
-            model = self._fit(model, labeled, seed + step, self_label=strategy.self_label)
+            model = self._fit(model, labeled, seed + step, strategy=strategy)
             records.append(self._record(step, tally, self._evaluate(model), t0, **extra))
             r = records[-1]
             log.info("%s seed %d step %d: mIoU %.4f, %d clicks, pre-labels %s, %.0fs",

@@ -206,6 +206,23 @@ def test_confident_prelabels_keep_the_prelabel_where_its_probability_reaches_the
     assert scorer.confident_prelabels([], 0.5) == []
 
 
+def test_prelabel_confidence_is_the_prelabel_and_its_corrected_probability(model):
+    pool = images()
+    scorer = Scorer(model, 3, max_side=16, class_weights=[1.0, 2.0, 0.5])
+    pairs = list(scorer.prelabel_confidence(pool))
+    assert len(pairs) == len(pool)
+    for image, label, (predicted, confidence) in zip(pool, scorer.prelabels(pool), pairs):
+        np.testing.assert_array_equal(predicted, label)
+        assert confidence.dtype == np.float32 and confidence.shape == label.shape
+        x = torch.from_numpy(np.stack([fit_side(image, 16)])).permute(0, 3, 1, 2) / 255
+        with torch.no_grad():
+            p = (torch.softmax(model(x), 1) + torch.softmax(model(x.flip(-1)), 1).flip(-1)) / 2
+        p = p * torch.tensor([1.0, 0.5, 2.0]).view(1, 3, 1, 1)
+        top = (p / p.sum(1, keepdim=True)).max(1).values[0].numpy()
+        np.testing.assert_allclose(confidence, top, atol=0.02)  # folded batch norms
+        assert (confidence >= 1 / 3 - 1e-6).all() and (confidence <= 1 + 1e-6).all()
+
+
 @pytest.mark.parametrize("threshold", [0, 0.0, -0.5, 1.5, True, "0.9", None])
 def test_confident_prelabels_threshold_validation(model, threshold):
     with pytest.raises(ValueError, match="threshold"):

@@ -148,22 +148,28 @@ def test_the_seed_model_is_trained_once_per_setting_and_kept(dataset, tmp_path, 
 
 def test_self_labeled_fine_tunes_on_its_own_prelabels_but_not_the_seed_model(dataset, tmp_path,
                                                                             monkeypatch):
-    strategy = STRATEGIES["self_labeled"]
-    assert strategy.self_label == 0.9
-    assert strategy.policy == STRATEGIES["default"].policy
-    assert STRATEGIES["default"].self_label == Settings.model_validate({}).recipe().self_label
+    strategy, balanced = STRATEGIES["self_labeled"], STRATEGIES["class_self_labeled"]
+    assert (strategy.self_label, strategy.self_label_share) == (0.9, None)
+    assert (balanced.self_label, balanced.self_label_share) == (None, 0.2)
+    assert strategy.policy == balanced.policy == STRATEGIES["default"].policy
+    recipe = Settings.model_validate({}).recipe()
+    assert (STRATEGIES["default"].self_label, STRATEGIES["default"].self_label_share) == (
+        recipe.self_label, recipe.self_label_share)
     used = []
     real_fit = simulate.fit
     monkeypatch.setattr(simulate, "fit", lambda model, images, labels, recipe, device:
-                        used.append((recipe.epochs, recipe.self_label))
+                        used.append((recipe.epochs, recipe.self_label, recipe.self_label_share))
                         or real_fit(model, images, labels, recipe, device))
-    result = main(args(dataset, tmp_path, "--strategies", "self_labeled", "default",
-                       "--seeds", "0", "--out", str(tmp_path / "self.json")))
-    # seed model (2 epochs) alone without; then self_labeled's 2 steps with, default's without
-    assert used == [(2, None), (1, 0.9), (1, 0.9), (1, None), (1, None)]
+    result = main(args(dataset, tmp_path, "--strategies", "self_labeled", "class_self_labeled",
+                       "default", "--seeds", "0", "--out", str(tmp_path / "self.json")))
+    # the seed model (2 epochs) alone without; then each strategy's 2 steps with its own
+    assert used == [(2, None, None), (1, 0.9, None), (1, 0.9, None), (1, None, 0.2),
+                    (1, None, 0.2), (1, None, None), (1, None, None)]
     rows = result["strategies"]
-    assert rows["self_labeled"][0] == rows["default"][0]  # the same seed model
-    assert result["settings"]["strategies"]["self_labeled"]["self_label"] == 0.9
+    assert rows["self_labeled"][0] == rows["class_self_labeled"][0] == rows["default"][0]
+    settings = result["settings"]["strategies"]
+    assert settings["self_labeled"]["self_label"] == 0.9
+    assert settings["class_self_labeled"]["self_label_share"] == 0.2
 
 
 def test_diverse_is_the_default_with_diverse_images(dataset, tmp_path):
