@@ -133,7 +133,9 @@ class RayCompute:
              superpixels_of: Callable[[np.ndarray], np.ndarray], policy: QueryPolicy,
              on_skip: Callable[[int, Exception], None], **options: Any) -> StepResult:
         pool = policy.images * policy.diversity
-        priorities, layouts = self.rank(tasks, data_key, scorer, on_skip, keep=pool)
+        # layouts are needed only to choose diverse images
+        priorities, layouts = self.rank(tasks, data_key, scorer, on_skip,
+                                        keep=pool if policy.diversity > 1 else 0)
         top = diverse_top(priorities, layouts, policy.images, pool)
         by_id = {task["id"]: task for task in tasks}
         candidates = []
@@ -148,14 +150,14 @@ class RayCompute:
              ) -> tuple[dict[int, float], dict[int, np.ndarray]]:
         """``{task id: image score}`` of the pool, scored by Ray Data actors, and the predicted
         :func:`~dbsal_backend.selection.layout` of the ``keep`` most uncertain (at most ``2 x
-        keep`` layouts are held at a time)."""
+        keep`` layouts are held at a time; with ``keep`` 0 none are computed)."""
         with scorer.lock:
             model = copy.deepcopy(scorer.model).cpu()
         spec = {
             "model": self.ray.put(model), "n_classes": scorer.n_classes, "heuristic": scorer.heuristic,
             "mc_samples": scorer.mc_samples, "max_side": scorer.max_side, "seed": scorer.seed,
             "batch_size": scorer.batch_size, "class_weights": scorer.class_weights,
-            "data_key": data_key, "settings": self.worker_settings,
+            "data_key": data_key, "settings": self.worker_settings, "layouts": keep > 0,
         }
         items = [{"id": int(t["id"]), "data": dict(t.get("data") or {})} for t in tasks]
         dataset = self.ray.data.from_items(items).map_batches(
@@ -164,13 +166,15 @@ class RayCompute:
         priorities: dict[int, float] = {}
         layouts: dict[int, np.ndarray] = {}
         for batch in dataset.iter_batches(batch_size=256, batch_format="numpy"):
+            scenes = batch["layout"] if keep else [None] * len(batch["id"])
             for key, score, error, scene in zip(batch["id"], batch["score"], batch["error"],
-                                                batch["layout"]):
+                                                scenes):
                 if error:
                     on_skip(int(key), RuntimeError(str(error)))
                 else:
                     priorities[int(key)] = float(score)
-                    layouts[int(key)] = scene
+                    if keep:
+                        layouts[int(key)] = scene
             if len(layouts) > 2 * keep:
                 kept = rank_images({key: priorities[key] for key in layouts}, keep)
                 layouts = {key: layouts[key] for key in kept}
@@ -209,6 +213,7 @@ class _ScoreBatch:
                                     max_bytes=s["max_image_bytes"],
                                     max_pixels=s["max_image_pixels"], timeout=s["image_timeout"])
         self.data_key = spec["data_key"]
+        self.layouts = spec["layouts"]
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         images, errors = [], []
@@ -222,12 +227,14 @@ class _ScoreBatch:
         good = [i for i, image in enumerate(images) if image is not None]
         n_classes = self.scorer.n_classes
         scores = np.zeros(len(images))
-        layouts = np.zeros((len(images), LAYOUT_GRID ** 2 * n_classes), np.float32)
+        out = {"id": batch["id"], "score": scores, "error": np.array(errors, dtype=object)}
+        if self.layouts:
+            out["layout"] = np.zeros((len(images), LAYOUT_GRID ** 2 * n_classes), np.float32)
         for i, result in zip(good, self.scorer.score([images[i] for i in good])):
             scores[i] = result.score
-            layouts[i] = layout(result.predicted, n_classes, LAYOUT_GRID)
-        return {"id": batch["id"], "score": scores, "layout": layouts,
-                "error": np.array(errors, dtype=object)}
+            if self.layouts:
+                out["layout"][i] = layout(result.predicted, n_classes, LAYOUT_GRID)
+        return out
 
 
 def worker_settings(settings: Any) -> dict[str, Any]:

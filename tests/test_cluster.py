@@ -56,11 +56,18 @@ def local_ray():
 
 
 @pytest.mark.parametrize("diversity", [1, 2])
-def test_ray_gives_the_same_step_as_in_process(ls, setup, local_ray, diversity):
+def test_ray_gives_the_same_step_as_in_process(ls, setup, local_ray, diversity, monkeypatch):
     local_ray.worker_settings["label_studio_url"] = ls.url
     policy = QueryPolicy(images=3, grouping="connected", smoothing=1, diversity=diversity)
     here, skipped_here = run_step(LocalCompute(prefetch_workers=2), setup, policy)
+    ranked = []
+    rank = local_ray.rank
+    monkeypatch.setattr(local_ray, "rank", lambda *a, **k: ranked.append(rank(*a, **k))
+                        or ranked[-1])
     there, skipped_there = run_step(local_ray, setup, policy)
+    # layouts are computed (and held, at most 2 x images x diversity) only to diversify
+    layouts = ranked[0][1]
+    assert len(layouts) == 0 if diversity == 1 else 0 < len(layouts) <= 2 * 3 * diversity
     assert skipped_here == skipped_there == [setup[4][4]["id"]]
     assert here.priorities.keys() == there.priorities.keys()
     assert max(abs(here.priorities[k] - there.priorities[k]) for k in here.priorities) < 1e-5
