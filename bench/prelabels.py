@@ -110,12 +110,14 @@ def smoothed(labels: np.ndarray, sizes: np.ndarray, pairs: np.ndarray, rounds: i
     return smooth_labels(table, pairs, rounds).label
 
 
-def camvid_step1(data: str) -> Simulation:
+def camvid_step1(data: str, steps: int = 1, images_per_step: int = 10,
+                 epochs: int = 20) -> Simulation:
     """The simulator on CamVid as ``bench/camvid_al.sh`` runs it (its seed models, kept in
-    ``.sim-cache``), for the benches that study its step 1."""
-    cfg = SimConfig(n_classes=11, init_images=10, images_per_step=10, steps=1, max_side=240,
-                    recipe=Recipe(epochs=20), first_epochs=120, full_epochs=40, mc_samples=20,
-                    device="cpu")
+    ``.sim-cache``), for the benches that study its step 1 (or, with ``steps`` and the other
+    options, its later steps: ``bench/fresh_training.py``)."""
+    cfg = SimConfig(n_classes=11, init_images=10, images_per_step=images_per_step, steps=steps,
+                    max_side=240, recipe=Recipe(epochs=epochs), first_epochs=120,
+                    full_epochs=40, mc_samples=20, device="cpu")
     pool_x, pool_y, _ = load_split(data, "train", ignore_value=11)
     val_x, val_y, _ = load_split(data, "val", ignore_value=11)
     return Simulation(pool_x, pool_y, val_x, val_y, cfg)

@@ -75,7 +75,7 @@ def main() -> None:
         for query in result.queries:
             labeled[query.key] = sim.annotator.review(
                 pool_y[query.key], query.superpixels, query.regions).labels
-        # what Simulation._fit hands to fit: the working resolution
+        # what Simulation.train hands to fit: the working resolution
         idx = sorted(labeled)
         images = [fit_side(pool_x[i], cfg.max_side) for i in idx]
         labels = [resize_nearest(labeled[i], *im.shape[:2]) for i, im in zip(idx, images)]

@@ -40,6 +40,9 @@ the same model trained on it):
 ``spread``    the default asking half as much of twice as many images: 20 images a step, at
               most 20 regions each (whatever ``--images-per-step`` says).
 ``wide``      the default with 20 images a step (whatever ``--images-per-step`` says).
+``default_balanced`` the default with class-balanced superpixel scores (Cai et al. 2021;
+              ``DBSAL_CLASS_BALANCED``): the split and the 40 regions favour rare predicted
+              classes.
 ``random``    random whole images.
 ``control``   no new labels: the seed model fine-tuned again at every step, as the others are
               (what the extra training alone gives; compared step by step, not by clicks).
@@ -56,7 +59,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -143,6 +146,8 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     replace(product_default(), name="spread", images_per_step=20,
             policy=replace(product_default().policy, max_regions=20)),
     replace(product_default(), name="wide", images_per_step=20),
+    replace(product_default(), name="default_balanced",
+            policy=replace(product_default().policy, class_balanced=True)),
     Strategy("random", kind="random"),
     Strategy("control", kind="none"),
     Strategy("full", kind="full"),
@@ -256,12 +261,12 @@ class Simulation:
                                                    params)
         return self._caches[params]
 
-    def _new_model(self, seed: int) -> torch.nn.Module:
+    def new_model(self, seed: int) -> torch.nn.Module:
         torch.manual_seed(seed)
         return build_model(self.cfg.arch, self.cfg.n_classes, pretrained=self.cfg.pretrained)
 
-    def _fit(self, model, labeled: dict[int, np.ndarray], seed: int, epochs: int | None = None,
-             strategy: Strategy | None = None):
+    def train(self, model, labeled: dict[int, np.ndarray], seed: int, epochs: int | None = None,
+              strategy: Strategy | None = None):
         """Train on ``labeled`` (fine-tuning ``model``) for ``epochs`` (default: the recipe's),
         with the self-labels of ``strategy`` (none without one)."""
         idx = sorted(labeled)
@@ -273,7 +278,7 @@ class Simulation:
         fit(model, images, labels, recipe, self.device)
         return model
 
-    def _evaluate(self, model) -> float:
+    def evaluate(self, model) -> float:
         return float(evaluate(model, self.val_images, self.val_labels, self.cfg.n_classes,
                               self.cfg.max_side)["miou"])
 
@@ -292,15 +297,15 @@ class Simulation:
                     log.warning("seed %d: cannot read %s (%s); training again", seed, path, exc)
                     saved = None
             if saved is None:
-                model = self._fit(self._new_model(seed), labeled, seed, self.cfg.first_epochs)
+                model = self.train(self.new_model(seed), labeled, seed, self.cfg.first_epochs)
                 state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                self._seed_models[seed] = (state, self._evaluate(model))
+                self._seed_models[seed] = (state, self.evaluate(model))
                 path.parent.mkdir(parents=True, exist_ok=True)
                 part = path.with_suffix(".part")
                 torch.save({"state": state, "miou": self._seed_models[seed][1]}, part)
                 part.replace(path)
         state, miou0 = self._seed_models[seed]
-        model = self._new_model(seed)
+        model = self.new_model(seed)
         model.load_state_dict(state)
         return model.to(self.device).eval(), miou0
 
@@ -331,8 +336,13 @@ class Simulation:
                           seconds=round(time.perf_counter() - t0, 1), **extra)
 
     # -- strategies ---------------------------------------------------------------------------
-    def run(self, strategy: Strategy, seed: int) -> list[StepRecord]:
-        """Run one strategy with one seed: one record per step (one for ``full``)."""
+    def run(self, strategy: Strategy, seed: int,
+            on_step: Callable[[int, torch.nn.Module, dict[int, np.ndarray]], None] | None = None,
+            ) -> list[StepRecord]:
+        """Run one strategy with one seed: one record per step (one for ``full``).
+
+        ``on_step(step, model, labeled)``, if given, is called after each post-seed step's
+        training with the step's model and every label so far (to look, not to change them)."""
         cfg = self.cfg
         t0 = time.perf_counter()
         if strategy.kind == "full":
@@ -340,9 +350,9 @@ class Simulation:
             for i in range(len(self.pool_images)):
                 tally.add(self.whole(i))
             labeled = {i: self.pool_labels[i] for i in range(len(self.pool_images))}
-            model = self._fit(self._new_model(seed), labeled, seed,
+            model = self.train(self.new_model(seed), labeled, seed,
                               cfg.full_epochs or cfg.first_epochs)
-            return [self._record(0, tally, self._evaluate(model), t0)]
+            return [self._record(0, tally, self.evaluate(model), t0)]
 
         model, labeled, tally, miou0 = self.seed_start(seed)
         records = [self._record(0, tally, miou0, t0)]
@@ -350,7 +360,18 @@ class Simulation:
                  tally.clicks)
         policy = self._policy(strategy, seed)
         rng = np.random.default_rng(seed + 1000)
-        for step in range(1, cfg.steps + 1):
+        progress = _Progress(self._progress_path(strategy, policy, seed, labeled))
+        saved = progress.load(cfg.steps)
+        if saved is not None:
+            model.load_state_dict(saved["model"])
+            labeled = {int(i): label.numpy() for i, label in zip(saved["keys"], saved["labels"])}
+            tally = _Tally(**saved["tally"])
+            records = [StepRecord(**r) for r in saved["records"]]
+            rng.bit_generator.state = saved["rng"]
+            torch.set_rng_state(saved["torch_rng"])
+            log.info("%s seed %d: resumed after step %d from %s", strategy.name, seed,
+                     len(records) - 1, progress.path)
+        for step in range(len(records), cfg.steps + 1):
             t0 = time.perf_counter()
             unlabeled = [i for i in range(len(self.pool_images)) if i not in labeled]
             if not unlabeled:
@@ -365,8 +386,11 @@ class Simulation:
                     tally.add(answer)
             else:
                 extra = self._query(model, strategy, policy, labeled, tally, seed)
-            model = self._fit(model, labeled, seed + step, strategy=strategy)
-            records.append(self._record(step, tally, self._evaluate(model), t0, **extra))
+            model = self.train(model, labeled, seed + step, strategy=strategy)
+            records.append(self._record(step, tally, self.evaluate(model), t0, **extra))
+            progress.save(step, model, labeled, tally, records, rng)
+            if on_step is not None:
+                on_step(step, model, labeled)
             r = records[-1]
             log.info("%s seed %d step %d: mIoU %.4f, %d clicks, pre-labels %s, %.0fs",
                      strategy.name, seed, step, r.miou, r.clicks, r.prelabel_accuracy, r.seconds)
@@ -374,6 +398,18 @@ class Simulation:
             fractions = [f for r in records for f in r.superpixel_fraction]
             self._mean_fraction[(strategy.name, seed)] = float(np.mean(fractions))
         return records
+
+    def _progress_path(self, strategy: Strategy, policy: QueryPolicy | None, seed: int,
+                       labeled: dict[int, np.ndarray]) -> Path:
+        """Where a run keeps its last step: named by a digest of everything its steps depend
+        on (the seed model's key, the strategy with its resolved policy, the settings) but the
+        number of steps, so that a longer run of the same settings takes up where it ended."""
+        digest = hashlib.sha256(json.dumps({
+            "seed_model": self._seed_key(seed, labeled),
+            "strategy": _jsonable(asdict(replace(strategy, policy=policy))),
+            "settings": _jsonable(asdict(replace(self.cfg, steps=0, device="", cache_dir=""))),
+        }, sort_keys=True).encode()).hexdigest()[:24]
+        return Path(self.cfg.cache_dir) / "runs" / f"{strategy.name}_{seed}_{digest}.pt"
 
     def _policy(self, strategy: Strategy, seed: int) -> QueryPolicy | None:
         if strategy.policy is None:
@@ -439,6 +475,45 @@ class Simulation:
             extra["prelabels_right"] += answer.prelabels_right
             extra["prelabels_judged"] += answer.prelabels_judged
         return extra
+
+
+class _Progress:
+    """A run's last finished step on disk (model, labels, tallies, records, random states), so
+    that a run stopped, or one asked for more steps later, goes on from there. One file per
+    run, replaced atomically after every step; never replaced by an earlier step (a shorter
+    run of the same settings leaves a longer one's file alone); a damaged file is ignored."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.step: int | None = None  # the step of the file on disk
+
+    def load(self, steps: int) -> dict | None:
+        """The saved state if its step is at most ``steps``, else None."""
+        if not self.path.exists():
+            return None
+        try:
+            saved = torch.load(self.path, map_location="cpu", weights_only=True)
+            self.step = int(saved["step"])
+        except Exception as exc:
+            log.warning("cannot read %s (%s); running from the start", self.path, exc)
+            return None
+        return saved if self.step <= steps else None
+
+    def save(self, step: int, model: torch.nn.Module, labeled: dict[int, np.ndarray],
+             tally: _Tally, records: list[StepRecord], rng: np.random.Generator) -> None:
+        if self.step is not None and self.step > step:
+            return
+        keys = sorted(labeled)
+        state = {"step": step, "keys": keys,
+                 "labels": [torch.from_numpy(np.ascontiguousarray(labeled[i])) for i in keys],
+                 "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+                 "tally": asdict(tally), "records": [asdict(r) for r in records],
+                 "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        part = self.path.with_suffix(".part")
+        torch.save(state, part)
+        part.replace(self.path)
+        self.step = step
 
 
 # --------------------------------------------------------------------------------------------

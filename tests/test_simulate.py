@@ -64,6 +64,10 @@ def test_the_simulator_runs_the_products_step():
     assert default.superpixels == settings.slic_params() == STRATEGIES["capped"].superpixels
     brush = STRATEGIES["default_brush"]
     assert brush.policy == settings.query_policy(polygons=False) == STRATEGIES["class"].policy
+    # default_balanced is what DBSAL_CLASS_BALANCED=true makes of the backend's step
+    balanced = Settings.model_validate({"class_balanced": True})
+    assert STRATEGIES["default_balanced"].policy == balanced.query_policy(polygons=True)
+    assert STRATEGIES["default_balanced"].policy != default.policy
 
 
 def test_simulator_end_to_end(dataset, tmp_path):
@@ -104,7 +108,9 @@ def test_simulator_end_to_end(dataset, tmp_path):
 def test_simulator_is_repeatable_and_results_combine(dataset, tmp_path):
     common = args(dataset, tmp_path, "--strategies", "dbsal", "--steps", "1")
     a = main(common + ["--seeds", "3", "--out", str(tmp_path / "a.json")])
-    b = main(common + ["--seeds", "3", "--out", str(tmp_path / "b.json")])
+    # another cache: trained and run again from nothing, not resumed from a's files
+    b = main(common + ["--seeds", "3", "--out", str(tmp_path / "b.json"),
+                       "--cache-dir", str(tmp_path / "cache_b")])
     assert a["strategies"] == b["strategies"]
     c = main(common + ["--seeds", "4", "--out", str(tmp_path / "c.json")])
     both = main(["--combine", str(tmp_path / "a.json"), str(tmp_path / "c.json"),
@@ -144,6 +150,46 @@ def test_the_seed_model_is_trained_once_per_setting_and_kept(dataset, tmp_path, 
     assert d["strategies"]["control"][0]["miou"] == pytest.approx(
         a["strategies"]["control"][0]["miou"], abs=1e-6)
     assert len(list(kept.glob("*.part"))) == 0
+
+
+def _steps(result):
+    return {name: [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+            for name, by_seed in result["runs"].items() for records in by_seed.values()}
+
+
+def test_a_longer_run_goes_on_from_where_a_shorter_one_ended(dataset, tmp_path, caplog):
+    common = args(dataset, tmp_path, "--strategies", "default", "random", "--seeds", "6")
+    whole = main(common + ["--steps", "3", "--out", str(tmp_path / "whole.json"),
+                           "--cache-dir", str(tmp_path / "other")])
+    main(common + ["--steps", "1", "--out", str(tmp_path / "short.json")])
+    saved = sorted(p.name for p in (tmp_path / "cache" / "runs").glob("*.pt"))
+    assert [name.split("_")[:2] for name in saved] == [["default", "6"], ["random", "6"]]
+    with caplog.at_level("INFO", logger="dbsal_backend.simulate"):
+        longer = main(common + ["--steps", "3", "--out", str(tmp_path / "longer.json")])
+    assert caplog.text.count("resumed after step 1") == 2
+    assert _steps(longer) == _steps(whole)  # the same steps as a run made in one go
+    caplog.clear()
+    # a shorter run again does not go back on the longer one's file, nor resume from it
+    with caplog.at_level("INFO", logger="dbsal_backend.simulate"):
+        again = main(common + ["--steps", "2", "--out", str(tmp_path / "again.json")])
+    assert "resumed" not in caplog.text
+    assert _steps(again) == {k: v[:3] for k, v in _steps(whole).items()}
+    caplog.clear()
+    with caplog.at_level("INFO", logger="dbsal_backend.simulate"):
+        main(common + ["--steps", "4", "--out", str(tmp_path / "four.json")])
+    assert caplog.text.count("resumed after step 3") == 2
+    # settings that change the steps are another run; a damaged file is run again
+    for f in (tmp_path / "cache" / "runs").glob("*.pt"):
+        f.write_bytes(b"damaged")
+    caplog.clear()
+    with caplog.at_level("INFO", logger="dbsal_backend.simulate"):
+        redone = main(common + ["--steps", "3", "--out", str(tmp_path / "redone.json")])
+    assert "resumed" not in caplog.text and "cannot read" in caplog.text
+    assert _steps(redone) == _steps(whole)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="dbsal_backend.simulate"):
+        main(common + ["--steps", "3", "--epochs", "2", "--out", str(tmp_path / "e2.json")])
+    assert "resumed" not in caplog.text
 
 
 def test_self_labeled_fine_tunes_on_its_own_prelabels_but_not_the_seed_model(dataset, tmp_path,
