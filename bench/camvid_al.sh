@@ -15,9 +15,9 @@ sim() {  # sim DIR FIRST_EPOCHS NAME SEEDS... -- STRATEGIES...   (the 4-step pro
   local dir=$1 first=$2 name=$3; shift 3
   run "$dir" "$name" --first-epochs "$first" --images-per-step 10 --steps 4 --epochs 20 "$@"
 }
-long() {  # long DIR NAME STEPS IMAGES_PER_STEP SEEDS... -- STRATEGIES...   (the long protocol)
-  local dir=$1 name=$2 steps=$3 k=$4; shift 4
-  run "$dir" "$name" --first-epochs 120 --images-per-step "$k" --steps "$steps" --epochs 10 "$@"
+long() {  # long DIR NAME STEPS IMAGES_PER_STEP EPOCHS SEEDS... -- STRATEGIES...   (long protocols)
+  local dir=$1 name=$2 steps=$3 k=$4 epochs=$5; shift 5
+  run "$dir" "$name" --first-epochs 120 --images-per-step "$k" --steps "$steps" --epochs "$epochs" "$@"
 }
 run() {  # run DIR NAME OPTIONS... SEEDS... -- STRATEGIES...
   local dir=bench/results/$1 name=$2; shift 2
@@ -50,6 +50,8 @@ for seed in 0 1 2; do
   # class-balanced self-labels (Recipe.self_label_share 0.2: each class's most confident 20%
   # of the unlabeled pixels it is the pre-label of)
   sim camvid_al 120 "s${seed}_f" "$seed" -- class_self_labeled
+  # class-balanced superpixel scores in the default (DBSAL_CLASS_BALANCED=true)
+  sim camvid_al 120 "s${seed}_g" "$seed" -- default_balanced
 done
 sim camvid_al 120 full 0 -- full
 combine camvid_al bench/results/camvid_al.json
@@ -75,9 +77,21 @@ combine camvid_al_e40 bench/results/camvid_al_e40.json
 # gives do not depend on the pre-labels, so their curves stand; only the 2-click corrections
 # would change (the 4-step runs, made again with Scorer.prelabels, kept their mIoU exactly).
 for seed in 0 1 2; do
-  long camvid_al_long120 "default_s${seed}" 8 30 "$seed" -- default
-  long camvid_al_long120 "random_s${seed}" 5 10 "$seed" -- random
-  long camvid_al_long120 "control_s${seed}" 8 30 "$seed" -- control
+  long camvid_al_long120 "default_s${seed}" 8 30 10 "$seed" -- default
+  long camvid_al_long120 "random_s${seed}" 5 10 10 "$seed" -- random
+  long camvid_al_long120 "control_s${seed}" 8 30 10 "$seed" -- control
 done
 cp bench/results/camvid_al/full.json bench/results/camvid_al_long120/full.json
 combine camvid_al_long120 bench/results/camvid_al_long120.json
+# The long protocol with the product's fine-tuning (20 epochs a step, DBSAL_EPOCHS) and 20 queried
+# images a step, 11 steps (past 10% of the pool's clicks); random 10 whole images a step and the
+# control, both with 20 epochs a step too. The default runs in two parts of under an hour each:
+# the second goes on from the first's last step (kept in .sim-cache/runs).
+for seed in 0 1 2; do
+  long camvid_al_long20/parts "default_s${seed}_5" 5 20 20 "$seed" -- default
+  long camvid_al_long20 "default_s${seed}" 11 20 20 "$seed" -- default
+  long camvid_al_long20 "random_s${seed}" 5 10 20 "$seed" -- random
+  long camvid_al_long20 "control_s${seed}" 11 20 20 "$seed" -- control
+done
+cp bench/results/camvid_al/full.json bench/results/camvid_al_long20/full.json
+combine camvid_al_long20 bench/results/camvid_al_long20.json
