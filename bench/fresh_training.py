@@ -1,0 +1,138 @@
+"""Is the gap to full supervision the labels' or the training's? Warm against fresh models.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/fresh_training.py --seeds 0 [--at 4] \\
+        [--steps 4 --images-per-step 10 --epochs 20] [--fresh-epochs 60]
+
+Runs the product's default strategy on CamVid exactly as ``bench/camvid_al.sh`` does (the same
+seed sets and seed models, kept in ``.sim-cache``). After the steps named by ``--at``, the
+labels gathered so far (the seed set's whole images, the reviewed regions of the queried ones)
+train two more models, and all three are scored on val:
+
+``warm``       the run's own model: the seed model fine-tuned ``--epochs`` at every step (what
+               the backend serves)
+``fresh``      a new model from the ImageNet weights, trained ``--fresh-epochs`` on the same
+               labels (training from scratch at every retrain)
+``warm_more``  the run's model trained ``--fresh-epochs`` more on the same labels (the same
+               extra training as ``fresh``, to tell a fresh start from more training)
+
+``passes`` counts image passes of training behind each model. The run itself is not changed:
+the extra models are trained on copies, with the random state put back, so ``warm`` is the
+curve of ``camvid_al.json``. Writes ``bench/results/fresh_training.json`` (``--out``) after
+every seed, with a ``summary`` over the seeds done so far (seeds run by separate processes
+into separate files are merged by ``--merge``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from dbsal_backend.simulate import STRATEGIES  # noqa: E402
+from prelabels import camvid_step1  # noqa: E402
+
+ARMS = ("warm", "fresh", "warm_more")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="../shared/data/camvid")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=4)
+    p.add_argument("--images-per-step", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=20, help="fine-tuning epochs per step")
+    p.add_argument("--at", nargs="+", type=int, default=None,
+                   help="steps after which the extra models are trained (default: the last)")
+    p.add_argument("--fresh-epochs", type=int, default=60)
+    p.add_argument("--strategy", default="default", choices=list(STRATEGIES))
+    p.add_argument("--out", default="bench/results/fresh_training.json")
+    p.add_argument("--merge", nargs="+", metavar="JSON",
+                   help="only merge these results files (same settings) into --out")
+    args = p.parse_args()
+    if args.merge:
+        docs = [json.loads(Path(f).read_text()) for f in args.merge]
+        if any(d["settings"] != docs[0]["settings"] for d in docs):
+            raise SystemExit("the files to merge were made with different settings")
+        seeds = {k: v for d in docs for k, v in d["seeds"].items()}
+        merged = {"settings": docs[0]["settings"], "seeds": seeds, "summary": summary(seeds)}
+        Path(args.out).write_text(json.dumps(merged, indent=1))
+        print(json.dumps(merged["summary"], indent=1))
+        return
+    at = set(args.at or [args.steps])
+    sim = camvid_step1(args.data, steps=args.steps, images_per_step=args.images_per_step,
+                       epochs=args.epochs)
+    out_path = Path(args.out)
+    out = json.loads(out_path.read_text()) if out_path.exists() else {"seeds": {}}
+    out["settings"] = {"data": args.data, "strategy": args.strategy, "steps": args.steps,
+                       "images_per_step": args.images_per_step, "epochs": args.epochs,
+                       "first_epochs": sim.cfg.first_epochs, "fresh_epochs": args.fresh_epochs,
+                       "max_side": sim.cfg.max_side, "at": sorted(at),
+                       "torch_threads": torch.get_num_threads()}
+
+    for seed in args.seeds:
+        rows: dict[int, dict] = {}
+        init = sim.cfg.init_images
+
+        def look(step: int, model: torch.nn.Module, labeled: dict) -> None:
+            if step not in at:
+                return
+            n = len(labeled)
+            row = {"images": n, "warm": sim.evaluate(model),
+                   "passes": {"warm": sim.cfg.first_epochs * init + args.epochs * sum(
+                       init + s * args.images_per_step for s in range(1, step + 1)),
+                       "fresh": args.fresh_epochs * n}}
+            row["passes"]["warm_more"] = row["passes"]["warm"] + args.fresh_epochs * n
+            t0 = time.perf_counter()
+            with torch.random.fork_rng():
+                fresh = sim.train(sim.new_model(seed), labeled, seed, args.fresh_epochs)
+                row["fresh"] = sim.evaluate(fresh)
+                more = sim.train(copy.deepcopy(model), labeled, seed + 100 + step,
+                                 args.fresh_epochs)
+                row["warm_more"] = sim.evaluate(more)
+            model.eval()
+            row["seconds"] = round(time.perf_counter() - t0, 1)
+            rows[step] = row
+            print(f"seed {seed} step {step}: {n} images, warm {row['warm']:.4f}, fresh "
+                  f"{row['fresh']:.4f}, warm_more {row['warm_more']:.4f}", flush=True)
+
+        records = sim.run(STRATEGIES[args.strategy], seed, on_step=look)
+        for step, row in rows.items():
+            row["clicks"] = records[step].clicks
+            assert abs(row["warm"] - records[step].miou) < 1e-9  # the run's own model
+        out["seeds"][str(seed)] = {"seed_miou": records[0].miou,
+                                   "steps": {str(s): r for s, r in sorted(rows.items())}}
+        out["summary"] = summary(out["seeds"])
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(out, indent=1))
+
+
+def summary(seeds: dict) -> dict:
+    """Per step: each model's mean mIoU over the seeds, and the paired differences from
+    ``warm``."""
+    out = {}
+    for step in sorted({s for row in seeds.values() for s in row["steps"]}, key=int):
+        rows = [row["steps"][step] for row in seeds.values() if step in row["steps"]]
+        entry = {"seeds": len(rows)}
+        for arm in ARMS:
+            values = np.array([r[arm] for r in rows])
+            entry[arm] = {"miou": float(values.mean()), "std": float(values.std())}
+        for arm in ARMS[1:]:
+            diffs = np.array([r[arm] - r["warm"] for r in rows])
+            entry[f"{arm}_minus_warm"] = {"mean": float(diffs.mean()), "std": float(diffs.std()),
+                                          "per_seed": diffs.round(4).tolist()}
+        out[step] = entry
+    return out
+
+
+if __name__ == "__main__":
+    main()
