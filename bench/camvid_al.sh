@@ -85,13 +85,17 @@ cp bench/results/camvid_al/full.json bench/results/camvid_al_long120/full.json
 combine camvid_al_long120 bench/results/camvid_al_long120.json
 # The long protocol with the product's fine-tuning (20 epochs a step, DBSAL_EPOCHS) and 20 queried
 # images a step, 11 steps (past 10% of the pool's clicks); random 10 whole images a step and the
-# control, both with 20 epochs a step too. The default runs in two parts of under an hour each:
-# the second goes on from the first's last step (kept in .sim-cache/runs).
+# control, both with 20 epochs a step too. The default runs in three parts of under an hour
+# each: each goes on from the one before's last step (kept in .sim-cache/runs).
 for seed in 0 1 2; do
   long camvid_al_long20/parts "default_s${seed}_5" 5 20 20 "$seed" -- default
+  long camvid_al_long20/parts "default_s${seed}_8" 8 20 20 "$seed" -- default
   long camvid_al_long20 "default_s${seed}" 11 20 20 "$seed" -- default
   long camvid_al_long20 "random_s${seed}" 5 10 20 "$seed" -- random
   long camvid_al_long20 "control_s${seed}" 11 20 20 "$seed" -- control
+  # the paper's split and its matched static budget: 4 steps of 20 images reach about the
+  # clicks of the default's 11 (they ask 110-170 regions an image)
+  long camvid_al_long20 "paper_s${seed}" 4 20 20 "$seed" -- dbsal static
 done
 cp bench/results/camvid_al/full.json bench/results/camvid_al_long20/full.json
 combine camvid_al_long20 bench/results/camvid_al_long20.json

@@ -298,12 +298,9 @@ class Simulation:
                     saved = None
             if saved is None:
                 model = self.train(self.new_model(seed), labeled, seed, self.cfg.first_epochs)
-                state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                state = _cpu_state(model)
                 self._seed_models[seed] = (state, self.evaluate(model))
-                path.parent.mkdir(parents=True, exist_ok=True)
-                part = path.with_suffix(".part")
-                torch.save({"state": state, "miou": self._seed_models[seed][1]}, part)
-                part.replace(path)
+                _save(path, {"state": state, "miou": self._seed_models[seed][1]})
         state, miou0 = self._seed_models[seed]
         model = self.new_model(seed)
         model.load_state_dict(state)
@@ -506,14 +503,23 @@ class _Progress:
         keys = sorted(labeled)
         state = {"step": step, "keys": keys,
                  "labels": [torch.from_numpy(np.ascontiguousarray(labeled[i])) for i in keys],
-                 "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+                 "model": _cpu_state(model),
                  "tally": asdict(tally), "records": [asdict(r) for r in records],
                  "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        part = self.path.with_suffix(".part")
-        torch.save(state, part)
-        part.replace(self.path)
+        _save(self.path, state)
         self.step = step
+
+
+def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _save(path: Path, obj: dict) -> None:
+    """``torch.save`` that replaces ``path`` whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    part = path.with_suffix(".part")
+    torch.save(obj, part)
+    part.replace(path)
 
 
 # --------------------------------------------------------------------------------------------
