@@ -94,7 +94,7 @@ for seed in 0 1 2; do
   long camvid_al_long20 "random_s${seed}" 5 10 20 "$seed" -- random
   long camvid_al_long20 "control_s${seed}" 11 20 20 "$seed" -- control
   # the paper's split and its matched static budget: 4 steps of 20 images reach about the
-  # clicks of the default's 11 (they ask 110-170 regions an image)
+  # clicks of the default's 11 (they ask 90-160 regions an image)
   long camvid_al_long20 "paper_s${seed}" 4 20 20 "$seed" -- dbsal static
 done
 cp bench/results/camvid_al/full.json bench/results/camvid_al_long20/full.json

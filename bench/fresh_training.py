@@ -105,7 +105,8 @@ def main() -> None:
             print(f"seed {seed} step {step}: {n} images, warm {row['warm']:.4f}, fresh "
                   f"{row['fresh']:.4f}, warm_more {row['warm_more']:.4f}", flush=True)
 
-        records = sim.run(STRATEGIES[args.strategy], seed, on_step=look)
+        # every step runs again (no resuming from the cache), so that look sees each one
+        records = sim.run(STRATEGIES[args.strategy], seed, on_step=look, resume=False)
         for step, row in rows.items():
             row["clicks"] = records[step].clicks
             assert abs(row["warm"] - records[step].miou) < 1e-9  # the run's own model

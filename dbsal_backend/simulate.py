@@ -335,11 +335,13 @@ class Simulation:
     # -- strategies ---------------------------------------------------------------------------
     def run(self, strategy: Strategy, seed: int,
             on_step: Callable[[int, torch.nn.Module, dict[int, np.ndarray]], None] | None = None,
-            ) -> list[StepRecord]:
+            resume: bool = True) -> list[StepRecord]:
         """Run one strategy with one seed: one record per step (one for ``full``).
 
         ``on_step(step, model, labeled)``, if given, is called after each post-seed step's
-        training with the step's model and every label so far (to look, not to change them)."""
+        training with the step's model and every label so far (to look, not to change them).
+        With ``resume`` the run goes on from the last step kept in the cache for the same
+        settings, and ``on_step`` sees only the steps run now; without it every step runs."""
         cfg = self.cfg
         t0 = time.perf_counter()
         if strategy.kind == "full":
@@ -359,7 +361,7 @@ class Simulation:
         rng = np.random.default_rng(seed + 1000)
         progress = _Progress(self._progress_path(strategy, policy, seed, labeled))
         saved = progress.load(cfg.steps)
-        if saved is not None:
+        if saved is not None and resume:
             model.load_state_dict(saved["model"])
             labeled = {int(i): label.numpy() for i, label in zip(saved["keys"], saved["labels"])}
             tally = _Tally(**saved["tally"])

@@ -8,7 +8,9 @@ import pytest
 from PIL import Image
 
 from dbsal_backend import active, cluster, service, simulate
+from dbsal_backend.data import load_split
 from dbsal_backend.settings import Settings
+from dbsal_backend.training import Recipe
 from dbsal_backend.simulate import (STRATEGIES, StepRecord, aggregate, clicks_to_reach,
                                     combine, compare_at_clicks, main)
 
@@ -190,6 +192,30 @@ def test_a_longer_run_goes_on_from_where_a_shorter_one_ended(dataset, tmp_path, 
     with caplog.at_level("INFO", logger="dbsal_backend.simulate"):
         main(common + ["--steps", "3", "--epochs", "2", "--out", str(tmp_path / "e2.json")])
     assert "resumed" not in caplog.text
+
+
+def test_on_step_sees_every_step_when_the_run_does_not_resume(dataset, tmp_path):
+    cfg = simulate.SimConfig(n_classes=3, init_images=2, images_per_step=2, steps=2, arch="unet",
+                             pretrained=False, mc_samples=2, max_side=48,
+                             recipe=Recipe(epochs=1, batch_size=2), first_epochs=2,
+                             device="cpu", cache_dir=str(tmp_path / "cache"))
+    pool_x, pool_y, _ = load_split(str(dataset), "train", ignore_value=9)
+    val_x, val_y, _ = load_split(str(dataset), "val", ignore_value=9)
+    sim = simulate.Simulation(pool_x, pool_y, val_x, val_y, cfg)
+    seen = []
+
+    def look(step, model, labeled):
+        seen.append((step, len(labeled), sim.evaluate(model)))
+
+    first = sim.run(STRATEGIES["default"], 1, on_step=look)
+    assert [(s, n) for s, n, _ in seen] == [(1, 4), (2, 6)]
+    assert [m for *_, m in seen] == pytest.approx([r.miou for r in first[1:]])
+    seen.clear()
+    sim.run(STRATEGIES["default"], 1, on_step=look)  # resumed after step 2: nothing to run
+    assert seen == []
+    again = sim.run(STRATEGIES["default"], 1, on_step=look, resume=False)
+    assert [(s, n) for s, n, _ in seen] == [(1, 4), (2, 6)]
+    assert [r.miou for r in again] == [r.miou for r in first]
 
 
 def test_self_labeled_fine_tunes_on_its_own_prelabels_but_not_the_seed_model(dataset, tmp_path,
