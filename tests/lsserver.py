@@ -34,6 +34,13 @@ DEFAULT_LS_VENV = Path(__file__).resolve().parents[1] / ".ls-venv"
 ADMIN_EMAIL = "admin@example.com"
 
 
+def command_line_secret(n_bytes: int = 12) -> str:
+    """A random secret that is safe as a command-line argument: URL-safe characters, and never a
+    leading "-" (``secrets.token_urlsafe`` starts with one about one time in 64, and argparse then
+    reads it as an option)."""
+    return "p" + secrets.token_urlsafe(n_bytes)
+
+
 class LabelStudioUnavailable(RuntimeError):
     """The Label Studio server could not be found or did not start."""
 
@@ -224,7 +231,7 @@ def start_label_studio(
     files_root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     token = secrets.token_hex(20)
-    password = secrets.token_urlsafe(12)
+    password = command_line_secret()
     env = {
         **os.environ,
         "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
@@ -240,8 +247,8 @@ def start_label_studio(
     command = [
         str(executable), "start", "--no-browser",
         "--port", str(port), "--internal-host", "127.0.0.1",
-        "--username", ADMIN_EMAIL, "--password", password,
-        "--user-token", token, "--enable-legacy-api-token",
+        "--username", ADMIN_EMAIL, f"--password={password}",
+        f"--user-token={token}", "--enable-legacy-api-token",
     ]  # fmt: skip
     log_path = tmp_dir / "label-studio.log"
     with open(log_path, "wb") as log:
