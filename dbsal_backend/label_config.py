@@ -1,12 +1,14 @@
-"""Parse a Label Studio label config for brush segmentation.
+"""Parse a Label Studio label config for semantic segmentation.
 
-The backend needs exactly one ``Image`` object tag and exactly one ``BrushLabels`` control tag
-whose ``toName`` is that image; its ``Label`` children, in order, are the classes (class ``i`` of
-a model is ``labels[i]``). A ``PolygonLabels`` tag on the same image with the same labels is
-optional: with it, the backend's pre-labels are polygons, which Label Studio draws far faster
-than brush masks, and people can answer with either tool. Other tags (``Header``,
-``Choices``, ...) are allowed and ignored. Tag names are matched case-insensitively, as the
-Label Studio editor does.
+The backend needs exactly one ``Image`` object tag and a ``BrushLabels`` or a ``PolygonLabels``
+control tag whose ``toName`` is that image, or one of each with the same labels in the same
+order: Label Studio's own templates "Semantic Segmentation with Masks" (brush alone) and "with
+Polygons" (polygons alone) work as they are. The ``Label`` children, in order, are the classes
+(class ``i`` of a model is ``labels[i]``); a label's ``alias``, which Label Studio writes into
+results in place of its value, names the same class. With a ``PolygonLabels`` tag the backend's
+pre-labels are polygons, which Label Studio draws far faster than brush masks. Other tags
+(``Header``, ``Choices``, ``TextArea``, ...) and attributes (colours, hotkeys, stroke widths) are
+allowed and ignored. Tag names are matched case-insensitively, as the Label Studio editor does.
 
 The config comes from whoever calls ``/setup``, so parsing is bounded: a config longer than
 :data:`MAX_CONFIG_CHARS`, with more than :data:`MAX_TAGS` tags, nested deeper than
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from xml.etree.ElementTree import Element, ParseError, TreeBuilder
 
@@ -46,6 +48,8 @@ MAX_LABELS = IGNORE_INDEX - 1
 _DECLARATION = re.compile(r"\A[\ufeff\s]*<\?xml\s[^>]*>")
 
 #: A label config the backend accepts: one image, one brush tool with a few classes.
+#: (Label Studio's "Semantic Segmentation with Polygons" template, a ``PolygonLabels`` tag in
+#: place of the ``BrushLabels``, is accepted too.)
 EXAMPLE_LABEL_CONFIG = """\
 <View>
   <Image name="image" value="$image" zoom="true"/>
@@ -73,8 +77,11 @@ class LabelConfigError(ValueError):
     def __init__(self, reason: str) -> None:
         super().__init__(
             f"unsupported label config: {reason}. The backend needs exactly one <Image> with a "
-            f'value like "$image" and exactly one <BrushLabels> whose toName is that image, with '
-            f"at least one <Label value=...>; for example: {_MINIMAL_CONFIG}"
+            f'value like "$image" and a <BrushLabels> or a <PolygonLabels> (or one of each, with '
+            f"the same labels) whose toName is that image, with at least one <Label value=...>; "
+            f"for example: {_MINIMAL_CONFIG} (Label Studio's templates \"Semantic Segmentation "
+            f'with Masks" and "with Polygons" both work)'
+
         )
         self.reason = reason
 
@@ -89,24 +96,28 @@ class LabelConfig:
         ``name`` of the ``Image`` tag (the ``to_name`` of brush results).
     image_value : str
         Task data key of the image (``"image"`` for ``value="$image"``).
-    brush_name : str
+    brush_name : str or None
         ``name`` of the ``BrushLabels`` tag (the ``from_name`` of brush results).
     labels : list of str
         ``Label`` values in config order; class ``i`` is ``labels[i]``.
     polygon_name : str or None
-        ``name`` of the optional ``PolygonLabels`` tag with the same labels.
+        ``name`` of the ``PolygonLabels`` tag (the ``from_name`` of polygon results).
+    aliases : dict of str to str
+        ``{alias: label}`` for labels with an ``alias`` attribute.
     """
 
     image_name: str
     image_value: str
-    brush_name: str
+    brush_name: str | None
     labels: list[str]
     polygon_name: str | None = None
+    aliases: dict[str, str] = field(default_factory=dict)
 
     @property
     def class_index(self) -> dict[str, int]:
-        """``{label: class index}`` in config order."""
-        return {label: i for i, label in enumerate(self.labels)}
+        """``{label or alias: class index}``, the labels in config order."""
+        index = {label: i for i, label in enumerate(self.labels)}
+        return {**{alias: index[label] for alias, label in self.aliases.items()}, **index}
 
 
 class _BoundedBuilder(TreeBuilder):
@@ -175,8 +186,9 @@ def parse_label_config(xml: str) -> LabelConfig:
         If ``xml`` is not a string.
     LabelConfigError
         If the XML is malformed, too long or too deeply nested, or there is not exactly one
-        ``Image`` and exactly one ``BrushLabels`` pointing at it with 1 to :data:`MAX_LABELS`
-        distinct, non-empty ``Label`` values.
+        ``Image`` and a ``BrushLabels`` or ``PolygonLabels`` (at most one of each, with the
+        same labels) pointing at it with 1 to :data:`MAX_LABELS` distinct, non-empty ``Label``
+        values, or an alias names two labels.
     """
     if not isinstance(xml, str):
         raise TypeError(f"label config must be a str, got {type(xml).__name__}")
@@ -196,40 +208,47 @@ def parse_label_config(xml: str) -> LabelConfig:
             f'<Image value="{image_value}"> must name a task data key, like "$image"'
         )
 
-    brushes = _tags(root, "brushlabels")
-    if len(brushes) != 1:
-        raise LabelConfigError(f"found {len(brushes)} <BrushLabels> tags, need exactly one")
-    brush = brushes[0]
-    brush_name = _attribute(brush, "name", "<BrushLabels>")
-    to_name = _attribute(brush, "toName", "<BrushLabels>")
-    if to_name != image_name:
-        raise LabelConfigError(
-            f'<BrushLabels toName="{to_name}"> must name the image "{image_name}"'
-        )
-
-    labels = _labels(brush, "<BrushLabels>")
-    polygon_name = None
-    polygons = _tags(root, "polygonlabels")
-    if len(polygons) > 1:
-        raise LabelConfigError(f"found {len(polygons)} <PolygonLabels> tags, need at most one")
-    if polygons:
-        polygon_name = _attribute(polygons[0], "name", "<PolygonLabels>")
-        if _attribute(polygons[0], "toName", "<PolygonLabels>") != image_name:
-            raise LabelConfigError(f'<PolygonLabels> must name the image "{image_name}"')
-        if _labels(polygons[0], "<PolygonLabels>") != labels:
-            raise LabelConfigError("<PolygonLabels> must have the same labels as <BrushLabels>, "
-                                   "in the same order")
+    controls = {}
+    for kind, what in (("brushlabels", "<BrushLabels>"), ("polygonlabels", "<PolygonLabels>")):
+        tags = _tags(root, kind)
+        if len(tags) > 1:
+            raise LabelConfigError(f"found {len(tags)} {what} tags, need at most one")
+        if tags:
+            to_name = _attribute(tags[0], "toName", what)
+            if to_name != image_name:
+                raise LabelConfigError(f'{what} toName="{to_name}" must name the image '
+                                       f'"{image_name}"')
+            controls[kind] = (_attribute(tags[0], "name", what), *_labels(tags[0], what))
+    if not controls:
+        raise LabelConfigError("found no <BrushLabels> and no <PolygonLabels>, need one of them")
+    brush = controls.get("brushlabels")
+    polygon = controls.get("polygonlabels")
+    if brush and polygon and brush[1] != polygon[1]:
+        raise LabelConfigError("<PolygonLabels> must have the same labels as <BrushLabels>, "
+                               "in the same order")
+    labels = (brush or polygon)[1]
+    aliases: dict[str, str] = {}
+    for _, _, tag_aliases in filter(None, (brush, polygon)):
+        for alias, label in tag_aliases.items():
+            if aliases.setdefault(alias, label) != label:
+                raise LabelConfigError(f'the alias "{alias}" names two labels')
+    clashes = sorted(alias for alias, label in aliases.items()
+                     if alias in labels and alias != label)
+    if clashes:
+        raise LabelConfigError(f"the aliases {clashes} are also the values of other labels")
     return LabelConfig(
         image_name=image_name,
         image_value=image_value[1:],
-        brush_name=brush_name,
+        brush_name=brush[0] if brush else None,
         labels=labels,
-        polygon_name=polygon_name,
+        polygon_name=polygon[0] if polygon else None,
+        aliases=aliases,
     )
 
 
-def _labels(tag: Element, what: str) -> list[str]:
-    """The ``Label`` values of a control tag, checked (count, values, duplicates)."""
+def _labels(tag: Element, what: str) -> tuple[list[str], dict[str, str]]:
+    """The ``Label`` values of a control tag, checked (count, values, duplicates), and
+    ``{alias: value}`` of those with an alias."""
     elements = _tags(tag, "label")
     if not elements:
         raise LabelConfigError(f"{what} has no <Label> children")
@@ -240,4 +259,11 @@ def _labels(tag: Element, what: str) -> list[str]:
     duplicates = sorted(label for label, count in Counter(labels).items() if count > 1)
     if duplicates:
         raise LabelConfigError(f"{what} repeats the labels {duplicates}")
-    return labels
+    aliases = {}
+    for element, label in zip(elements, labels):
+        alias = (element.get("alias") or "").strip()
+        if alias and alias != label:
+            if aliases.get(alias, label) != label:
+                raise LabelConfigError(f'{what} gives two labels the alias "{alias}"')
+            aliases[alias] = label
+    return labels, aliases

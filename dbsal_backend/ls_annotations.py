@@ -1,11 +1,12 @@
 """Label Studio annotations to label maps (pure functions on JSON-like dicts).
 
-A brush annotation's ``result`` is a list of ``brushlabels`` results, one per painted region,
-each an RLE of the whole canvas and one label name (see ``shared/docs/label-studio-notes.md``),
-and, with a ``PolygonLabels`` tag in the config, ``polygonlabels`` results (points in percent of
-the image's width and height). :func:`annotation_to_label_map` paints them, in order, into a
-``uint8`` label map that is ``IGNORE_INDEX`` wherever nothing covers; :func:`select_annotations`
-picks the annotation to train on for each task.
+A segmentation annotation's ``result`` is a list of regions, each with one label name:
+``brushlabels`` results (an RLE of the whole canvas, see ``shared/docs/label-studio-notes.md``)
+when the config has a ``BrushLabels`` tag, ``polygonlabels`` results (points in percent of the
+image's width and height) when it has a ``PolygonLabels`` tag. :func:`annotation_to_label_map`
+paints them, in order (Label Studio draws a later region over an earlier one), into a ``uint8``
+label map that is ``IGNORE_INDEX`` wherever nothing covers; :func:`select_annotations` picks the
+annotation to train on for each task; :func:`label_map_to_results` goes the other way.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-import cv2
 import numpy as np
 
 from .constants import IGNORE_INDEX
 from .label_config import LabelConfig
+from .polygons import mask_outlines, polygon_to_mask
 from .rle import mask_to_rle, rle_to_mask
 
-__all__ = ["AnnotationError", "annotation_to_label_map", "polygon_to_mask", "select_annotations"]
+__all__ = ["AnnotationError", "annotation_to_label_map", "label_map_to_results",
+           "select_annotations"]
 
 _OLDEST = datetime.min.replace(tzinfo=timezone.utc)
 
@@ -49,11 +51,11 @@ def annotation_to_label_map(
     width: int,
     class_index: Mapping[str, int],
 ) -> tuple[np.ndarray, list[str]]:
-    """Paint the brush results of one annotation into a label map.
+    """Paint the brush and polygon results of one annotation into a label map.
 
-    Results of another type, or whose ``from_name``/``to_name`` are not the config's brush and
-    image, are ignored. Results are painted in list order, so where brushes overlap the later
-    result wins. A result whose label is not in the config, has no class index, or that has no
+    Results of another type, or whose ``from_name``/``to_name`` are not the config's brush or
+    polygon tag and image, are ignored. Results are painted in list order, so where regions
+    overlap the later result (the one Label Studio draws on top) wins. A result whose label is not in the config, has no class index, or that has no
     or several labels is skipped with a warning.
 
     Parameters
@@ -92,13 +94,15 @@ def annotation_to_label_map(
         raise AnnotationError(f"annotation result must be a list, got {type(results).__name__}")
 
     label_map = np.full((height, width), IGNORE_INDEX, dtype=np.uint8)
+    known = config.class_index
     warnings: list[str] = []
     for k, result in enumerate(results):
         if not isinstance(result, dict):
             raise AnnotationError(f"result {k} is a {type(result).__name__}, not a dict")
         kind = str(result.get("type", "")).lower()
         if result.get("to_name") != config.image_name or not (
-                (kind == "brushlabels" and result.get("from_name") == config.brush_name)
+                (kind == "brushlabels" and config.brush_name is not None
+                 and result.get("from_name") == config.brush_name)
                 or (kind == "polygonlabels" and config.polygon_name is not None
                     and result.get("from_name") == config.polygon_name)):
             continue
@@ -109,10 +113,10 @@ def annotation_to_label_map(
             raise AnnotationError(f"{where} has no value.{needed} (format {value!r:.60})")
         labels = value.get(kind)
         if not isinstance(labels, list) or len(labels) != 1:
-            warnings.append(f"{where} skipped: expected one label in brushlabels, got {labels!r}")
+            warnings.append(f"{where} skipped: expected one label in {kind}, got {labels!r}")
             continue
         label = labels[0]
-        if label not in config.labels:
+        if not isinstance(label, str) or label not in known:
             warnings.append(f"{where} skipped: label {label!r} is not in the label config")
             continue
         if label not in class_index:
@@ -134,21 +138,6 @@ def annotation_to_label_map(
             raise AnnotationError(f"{where} has a malformed {what}: {exc}") from None
         label_map[mask] = class_index[label]
     return label_map, warnings
-
-
-def polygon_to_mask(points: Any, height: int, width: int) -> np.ndarray:
-    """The pixels inside a Label Studio polygon (``[[x%, y%], ...]`` of the image's width and
-    height), as a bool ``height x width`` mask."""
-    xy = np.asarray(points, dtype=np.float64)
-    if xy.ndim != 2 or xy.shape[1] != 2 or len(xy) < 3 or not np.isfinite(xy).all():
-        raise ValueError(f"expected at least 3 finite [x, y] points, got shape {xy.shape}")
-    # continuous coordinates (pixel i spans [i, i + 1)) to pixel centres, 4 fractional bits
-    centres = xy / 100.0 * np.array([width, height]) - 0.5
-    limit = 2 * max(width, height)
-    fixed = np.round(np.clip(centres, -limit, limit) * 16).astype(np.int32)
-    mask = np.zeros((height, width), np.uint8)
-    cv2.fillPoly(mask, [fixed.reshape(-1, 1, 2)], 1, shift=4)
-    return mask.astype(bool)
 
 
 def _timestamp(value: Any) -> datetime:
@@ -206,7 +195,8 @@ def select_annotations(
 def label_map_to_results(
     label_map: np.ndarray, config: LabelConfig, only: np.ndarray | None = None
 ) -> list[dict[str, Any]]:
-    """Brush results painting a label map: one result per class present (the inverse of
+    """Results painting a label map, one region per class present (brush masks when the config
+    has a brush, else one polygon per connected part, holes joined by slits; the inverse of
     :func:`annotation_to_label_map`). ``IGNORE_INDEX`` pixels, and pixels outside the boolean
     mask ``only`` when given, are left unpainted."""
     labels = np.asarray(label_map)
@@ -215,16 +205,21 @@ def label_map_to_results(
     if only is not None and np.shape(only) != labels.shape:
         raise ValueError(f"only must have the label map's shape {labels.shape}")
     height, width = labels.shape
+    common = {"to_name": config.image_name, "original_width": width, "original_height": height,
+              "image_rotation": 0}
     results = []
     for k, name in enumerate(config.labels):
         mask = labels == k
         if only is not None:
             mask &= np.asarray(only, dtype=bool)
-        if mask.any():
-            results.append({
-                "from_name": config.brush_name, "to_name": config.image_name,
-                "type": "brushlabels", "original_width": width, "original_height": height,
-                "image_rotation": 0,
-                "value": {"format": "rle", "rle": mask_to_rle(mask), "brushlabels": [name]},
-            })
+        if not mask.any():
+            continue
+        if config.brush_name is not None:
+            results.append({"from_name": config.brush_name, "type": "brushlabels", **common,
+                            "value": {"format": "rle", "rle": mask_to_rle(mask),
+                                      "brushlabels": [name]}})
+        else:
+            results.extend({"from_name": config.polygon_name, "type": "polygonlabels", **common,
+                            "value": {"points": points, "closed": True, "polygonlabels": [name]}}
+                           for points in mask_outlines(mask, 0, "slit"))
     return results

@@ -10,8 +10,9 @@ A region is a ``brushlabels`` result (a mask), or, when the config has a ``Polyg
 a ``polygonlabels`` result per part: its outline simplified by Douglas-Peucker to
 :data:`POLYGON_TOLERANCE` of the image's longer side. Label Studio draws a brush region on two
 canvases the size of the displayed image, about 0.3 s each on two cores, and a polygon almost
-for free (``bench/results/ui_render_regions*.json``). A region with a hole stays a brush mask: a
-polygon would cover the hole.
+for free (``bench/results/ui_render_regions*.json``). A region with a hole stays a brush mask when
+the config has a brush (a polygon would cover the hole); in a polygon-only config it is one
+polygon with a slit to each hole (:mod:`.polygons`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from scipy.ndimage import find_objects
 
 from .active import Query
 from .label_config import LabelConfig
+from .polygons import mask_outlines
 from .regions import region_map
 from .rle import regions_to_rle
 
@@ -49,8 +51,10 @@ def query_prediction(query: Query, config: LabelConfig, model_version: str) -> d
     index = region_map(query.superpixels, query.regions)
     outlines: dict[int, list[list[list[float]]]] = {}
     if config.polygon_name is not None:
-        outlines = _outlines(index, len(query.regions), POLYGON_TOLERANCE * max(index.shape))
-    masks = [k for k in range(len(query.regions)) if k not in outlines]
+        outlines = _outlines(index, len(query.regions), POLYGON_TOLERANCE * max(index.shape),
+                             holes="skip" if config.brush_name else "slit")
+    masks = [k for k in range(len(query.regions)) if k not in outlines] \
+        if config.brush_name is not None else []
     rles = regions_to_rle(_at_size(index, height, width), ids=masks) if masks else {}
     common = {"to_name": config.image_name, "original_width": width,
               "original_height": height, "image_rotation": 0}
@@ -65,7 +69,7 @@ def query_prediction(query: Query, config: LabelConfig, model_version: str) -> d
                     "from_name": config.polygon_name, "type": "polygonlabels", **common,
                     "value": {"points": points, "closed": True, "polygonlabels": [label]},
                     "score": score})
-        else:
+        elif k in rles:
             result.append({
                 "id": f"r{k}", "from_name": config.brush_name, "type": "brushlabels", **common,
                 "value": {"format": "rle", "rle": rles[k], "brushlabels": [label]},
@@ -83,30 +87,16 @@ def _at_size(index: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(small, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
-def _outlines(index: np.ndarray, n: int, tolerance: float) -> dict[int, list[list[list[float]]]]:
-    """Simplified outlines (points in percent) of the regions that are polygons without holes:
-    ``{region: [part, ...]}``; regions with a hole or a degenerate part are left out."""
-    height, width = index.shape
+def _outlines(index: np.ndarray, n: int, tolerance: float,
+              holes: str) -> dict[int, list[list[list[float]]]]:
+    """Simplified outlines (points in percent) of the regions: ``{region: [part, ...]}``;
+    with ``holes="skip"`` a region with a hole is left out (it stays a brush mask)."""
     out = {}
     for k, window in enumerate(find_objects(index + 1, n)):
         if window is None:
             continue
-        top, left = window[0].start, window[1].start
-        mask = np.pad((index[window] == k).astype(np.uint8), 1)
-        contours, hierarchy = cv2.findContours(mask, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
-        if hierarchy is None or (hierarchy[0][:, 3] >= 0).any():
-            continue  # a hole: keep the region a mask
-        parts = []
-        for contour in contours:
-            simple = cv2.approxPolyDP(contour, tolerance, closed=True).reshape(-1, 2)
-            if len(simple) < 3:
-                simple = contour.reshape(-1, 2)
-            if len(simple) < 3:
-                parts = []
-                break
-            xy = simple.astype(np.float64) + [left - 1, top - 1]
-            parts.append([[round(100 * (x + 0.5) / width, 3), round(100 * (y + 0.5) / height, 3)]
-                          for x, y in xy])
+        parts = mask_outlines(index[window] == k, tolerance, holes,
+                              offset=(window[0].start, window[1].start), size=index.shape)
         if parts:
             out[k] = parts
     return out

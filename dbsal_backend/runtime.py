@@ -22,7 +22,7 @@ import torch
 
 from .connect import INSTANCE_ID
 from .jobs import Jobs
-from .scheduler import TrainingScheduler
+from .scheduler import START_TRAINING, TrainingScheduler
 from .service import Service
 from .settings import Settings
 from .state import DamagedRecord, StateStore
@@ -139,6 +139,7 @@ def build_runtime(settings: Settings, client_factory: Callable[[], Any] | None =
     scheduler = TrainingScheduler(service.run if in_process else jobs.run,
                                   train_after=settings.train_after,
                                   on_change=persist)
+    service.on_labels_found = lambda project: scheduler.notify(project, START_TRAINING)
     for project in state.projects():
         try:
             record = state.get(project)
@@ -172,6 +173,9 @@ def _advice(record, settings: Settings) -> str:
     if record.training_state == "failed" and record.last_error:
         return f"the last run failed ({record.last_error[:200]}); fix the cause, then press " \
                f"Start Training in the project's Model settings"
+    if record.checkpoint is None and record.training_state in ("queued", "running"):
+        return "the first model is training on the tasks labeled so far; its regions follow " \
+               "when it is done: keep labeling the seed tasks meanwhile"
     if record.checkpoint is None:
         return "label the seed tasks completely (Label All Tasks serves them first); training " \
                f"starts after {settings.train_after} annotations or on Start Training"

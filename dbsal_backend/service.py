@@ -104,6 +104,8 @@ class Service:
         self._pending: set[int] = set()
         self._lock = threading.Lock()
         self._compute = None
+        #: ``on_labels_found(project)`` asks for a run (the runtime wires its scheduler here).
+        self.on_labels_found: Callable[[int], Any] | None = None
 
     @property
     def compute(self):
@@ -143,7 +145,7 @@ class Service:
                         log.info("project %d: %s; trying again", project, exc)
                         record = None
                     if record is not None:
-                        self.seed(client, project)
+                        self._start(client, project, record)
                         return
                 time.sleep(1.0)
             log.warning("project %d called /setup but Label Studio does not list this backend "
@@ -153,6 +155,17 @@ class Service:
         finally:
             with self._lock:
                 self._pending.discard(project)
+
+    def _start(self, client: LabelStudioClient, project: int, record: ProjectRecord) -> None:
+        """A newly confirmed project: seed what is missing of the seed batch and, when people
+        have already labeled tasks (before the backend was connected, no webhook tells of
+        them), start the first run on those labels at once."""
+        tasks = list(client.tasks(project))
+        seeded = self.seed(client, project, tasks)
+        if record.checkpoint is None and seeded.get("annotated") and self.on_labels_found:
+            log.info("project %d: %d tasks are already labeled: the first run starts now",
+                     project, seeded["annotated"])
+            self.on_labels_found(project)
 
     def connect(self, client: LabelStudioClient, project: int) -> ProjectRecord | None:
         """Confirm over the API that ``project`` connected this backend; record it (with the
@@ -288,7 +301,9 @@ class Service:
                         record = self._train(record, config, images, labels)
                         result["trained_on"] = len(images)
                 if record.checkpoint is None:
-                    result.update(self.seed(client, project, unlabeled))
+                    seeded = self.seed(client, project, tasks)
+                    seeded.pop("annotated", None)  # "labeled" above
+                    result.update(seeded)
                 else:
                     result.update(self._step(client, fetcher, record, config, unlabeled,
                                              labeled, counts))
@@ -422,27 +437,30 @@ class Service:
 
     # ------------------------------------------------------------------ seed batch
     def seed(self, client: LabelStudioClient, project: int,
-             unlabeled: list[dict] | None = None) -> dict[str, Any]:
+             tasks: list[dict] | None = None) -> dict[str, Any]:
         """Before any model: a random batch of whole images first in the queue (kept while
-        its tasks are unlabeled)."""
+        its tasks are unlabeled), as many as ``DBSAL_INITIAL_BATCH`` less the tasks already
+        labeled (none when that many are)."""
         s = self.settings
         record = self.require(project)
         if record.checkpoint is not None:
             return {}
-        if unlabeled is None:
-            unlabeled = [t for t in client.tasks(project) if not t["total_annotations"]]
-        ids = sorted(t["id"] for t in unlabeled)
-        batch = [t for t in record.seed_batch if t in set(ids)]
-        if not batch and ids:
+        if tasks is None:
+            tasks = list(client.tasks(project))
+        ids = sorted(t["id"] for t in tasks if not t["total_annotations"])
+        annotated = len(tasks) - len(ids)
+        wanted = max(0, s.initial_batch - annotated)
+        batch = [t for t in record.seed_batch if t in set(ids)][:wanted]
+        if not batch and ids and wanted:
             rng = np.random.default_rng([s.seed, project])
-            batch = sorted(int(i) for i in rng.choice(ids, min(s.initial_batch, len(ids)),
+            batch = sorted(int(i) for i in rng.choice(ids, min(wanted, len(ids)),
                                                        replace=False))
         title = record.title or s.model_title
         publish.replace(client, project, title, {t: empty_prediction(title, 0.0) for t in batch})
         self.state.update(project, seed_batch=batch)
-        log.info("project %d: seed batch of %d whole images first in the queue", project,
-                 len(batch))
-        return {"step": 0, "seed_batch": batch}
+        log.info("project %d: seed batch of %d whole images first in the queue (%d tasks "
+                 "labeled already)", project, len(batch), annotated)
+        return {"step": 0, "seed_batch": batch, "annotated": annotated}
 
     # ------------------------------------------------------------------ status
     def status(self, project: int) -> dict[str, Any]:

@@ -59,7 +59,7 @@ def test_other_names_nested_tags_and_extra_controls():
         ("<View><Image name='i' value='$i'/><Image name='j' value='$j'/>"
          "<BrushLabels name='b' toName='i'><Label value='a'/></BrushLabels></View>",
          "found 2 <Image>"),
-        ("<View><Image name='i' value='$i'/></View>", "found 0 <BrushLabels>"),
+        ("<View><Image name='i' value='$i'/></View>", "found no <BrushLabels> and no <PolygonLabels>"),
         ("<View><Image name='i' value='$i'/>"
          "<BrushLabels name='b' toName='i'><Label value='a'/></BrushLabels>"
          "<BrushLabels name='c' toName='i'><Label value='a'/></BrushLabels></View>",
@@ -287,3 +287,67 @@ def test_polygon_labels_with_the_same_labels_are_optional():
     elsewhere = polygon.replace('toName="img"', 'toName="x"')
     with pytest.raises(LabelConfigError, match="must name the image"):
         parse_label_config(f"<View>{image}{brush}{elsewhere}</View>")
+
+
+LS_POLYGON_TEMPLATE = """<View>
+  <Header value="Select label and click the image to start"/>
+  <Image name="image" value="$image" zoom="true"/>
+  <PolygonLabels name="label" toName="image"
+                 strokeWidth="3" pointSize="small"
+                 opacity="0.9">
+    <Label value="Airplane" background="red"/>
+    <Label value="Car" background="blue"/>
+  </PolygonLabels>
+</View>"""
+
+LS_MASK_TEMPLATE = """<View>
+  <Image name="image" value="$image" zoom="true"/>
+  <BrushLabels name="tag" toName="image">
+    <Label value="Airplane" background="rgba(255, 0, 0, 0.7)"/>
+    <Label value="Car" background="rgba(0, 0, 255, 0.7)"/>
+  </BrushLabels>
+</View>"""
+
+
+def test_label_studios_two_segmentation_templates_parse_as_they_are():
+    polygons = parse_label_config(LS_POLYGON_TEMPLATE)
+    assert (polygons.brush_name, polygons.polygon_name) == (None, "label")
+    assert polygons.labels == ["Airplane", "Car"]
+    masks = parse_label_config(LS_MASK_TEMPLATE)
+    assert (masks.brush_name, masks.polygon_name) == ("tag", None)
+    assert masks.labels == polygons.labels
+
+
+def test_aliases_hotkeys_and_other_controls_are_left_alone():
+    xml = """<View>
+      <Image name="image" value="$image"/>
+      <PolygonLabels name="poly" toName="image" opacity="0.5">
+        <Label value="Weed" alias="W" hotkey="w" background="#ff0000"/>
+        <Label value="Crop" hotkey="c"/>
+      </PolygonLabels>
+      <BrushLabels name="brush" toName="image">
+        <Label value="Weed" alias="W"/><Label value="Crop" alias="C"/>
+      </BrushLabels>
+      <Choices name="quality" toName="image"><Choice value="blurry"/></Choices>
+      <TextArea name="notes" toName="image"/>
+    </View>"""
+    config = parse_label_config(xml)
+    assert config.labels == ["Weed", "Crop"]
+    assert config.class_index == {"Weed": 0, "Crop": 1, "W": 0, "C": 1}
+    with pytest.raises(LabelConfigError, match='alias "W" names two labels'):
+        parse_label_config(xml.replace('value="Crop" alias="C"', 'value="Crop" alias="W"', 1)
+                           .replace('<Label value="Weed" alias="W"/>', '<Label value="Weed"/>'))
+    with pytest.raises(LabelConfigError, match="also the values of other labels"):
+        parse_label_config(xml.replace('alias="C"', 'alias="Weed"'))
+    with pytest.raises(LabelConfigError, match="two labels the alias"):
+        parse_label_config(xml.replace('hotkey="c"', 'alias="W"'))
+
+
+def test_polygon_labels_elsewhere_and_no_segmentation_tool_are_refused():
+    image = '<Image name="img" value="$image"/>'
+    with pytest.raises(LabelConfigError, match="no <BrushLabels> and no <PolygonLabels>"):
+        parse_label_config(f'<View>{image}<RectangleLabels name="r" toName="img">'
+                           f'<Label value="a"/></RectangleLabels></View>')
+    with pytest.raises(LabelConfigError, match='must name the image "img"'):
+        parse_label_config(f'<View>{image}<PolygonLabels name="p" toName="other">'
+                           f'<Label value="a"/></PolygonLabels></View>')

@@ -249,7 +249,7 @@ def test_any_annotation_gives_a_label_map_or_an_annotation_error(results):
 
 def test_polygon_results_are_painted_in_order_with_the_brushes():
     from dbsal_backend.label_config import parse_label_config
-    from dbsal_backend.ls_annotations import polygon_to_mask
+    from dbsal_backend.polygons import polygon_to_mask
 
     config = parse_label_config(
         '<View><Image name="img" value="$image"/><BrushLabels name="b" toName="img">'
@@ -273,3 +273,43 @@ def test_polygon_results_are_painted_in_order_with_the_brushes():
     bad = [{**results[0], "value": {"points": [[1, 2]], "polygonlabels": ["x"]}}]
     with pytest.raises(AnnotationError, match="malformed polygon"):
         annotation_to_label_map(bad, config, 10, 20, config.class_index)
+
+
+POLYGON_ONLY = parse_label_config(
+    '<View><Header value="Select label and click the image to start"/>'
+    '<Image name="image" value="$image" zoom="true"/>'
+    '<PolygonLabels name="label" toName="image" strokeWidth="3" opacity="0.9">'
+    '<Label value="Airplane" background="red"/><Label value="Car" alias="car" '
+    'background="blue"/></PolygonLabels></View>')
+
+
+def polygon(points, label, **overrides):
+    return {"type": "polygonlabels", "from_name": "label", "to_name": "image",
+            "original_width": 20, "original_height": 10,
+            "value": {"points": points, "closed": True, "polygonlabels": [label]}, **overrides}
+
+
+def test_polygon_only_projects_train_on_polygons_the_one_on_top_wins():
+    left = [[0, 0], [50, 0], [50, 100], [0, 100]]
+    middle = [[25, 0], [75, 0], [75, 100], [25, 100]]
+    results = [polygon(left, "Airplane"), polygon(middle, "car"),  # alias: Label Studio's word
+               brush(np.ones((10, 20), bool), "Airplane", from_name="tag", to_name="image")]
+    label_map, warnings = annotation_to_label_map(results, POLYGON_ONLY, 10, 20,
+                                                  POLYGON_ONLY.class_index)
+    assert warnings == []
+    assert (label_map[:, :4] == 0).all()  # only the first polygon
+    assert (label_map[:, 6:14] == 1).all()  # the second, drawn on top, wins the overlap
+    assert (label_map[:, 16:] == IGNORE_INDEX).all()  # brushes are not this project's tool
+
+
+def test_label_maps_become_polygons_in_a_polygon_only_project():
+    label_map = np.full((10, 20), IGNORE_INDEX, np.uint8)
+    label_map[1:9, 2:8] = 0
+    label_map[3:6, 4:6] = 1  # inside the first: a hole in class 0's region
+    label_map[0:4, 12:18] = 1
+    results = label_map_to_results(label_map, POLYGON_ONLY)
+    assert {r["type"] for r in results} == {"polygonlabels"}
+    assert [r["value"]["polygonlabels"] for r in results] == [["Airplane"], ["Car"], ["Car"]]
+    back, warnings = annotation_to_label_map(results, POLYGON_ONLY, 10, 20,
+                                             POLYGON_ONLY.class_index)
+    assert warnings == [] and (back == label_map).all()

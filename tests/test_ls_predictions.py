@@ -103,7 +103,7 @@ POLYGON_CONFIG = parse_label_config(EXAMPLE_LABEL_CONFIG.replace(
 
 
 def test_with_polygon_labels_regions_are_polygons_that_cover_them():
-    from dbsal_backend.ls_annotations import polygon_to_mask
+    from dbsal_backend.polygons import polygon_to_mask
     from dbsal_backend.regions import region_map
 
     sp = grid(60, 80, 20)  # 3 x 4 tiles of 20 x 20
@@ -136,7 +136,7 @@ def test_a_region_with_a_hole_stays_a_brush_mask_and_parts_become_polygons():
 
 
 def test_polygons_of_a_smaller_superpixel_map_cover_the_regions_at_the_image_size():
-    from dbsal_backend.ls_annotations import polygon_to_mask
+    from dbsal_backend.polygons import polygon_to_mask
     from dbsal_backend.regions import region_map
 
     sp = grid(60, 80, 20)  # the map of an image four times as large (a very large image)
@@ -152,3 +152,50 @@ def test_polygons_of_a_smaller_superpixel_map_cover_the_regions_at_the_image_siz
         # outlines run through the map's boundary pixel centres: half a map pixel inside
         assert (mask & truth).sum() / (mask | truth).sum() > 0.9
         assert mask[truth].mean() > 0.9 and not mask[index == -1].any()
+
+
+# Label Studio's "Semantic Segmentation with Polygons" template: PolygonLabels alone.
+POLYGON_ONLY = parse_label_config(
+    '<View><Header value="Select label and click the image to start"/>'
+    '<Image name="image" value="$image" zoom="true"/>'
+    '<PolygonLabels name="label" toName="image" strokeWidth="3" pointSize="small" opacity="0.9">'
+    + "".join(f'<Label value="{c}" background="red"/>' for c in CONFIG.labels)
+    + "</PolygonLabels></View>")
+
+
+def test_polygon_only_a_region_with_a_hole_is_one_polygon_that_leaves_the_hole_out():
+    from dbsal_backend.polygons import polygon_to_mask
+    from dbsal_backend.regions import region_map
+
+    sp = grid(60, 60, 20)
+    ring = Region(tuple(i for i in range(9) if i != 4), 1, 0.3, 3200)
+    split = Region((4,), 2, 0.6, 400)
+    two_parts = Region((0, 8), 3, 0.4, 800)
+    for regions in ([ring, split], [ring], [two_parts]):
+        prediction = query_prediction(Query(1, 0.2, (60, 60), sp, regions, 9), POLYGON_ONLY, "v")
+        results = prediction["result"]
+        assert {r["type"] for r in results} == {"polygonlabels"}
+        assert {r["from_name"] for r in results} == {"label"}
+        index = region_map(sp, regions)
+        for k in range(len(regions)):
+            mine = [r for r in results if r["id"].split(".")[0] == f"r{k}"]
+            mask = np.zeros((60, 60), bool)
+            for r in mine:
+                mask |= polygon_to_mask(r["value"]["points"], 60, 60)
+            truth = index == k
+            assert (mask & truth).sum() / (mask | truth).sum() > 0.95
+            assert not mask[20:40, 20:40][2:-2, 2:-2].any() or regions[k] is not ring
+    ring_only = query_prediction(Query(1, 0.2, (60, 60), sp, [ring], 9), POLYGON_ONLY, "v")
+    assert [r["id"] for r in ring_only["result"]] == ["r0"]  # one polygon, slit to its hole
+
+
+def test_polygon_only_predictions_read_back_as_the_regions_labels():
+    sp = grid(60, 80, 20)
+    regions = [Region((1,), 2, 0.2, 400), Region((4, 5), 4, 0.5, 800)]
+    prediction = query_prediction(Query(1, 0.4, (60, 80), sp, regions, 12), POLYGON_ONLY, "v")
+    label_map, warnings = annotation_to_label_map(prediction["result"], POLYGON_ONLY, 60, 80,
+                                                  POLYGON_ONLY.class_index)
+    assert warnings == []
+    assert (label_map[0:20, 20:40] == 2).mean() > 0.9
+    assert (label_map[20:40, 0:40] == 4).mean() > 0.9
+    assert (label_map[40:, :] == IGNORE_INDEX).all()

@@ -250,3 +250,70 @@ def test_pre_labels_are_corrected_for_the_class_weights(tmp_path, ls):
     assert len(weights) == 2 and weights[1] > weights[0]  # the square is the rarer class
     assert service.scorer(served, 2)._prior is not None
     assert IGNORE_INDEX == 255
+
+
+def confirm(service: Service, project: int = 1) -> None:
+    service.setup(project, CONFIG)
+    for thread in threading.enumerate():
+        if thread.name == f"dbsal-confirm-{project}":
+            thread.join(30)
+
+
+def test_labels_made_before_connecting_start_the_first_run_and_shrink_the_seed(tmp_path, ls):
+    label_seed(ls, [2, 5])  # labeled by hand before the backend was connected
+    service = make_service(tmp_path, ls)
+    asked: list[int] = []
+    service.on_labels_found = asked.append
+    confirm(service)
+    assert asked == [1]  # the first run, without a webhook or Start Training
+    seed = list(service.state.get(1).seed_batch)
+    assert len(seed) == 3 - 2 and not set(seed) & {2, 5}  # only what is missing
+    result = service.run(1)  # what the scheduler runs
+    assert result["trained_on"] == 2 and result["step"] == 1 and result["queried"] > 0
+
+
+def test_enough_labels_before_connecting_need_no_seed_batch(tmp_path, ls):
+    label_seed(ls, [1, 2, 3, 4])
+    service = make_service(tmp_path, ls)
+    asked: list[int] = []
+    service.on_labels_found = asked.append
+    confirm(service)
+    assert asked == [1] and service.state.get(1).seed_batch == ()
+    assert not [t for t in ls.tasks if ours(ls, t)]  # no whole-image task is put first
+
+
+def test_a_project_without_labels_waits_for_its_seed_batch(tmp_path, ls):
+    service = make_service(tmp_path, ls)
+    asked: list[int] = []
+    service.on_labels_found = asked.append
+    confirm(service)
+    assert asked == [] and len(service.state.get(1).seed_batch) == 3
+
+
+POLYGON_CONFIG = """<View>
+  <Header value="Select label and click the image to start"/>
+  <Image name="image" value="$image" zoom="true"/>
+  <PolygonLabels name="label" toName="image" strokeWidth="3" pointSize="small" opacity="0.9">
+    <Label value="Background" background="red"/><Label value="Square" background="blue"/>
+  </PolygonLabels>
+</View>"""
+
+
+def test_a_polygon_only_project_trains_on_polygons_and_gets_polygon_regions(tmp_path, ls):
+    from dbsal_backend.label_config import parse_label_config
+    from dbsal_backend.ls_annotations import label_map_to_results
+
+    ls.projects[1]["label_config"] = POLYGON_CONFIG
+    config = parse_label_config(POLYGON_CONFIG)
+    service = make_service(tmp_path, ls)
+    connected(service)
+    seed = service.run(1)["seed_batch"]
+    for tid in seed:  # answered with the template's own tool
+        ls.annotate(tid, label_map_to_results(ls.truth[tid], config))
+    assert {r["type"] for t in seed for r in ls.tasks[t]["annotations"][0]["result"]} == \
+        {"polygonlabels"}
+    result = service.run(1)
+    assert result["trained_on"] == len(seed) and result["queried"] > 0
+    regions = [r for t in ls.tasks for p in ours(ls, t) for r in p["result"]]
+    assert regions and {r["type"] for r in regions} == {"polygonlabels"}
+    assert {r["from_name"] for r in regions} == {"label"}
