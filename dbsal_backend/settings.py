@@ -131,7 +131,9 @@ class Settings(BaseSettings):
     pretrained: bool = Field(True, description="Start the encoder from ImageNet weights.")
     device: Annotated[str, Lower] = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
                                           description="auto, cpu, cuda or cuda:N.")
-    initial_batch: int = Field(10, ge=1, description="Whole images labeled first (seed set).")
+    initial_batch: int = Field(10, ge=1, description="Whole images asked for first (the seed "
+                               "set), less the tasks already annotated; none when at least "
+                               "this many are.")
     step_size: int = Field(10, ge=1, description="Images queried per step.")
     budget: Annotated[int | None, BeforeValidator(_unlimited)] = Field(
         None, ge=1, description="Labeling budget in DBSAL_BUDGET_UNIT; none: unlimited.")
