@@ -1,16 +1,19 @@
 """The HTTP API Label Studio talks to (Flask), safe to put on a network.
 
 :func:`init_app` builds the app around a model class (the label-studio-ml convention:
-``_wsgi.py`` is ``app = init_app(model_class=DBSALModel)``). Every answer is JSON, errors
-included (``{"error": ..., "status": ...}``, the message also in the HTTP reason phrase, which is
-all Label Studio shows). Routes:
+``_wsgi.py`` is ``app = init_app(model_class=DBSALModel)``). Every answer is JSON but the page
+``GET /`` shows a browser, errors included (``{"error": ..., "status": ...}``, the message also in
+the HTTP reason phrase, which is all Label Studio shows). Routes:
 
 ========================  =========================================================================
 ``GET /health``           liveness, this instance's id, known problems (no auth)
 ``POST /setup``           Label Studio connects or re-checks: config checked, model version answered
 ``POST /predict``         one prediction per task, in order (regions computed now)
 ``POST /webhook``         Label Studio's events; training runs in the background
+``GET /``                 the page for people (HTML, :mod:`~dbsal_backend.dashboard`) when the
+                          client prefers text/html; else (or ``?format=json``) name and routes
 ``GET /status?project=``  model, training, step, budget, pre-label accuracy, questions ready
+``GET /status``           the same for every project the backend knows (what the page shows)
 ``GET|POST /versions``    the model version
 ``POST /train``           "Start Training" for Label Studio versions that call it
 ``GET /is_training``      whether a run is going
@@ -35,6 +38,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
+from . import dashboard
 from .label_config import LabelConfigError
 from .runtime import get_runtime
 from .service import NotConnected
@@ -98,6 +102,24 @@ def _body() -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ApiError(400, "expected a JSON object in the request body")
     return data
+
+
+#: Headers of the HTML page: no scripts, frames or outside resources at all.
+PAGE_HEADERS = {"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+                                           "img-src data:; frame-ancestors 'none'; "
+                                           "base-uri 'none'; form-action 'none'",
+                "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+                "Cache-Control": "no-store"}
+
+
+def wants_html() -> bool:
+    """Whether ``GET /`` should answer the page: ``?format=html``, or a client (a browser)
+    whose Accept header prefers text/html to JSON. ``?format=json``, no Accept header or
+    ``*/*`` get the JSON."""
+    asked = request.args.get("format", "").lower()
+    if asked in ("json", "html"):
+        return asked == "html"
+    return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
 
 
 def init_app(model_class: type, settings=None) -> Flask:
@@ -170,8 +192,16 @@ def init_app(model_class: type, settings=None) -> Flask:
 
     @app.get("/")
     def index() -> Any:
-        return {"name": "dbsal", "status": "UP",
-                "routes": ["/health", "/setup", "/predict", "/webhook", "/status", "/versions"]}
+        if not wants_html():
+            return {"name": "dbsal", "status": "UP",
+                    "routes": ["/health", "/setup", "/predict", "/webhook", "/status",
+                               "/versions"]}
+        page = dashboard.render(dashboard.overview(runtime),
+                                backend_url=settings.public_url or request.host_url)
+        response = Response(page, mimetype="text/html")
+        response.headers.update(PAGE_HEADERS)
+        response.vary.add("Accept")
+        return response
 
     @app.get("/health")
     def health() -> Any:
@@ -229,6 +259,8 @@ def init_app(model_class: type, settings=None) -> Flask:
 
     @app.get("/status")
     def status() -> Any:
+        if "project" not in request.args:
+            return dashboard.overview(runtime)
         project = project_id(request.args.get("project"), "the project query parameter")
         return model(project).status()
 

@@ -6,6 +6,9 @@ SDK); after the first step "Label All Tasks" opens the least confident queried t
 regions render and are listed; one region is relabeled by clicking, the annotation submitted and
 read back (that region's origin is ``prediction-changed``). A 1024x2048 task imported after the first step is opened too (its regions are made on demand).
 
+The page for the team lead (``GET /``) is opened too, from a backend over a prepared state (no
+Label Studio): project, what to do, a step row and the SVG chart are visible.
+
 How fast a task becomes usable is measured by ``bench/ui.py`` on a quiet machine; here the
 times are recorded in the test report and only bounded generously (CI machines are shared).
 Skipped, saying why, when chromium or playwright is missing.
@@ -14,13 +17,20 @@ Skipped, saying why, when chromium or playwright is missing.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from types import SimpleNamespace
 
+import httpx
 import pytest
 from backendproc import (CLASSES, RUN_TIMEOUT, Backend, Project, annotation_result, connect,
                          make_project, ours, png_bytes, start_backend, synthetic_scene,
                          wait_for)
+from fakels import CONFIG
 from label_studio_sdk import LabelStudio
-from lsserver import LabelStudioServer, label_studio_server  # noqa: F401
+from lsserver import LabelStudioServer, command_line_secret, label_studio_server  # noqa: F401
+from test_dashboard import fill_project
+
+from dbsal_backend.runtime import STATE_FILE
+from dbsal_backend.state import StateStore
 
 import lsbrowser
 
@@ -151,3 +161,60 @@ def test_a_1024x2048_task_renders_its_regions(ls, sdk, backend, project, page, f
     record_property("usable_seconds_1024x2048", usable.seconds)
     assert not usable.timed_out
     assert lsbrowser.count_regions(page) == len(regions)
+
+
+# ---------------------------------------------------------------------------- the team lead's page
+
+
+@pytest.fixture(scope="module")
+def dashboard_backend(tmp_path_factory) -> Iterator[Backend]:
+    """The backend as a server over a prepared state (a connected project with three steps),
+    behind basic auth; no Label Studio needed to show the page."""
+    tmp = tmp_path_factory.mktemp("backend-dashboard")
+    (tmp / "models").mkdir()
+    state = StateStore(tmp / "models" / STATE_FILE)
+    fill_project(state, 3, title="street scenes")
+    state.update(4, connected=True, title="dbsal", label_config=CONFIG, seed_batch=(11, 12, 13))
+    state.close()
+    nowhere = SimpleNamespace(url="http://127.0.0.1:9", log_tail=lambda n=0: "(no Label Studio)")
+    b = Backend("dashboard", nowhere, "unused-key", tmp / "models", tmp / "backend-dashboard.log",
+                auth=("lead", command_line_secret()))
+    b.settings.update(DBSAL_BUDGET="40", DBSAL_BUDGET_UNIT="images")
+    b.start()
+    yield b
+    b.stop()
+
+
+def test_the_status_page_shows_each_project(browser, dashboard_backend, tmp_path,
+                                            record_property):
+    b = dashboard_backend
+    refused = httpx.get(b.url + "/", headers={"Accept": "text/html"}, timeout=30)
+    assert refused.status_code == 401  # basic auth guards the page (a browser would ask)
+    assert refused.headers["WWW-Authenticate"].startswith("Basic")
+    context = browser.new_context(viewport={"width": 1280, "height": 900},
+                                  http_credentials={"username": b.auth[0],
+                                                    "password": b.auth[1]})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    response = page.goto(b.url + "/")
+    assert response.status == 200 and response.headers["content-type"].startswith("text/html")
+    card = page.locator("#project-3")
+    text = card.inner_text()
+    assert "Project 3" in text and "street scenes" in text
+    assert b.status(3)["what_to_do"] in text
+    assert "9 of 40 images labeled" in text and "133 regions" in text
+    cells = [c.inner_text().strip() for c in page.locator("#project-3 tr.step-row").nth(1)
+             .locator("td").all()]
+    assert cells[0] == "2" and cells[2:5] == ["3", "52", "7.5"], cells
+    assert cells[5] == "82% of 40" and cells[1].endswith("UTC"), cells
+    chart = card.locator("svg.chart")
+    assert chart.is_visible() and chart.bounding_box()["width"] > 300
+    assert chart.locator("rect.bar").count() == 3 and chart.locator("circle.acc").count() == 2
+    seeding = page.locator("#project-4").inner_text()
+    assert "label the seed tasks" in seeding and "No step yet" in seeding
+    shot = lsbrowser.screenshot(page, tmp_path / "dashboard.png", full_page=True)
+    record_property("dashboard_screenshot", str(shot))
+    assert shot.stat().st_size > 10_000
+    assert not problems, problems  # no CSP violation or other error in the console
+    context.close()
