@@ -216,6 +216,12 @@ def test_logs_hold_no_bodies_and_no_credentials(tmp_path, ls, capsys):
                 f"{AUTH[0]}:{AUTH[1]}".encode()).decode(), "ls-api-key-123456", "Basic abc"):
             assert secret not in text, secret
     finally:
+        for thread in threading.enumerate():  # the confirmation logs too: let it finish here
+            if thread.name.startswith("dbsal-confirm-"):
+                thread.join(30)
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if getattr(h, "_dbsal", False)]:
+            root.removeHandler(handler)  # its stream is the test's captured stderr
         runtime.scheduler.shutdown(timeout=60)
         set_runtime(None)
 
