@@ -27,7 +27,7 @@ import numpy as np
 from scipy.ndimage import find_objects
 
 from .constants import IGNORE_INDEX
-from .regions import Region, region_map
+from .regions import Region, dominant_classes, region_map
 
 __all__ = ["Answer", "ClickModel", "SimulatedAnnotator", "polygon_clicks"]
 
@@ -137,15 +137,14 @@ class SimulatedAnnotator:
         index = region_map(superpixels, list(regions))
         if index.shape != truth.shape:  # superpixels of a very large image, at a smaller size
             index = cv2.resize(index, truth.shape[::-1], interpolation=cv2.INTER_NEAREST)
+        dominants = dominant_classes(index, truth, len(regions), self.n_classes)
         for k, (region, window) in enumerate(zip(regions, find_objects(index + 1, len(regions)))):
-            if window is None:
+            dominant = int(dominants[k])
+            if window is None or dominant < 0:
                 continue
             inside = index[window] == k
             true = truth[window]
             valid = inside & (true != IGNORE_INDEX)
-            if not valid.any():
-                continue
-            dominant = int(np.bincount(true[valid], minlength=self.n_classes).argmax())
             answer.prelabels_judged += 1
             if region.label == dominant:
                 answer.prelabels_right += 1

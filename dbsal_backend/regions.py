@@ -18,7 +18,10 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-__all__ = ["GROUPINGS", "Region", "SuperpixelTable", "adjacent_pairs", "build_regions", "region_map",
+from .constants import IGNORE_INDEX
+
+__all__ = ["GROUPINGS", "Region", "SuperpixelTable", "adjacent_pairs", "build_regions",
+           "dominant_classes", "region_map",
            "smooth_labels", "superpixel_table"]
 
 
@@ -188,3 +191,18 @@ def region_map(superpixels: np.ndarray, regions: list[Region]) -> np.ndarray:
     for index, region in enumerate(regions):
         lookup[list(region.superpixels)] = index
     return lookup[superpixels]
+
+
+def dominant_classes(index: np.ndarray, labels: np.ndarray, n_regions: int,
+                     n_classes: int) -> np.ndarray:
+    """Each region's most frequent labeled class (the lowest on a tie), ``-1`` where none of its
+    pixels is labeled: how a person's answer judges a region's pre-label, in the backend and in
+    the simulated annotator alike.
+
+    ``index`` is a :func:`region_map` (``-1`` outside every region) and ``labels`` a label map of
+    the same shape (``IGNORE_INDEX``, or any value ``>= n_classes``, counts as unlabeled).
+    """
+    valid = (index >= 0) & (labels < n_classes) & (labels != IGNORE_INDEX)
+    joint = index[valid].astype(np.int64) * n_classes + labels[valid]
+    counts = np.bincount(joint, minlength=n_regions * n_classes).reshape(n_regions, n_classes)
+    return np.where(counts.any(axis=1), counts.argmax(axis=1), -1)

@@ -45,7 +45,7 @@ from .ls_annotations import AnnotationError, annotation_to_label_map
 from .ls_client import LabelStudioClient, LabelStudioError
 from .ls_predictions import empty_prediction, query_prediction
 from .networks import build_model, pick_device
-from .regions import region_map
+from .regions import Region, dominant_classes, region_map
 from .scoring import Scorer
 from .serving import ServingModels
 from .settings import Settings
@@ -336,7 +336,7 @@ class Service:
                 log.warning("task %s: %s", task["id"], warning)
             query = queries.get(task["id"])
             if query is not None and query.prelabels_judged is None:
-                self._judge(record.project_id, query, image, label_map)
+                self._judge(record.project_id, query, image, label_map, len(config.labels))
             effort += Effort(1, len(annotation.get("result") or []),
                              int((label_map != IGNORE_INDEX).sum()))
             small = fit_side(image, self.settings.max_side)
@@ -345,7 +345,7 @@ class Service:
         return images, labels, effort
 
     def _judge(self, project: int, query: QueryRecord, image: np.ndarray,
-               label_map: np.ndarray) -> None:
+               label_map: np.ndarray, n_classes: int) -> None:
         """How many of a query's pre-labels the annotation kept (its dominant class)."""
         if query.superpixels != self.slic.key():
             self.state.mark_answered(project, [query.task_id])
@@ -353,13 +353,11 @@ class Service:
         sp = self.superpixels.get(image)
         if sp.shape != label_map.shape:
             label_map = resize_nearest(label_map, *sp.shape)
-        index = region_map(sp, [_Region(ids) for _, ids, _ in query.regions])
-        right = judged = 0
-        for k, (label, _, _) in enumerate(query.regions):
-            given = label_map[(index == k) & (label_map != IGNORE_INDEX)]
-            if given.size:
-                judged += 1
-                right += int(np.bincount(given).argmax() == label)
+        regions = [Region(ids, label, confidence, 0) for label, ids, confidence in query.regions]
+        given = dominant_classes(region_map(sp, regions), label_map, len(regions), n_classes)
+        prelabels = np.array([region.label for region in regions])
+        judged = int((given >= 0).sum())
+        right = int((given == prelabels).sum())
         self.state.set_prelabels(project, query.task_id, right, judged)
 
     def _train(self, record: ProjectRecord, config: LabelConfig, images, labels) -> ProjectRecord:
@@ -482,13 +480,6 @@ class Service:
                        "prelabels_judged": accuracy.get(st.step, {}).get("judged")}
                       for st in steps],
         }
-
-
-class _Region:
-    """A stored region as :func:`~dbsal_backend.regions.region_map` reads it."""
-
-    def __init__(self, ids: tuple[int, ...]) -> None:
-        self.superpixels = ids
 
 
 def _query_record(query, step: int, superpixels: str) -> QueryRecord:

@@ -227,3 +227,18 @@ def test_class_grouping_makes_one_region_per_predicted_class():
     assert [r.confidence for r in regions] == sorted(r.confidence for r in regions)
     with pytest.raises(ValueError, match="grouping"):
         build_regions(table, queried, grouping="blobs")
+
+
+def test_dominant_classes_judge_each_region_by_its_most_labeled_class():
+    from dbsal_backend.constants import IGNORE_INDEX
+    from dbsal_backend.regions import dominant_classes
+
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        index = rng.integers(-1, 6, size=(12, 15))
+        labels = rng.integers(0, 4, size=index.shape).astype(np.uint8)
+        labels[rng.random(index.shape) < 0.3] = IGNORE_INDEX
+        got = dominant_classes(index, labels, 6, 4)
+        for k in range(6):  # the rule written out: bincount's argmax, lowest class on a tie
+            given = labels[(index == k) & (labels != IGNORE_INDEX)]
+            assert got[k] == (np.bincount(given, minlength=4).argmax() if given.size else -1)
