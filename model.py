@@ -35,13 +35,11 @@ class DBSALModel(LabelStudioMLBase):
 
     def predict(self, tasks: list[dict], **kwargs: Any) -> list[dict]:
         """One prediction per task, in order."""
-        return self.runtime.service.predict(self.project, tasks)
+        return self.predict_with_version(tasks)[0]
 
     def predict_with_version(self, tasks: list[dict]) -> tuple[list[dict], str]:
         """The predictions and the model version they carry."""
-        predictions = self.predict(tasks)
-        record = self.runtime.service.require(self.project)
-        return predictions, record.title or self.runtime.settings.model_title
+        return self.runtime.service.predict(self.project, tasks)
 
     def fit(self, event: str = "START_TRAINING", task: int | None = None,
             **kwargs: Any) -> str:

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
                         for cache in (model_dir / "superpixels", model_dir / "images"):
                             for f in cache.glob("*"):
                                 f.unlink()
-                        runtime.service.superpixels._memory.clear()
+                        runtime.service.context.superpixels._memory.clear()
                     start = time.perf_counter()
                     answer = app.post("/predict", json=body).get_json()
                     times.append(1000 * (time.perf_counter() - start))

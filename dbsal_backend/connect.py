@@ -4,7 +4,8 @@ Anyone who reaches the backend can call ``/setup`` with any project id, so a cal
 nothing. A project counts as connected when Label Studio itself (asked with the backend's API
 key) lists an ML backend for it whose URL is this backend: either ``DBSAL_PUBLIC_URL``, or a URL
 whose ``/health`` answers this process's instance id. Label Studio calls ``/setup`` before it
-saves the backend's row, so the confirmation runs in the background and retries for a while.
+saves the backend's row, so the confirmation runs in the background and retries for a while
+(:class:`Connections`: ``/setup`` answers at once, a thread confirms, records and prepares).
 
 Once confirmed, :func:`prepare_project` makes the project work with the backend: "Uncertainty
 sampling" (so "Label All Tasks" serves the least confident task first; ``DBSAL_SET_SAMPLING``),
@@ -17,15 +18,23 @@ from __future__ import annotations
 import base64
 import logging
 import secrets
-from typing import Any
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from .images import origin
-from .ls_client import UNCERTAINTY_SAMPLING, LabelStudioClient
+from .label_config import parse_label_config
+from .ls_client import UNCERTAINTY_SAMPLING, LabelStudioClient, LabelStudioError
+from .state import ProjectRecord
 
-__all__ = ["INSTANCE_ID", "SelfCheckFailed", "find_backend", "prepare_project"]
+if TYPE_CHECKING:
+    from .context import ServiceContext
+
+__all__ = ["INSTANCE_ID", "Connections", "SelfCheckFailed", "find_backend", "prepare_project"]
 
 #: Seconds a listed backend URL gets to answer ``/health`` when the backend looks for itself.
 SELF_CHECK_TIMEOUT = 10.0
@@ -112,3 +121,96 @@ def prepare_project(client: LabelStudioClient, project: int, backend_url: str,
                             project, hook["id"])
                 done.append("webhook auth")
     return done
+
+
+#: How long a /setup keeps asking Label Studio whether the backend's row was saved.
+CONFIRM_SECONDS = 30.0
+#: Pending confirmations at most (a flood of /setup calls costs no more than this).
+MAX_PENDING_CONFIRMATIONS = 8
+
+
+class Connections:
+    """Confirms, records and prepares the projects that connect this backend.
+
+    Parameters
+    ----------
+    context : ServiceContext
+    instance_id : str
+        This server's instance id, answered by ``/health`` (how a project is confirmed).
+    on_confirmed : callable
+        ``on_confirmed(client, project, record)`` once a ``/setup`` is confirmed.
+    """
+
+    def __init__(self, context: ServiceContext, instance_id: str,
+                 on_confirmed: Callable[[LabelStudioClient, int, ProjectRecord], None]) -> None:
+        self.context = context
+        self.instance_id = instance_id
+        self.on_confirmed = on_confirmed
+        self._pending: set[int] = set()
+        self._lock = threading.Lock()
+
+    def setup(self, project: int, schema: str) -> str:
+        """Label Studio connected or re-checked the backend. Checks ``schema`` (raises
+        ``LabelConfigError``) and answers the model version at once; an unconfirmed project
+        is confirmed, prepared and seeded in the background."""
+        parse_label_config(schema)
+        record = self.context.state.get(project)
+        if record is not None and record.connected:
+            return self.context.title(record)
+        with self._lock:
+            start = project not in self._pending and len(self._pending) < \
+                MAX_PENDING_CONFIRMATIONS
+            if start:
+                self._pending.add(project)
+        if start:
+            threading.Thread(target=self._confirm_in_background, args=(project,), daemon=True,
+                             name=f"dbsal-confirm-{project}").start()
+        return self.context.settings.model_title
+
+    def _confirm_in_background(self, project: int) -> None:
+        try:
+            deadline = time.monotonic() + CONFIRM_SECONDS
+            while time.monotonic() < deadline:
+                with self.context.client_factory() as client:
+                    try:
+                        record = self.connect(client, project)
+                    except SelfCheckFailed as exc:
+                        logger.info("project %d: %s; trying again", project, exc)
+                        record = None
+                    if record is not None:
+                        self.on_confirmed(client, project, record)
+                        return
+                time.sleep(1.0)
+            logger.warning("project %d called /setup but Label Studio does not list this "
+                           "backend for it: nothing was registered", project)
+        except Exception:  # noqa: BLE001 - a background thread must not die silently
+            logger.exception("project %d: confirming the connection failed", project)
+        finally:
+            with self._lock:
+                self._pending.discard(project)
+
+    def connect(self, client: LabelStudioClient, project: int) -> ProjectRecord | None:
+        """Confirm over the API that ``project`` connected this backend; record it (with the
+        label config Label Studio holds) and prepare it. None when it is not connected."""
+        state, settings = self.context.state, self.context.settings
+        try:
+            backend = find_backend(client, project, self.instance_id, settings.public_url)
+        except LabelStudioError as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+        if backend is None:
+            record = state.get(project)
+            if record is not None and record.connected:
+                state.update(project, connected=False,
+                             last_error="the project no longer lists this backend")
+            return None
+        schema = client.get_project(project).get("label_config") or ""
+        parse_label_config(schema)
+        done = prepare_project(client, project, backend["url"], settings.set_sampling,
+                               settings.auth)
+        record = state.update(project, connected=True, label_config=schema,
+                              title=backend.get("title") or settings.model_title)
+        logger.info("project %d connected (backend %r%s)", project, record.title,
+                    f"; set {', '.join(done)}" if done else "")
+        return record

@@ -18,7 +18,7 @@ from typing import Any
 
 import jinja2
 
-from .service import NotConnected
+from .context import NotConnected
 from .state import DamagedRecord
 
 __all__ = ["chart", "overview", "project_overview", "render"]

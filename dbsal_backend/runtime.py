@@ -103,7 +103,7 @@ class Runtime:
     def health(self) -> dict[str, Any]:
         """What ``/health`` answers (no secrets): up, this instance's id, known problems."""
         problems = list(self.problems)
-        for cache in (self.service.superpixels,):
+        for cache in (self.service.context.superpixels,):
             if cache.problem:
                 problems.append(cache.problem)
         return {"status": "UP", "model_class": "DBSALModel", "instance": INSTANCE_ID,

@@ -41,7 +41,7 @@ from werkzeug.exceptions import HTTPException
 from . import dashboard
 from .label_config import LabelConfigError
 from .runtime import get_runtime
-from .service import NotConnected
+from .context import NotConnected
 from .state import MAX_ID, DamagedRecord
 
 __all__ = ["ApiError", "init_app", "project_id"]

@@ -131,6 +131,13 @@ class QueryRecord:
     prelabels_right: int | None = None
     prelabels_judged: int | None = None
 
+    @classmethod
+    def of(cls, query: Any, step: int, superpixels: str) -> QueryRecord:
+        """The record of an :class:`~dbsal_backend.active.Query` asked at ``step``."""
+        return cls(int(query.key), step, superpixels,
+                   tuple((r.label, r.superpixels, round(r.confidence, 4))
+                         for r in query.regions))
+
 
 @dataclass(frozen=True)
 class StepRecord:

@@ -79,7 +79,7 @@ def test_setup_confirms_over_the_api_then_prepares_and_seeds(tmp_path, ls):
 
 
 def test_setup_of_a_project_that_did_not_connect_registers_nothing(tmp_path, ls, monkeypatch):
-    monkeypatch.setattr("dbsal_backend.service.CONFIRM_SECONDS", 1.5)
+    monkeypatch.setattr("dbsal_backend.connect.CONFIRM_SECONDS", 1.5)
     ls.add_project(2, connected=False)
     service = make_service(tmp_path, ls)
     service.setup(2, CONFIG)
@@ -160,7 +160,8 @@ def test_the_loop_seed_train_query_answer_and_measure(tmp_path, ls):
 def test_predict_on_demand(tmp_path, ls):
     service = make_service(tmp_path, ls)
     connected(service)
-    before = service.predict(1, [{"id": 1}, {"id": 2}])
+    before, version = service.predict(1, [{"id": 1}, {"id": 2}])
+    assert version == "dbsal"
     assert [p["result"] for p in before] == [[], []] and before[0]["score"] == 0.0
     seed = service.run(1)["seed_batch"]
     label_seed(ls, seed)
@@ -168,14 +169,14 @@ def test_predict_on_demand(tmp_path, ls):
     other = ls.add_task(2, *next(iter([(ls.images[1], ls.truth[1])])))  # a task of project 2
     ls.add_project(2)
     task = lambda t: {"id": t, "project": 1, "data": ls.tasks[t]["data"]}  # noqa: E731
-    after = service.predict(1, [task(4), task(other), {"id": 12345, "data": {}}])
+    after, _ = service.predict(1, [task(4), task(other), {"id": 12345, "data": {}}])
     assert len(after) == 3
     assert after[0]["result"] and after[0]["model_version"] == "dbsal"
     # a task of another project (whatever the request says) and an unknown one: no regions
     assert after[1]["result"] == [] and after[2]["result"] == []
     # the image is the one Label Studio holds for the task, not the request's
     ls.image_requests.clear()
-    poisoned = service.predict(1, [{"id": 4, "data": {"image": "http://169.254.169.254/x.png"}},
+    poisoned, _ = service.predict(1, [{"id": 4, "data": {"image": "http://169.254.169.254/x.png"}},
                                    {"id": 5, "data": ls.tasks[other]["data"]}])
     assert poisoned[0]["result"] == after[0]["result"] and poisoned[1]["result"]
     assert ls.tasks[other]["data"]["image"] not in [path for path, _ in ls.image_requests]
@@ -235,9 +236,9 @@ def test_a_copied_model_dir_serves_its_own_models(tmp_path, ls):
                     StateStore(copy / "state.sqlite3"), ls.client)
     record = moved.state.get(1)
     assert record.checkpoint == original
-    served = moved.served(record, moved.config(record))
+    served = moved.context.served(record, moved.context.config(record))
     assert served is not None
-    assert moved.predict(1, [{"id": 6, "data": ls.tasks[6]["data"]}])[0]["result"]
+    assert moved.predict(1, [{"id": 6, "data": ls.tasks[6]["data"]}])[0][0]["result"]
 
 
 def test_pre_labels_are_corrected_for_the_class_weights(tmp_path, ls):
@@ -245,10 +246,11 @@ def test_pre_labels_are_corrected_for_the_class_weights(tmp_path, ls):
     connected(service)
     label_seed(ls, service.run(1)["seed_batch"])
     service.run(1)
-    served = service.served(service.state.get(1), service.config(service.state.get(1)))
+    context = service.context
+    served = context.served(service.state.get(1), context.config(service.state.get(1)))
     weights = served.meta["class_weights"]
     assert len(weights) == 2 and weights[1] > weights[0]  # the square is the rarer class
-    assert service.scorer(served, 2)._prior is not None
+    assert context.scorer(served, 2)._prior is not None
     assert IGNORE_INDEX == 255
 
 
