@@ -56,14 +56,16 @@ test-ui: dev ls-venv
 
 # The Docker image run for real (opt-in, not part of `make test`; docs/docker.md): builds it with
 # podman (tests/docker/build.sh: installs podman/mmdebstrap/runc if missing, makes a Debian base
-# image), then runs the backend in a container against a real Label Studio on loopback.
+# image), then runs the backend in a container against a real Label Studio on loopback, and the
+# compose file's dbsal service if podman-compose >= 1.1 is on PATH or in PODMAN_COMPOSE.
 DOCKER_IMAGE ?= localhost/dbsal:test
+PODMAN_COMPOSE ?=
 test-docker: dev ls-venv
 	CONTAINERS_CONF=$${CONTAINERS_CONF:-$(abspath tests/docker/containers.conf)} \
 	  DBSAL_DOCKER_IMAGE=$(DOCKER_IMAGE) tests/docker/build.sh
 	CONTAINERS_CONF=$${CONTAINERS_CONF:-$(abspath tests/docker/containers.conf)} \
 	  DBSAL_DOCKER_TESTS=1 DBSAL_DOCKER_IMAGE=$(DOCKER_IMAGE) LS_VENV=$(abspath $(LS_VENV)) \
-	  $(PY) -m pytest -q -s -m docker tests/test_docker.py
+	  DBSAL_PODMAN_COMPOSE=$(PODMAN_COMPOSE) $(PY) -m pytest -q -s -rs -m docker tests/test_docker.py
 
 # Benchmarks (results under bench/results/); DATA is the CamVid root.
 DATA ?= ../shared/data/camvid

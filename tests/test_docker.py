@@ -22,6 +22,7 @@ import json
 import os
 import secrets
 import shutil
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -35,11 +36,14 @@ from backendproc import (CLASSES, EVENT_TIMEOUT, RUN_TIMEOUT, SETTINGS, START_TI
                          Project, annotation_result, connect, make_project, ours, region_masks,
                          wait_for)
 from label_studio_sdk import LabelStudio
-from lsserver import LabelStudioServer, free_port, label_studio_server  # noqa: F401
+from lsserver import (LabelStudioServer, command_line_secret, free_port,  # noqa: F401
+                      label_studio_server)
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = os.environ.get("DBSAL_DOCKER_IMAGE") or "localhost/dbsal:test"
 PODMAN = shutil.which("podman")
+#: podman-compose 1.1 or newer (Debian 12's 1.0.3 ignores --no-deps and leaves ${VAR:-} as is)
+PODMAN_COMPOSE = os.environ.get("DBSAL_PODMAN_COMPOSE") or shutil.which("podman-compose")
 ENABLED = os.environ.get("DBSAL_DOCKER_TESTS") == "1"
 
 pytestmark = [
@@ -135,7 +139,8 @@ class Container:
                 ("Label Studio log (tail)", self.ls.log_tail(3000))]
 
     def status(self, project: int) -> dict | None:
-        response = httpx.get(f"{self.url}/status", params={"project": project}, timeout=30)
+        response = httpx.get(f"{self.url}/status", params={"project": project}, auth=self.auth,
+                             timeout=30)
         if response.status_code == 404:
             return None
         response.raise_for_status()
@@ -281,3 +286,85 @@ def test_start_training_gives_step1_with_queried_regions(sdk, container, project
                                                  for t in queried]))
     for task in connected["seed"]:
         assert ours(sdk, task) == []  # the seed's score-0 predictions were replaced
+
+
+class ComposeService(Container):
+    """docker-compose.yml's ``dbsal`` service, run by podman-compose on the built image with the
+    host's network (``network_mode: host`` and the small settings in an override file)."""
+
+    def __init__(self, ls: LabelStudioServer, tmp: Path) -> None:
+        self.ls = ls
+        self.port = free_port()
+        self.auth = ("ls-robot", command_line_secret())
+        self.project_name = f"dbsal-test-{secrets.token_hex(4)}"
+        self.name = ""  # the container's id, once up
+        self.started = False
+        env_file = tmp / "compose.env"  # what the compose file asks to find in .env
+        env_file.write_text(f"LABEL_STUDIO_API_KEY={ls.token}\nBASIC_AUTH_USER={self.auth[0]}\n"
+                            f"BASIC_AUTH_PASS={self.auth[1]}\n")
+        env_file.chmod(0o600)
+        settings = {**CONTAINER_SETTINGS, "LABEL_STUDIO_URL": ls.url, "HOST": "127.0.0.1",
+                    "PORT": str(self.port)}
+        override = tmp / "override.yml"
+        override.write_text(json.dumps({"services": {"dbsal": {  # JSON is YAML
+            "image": IMAGE, "network_mode": "host",
+            "environment": [f"{k}={v}" for k, v in settings.items()]}}}))
+        self.compose = [PODMAN_COMPOSE, "-p", self.project_name, "--env-file", str(env_file),
+                        "-f", str(REPO / "docker-compose.yml"), "-f", str(override)]
+
+    def start(self) -> float:
+        t0 = time.monotonic()
+        self.started = True
+        atexit.register(self.stop)
+        up = subprocess.run([*self.compose, "up", "-d", "--no-deps", "dbsal"],
+                            capture_output=True, text=True, timeout=300)
+        assert up.returncode == 0, up.stdout + up.stderr
+        ids = podman("ps", "-q", "--filter",
+                     f"label=com.docker.compose.project={self.project_name}").stdout.split()
+        assert len(ids) == 1, f"containers of {self.project_name}: {ids}\n{up.stdout}{up.stderr}"
+        self.name = ids[0]
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"{self.url}/health", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(healthy, START_TIMEOUT, "the compose service's /health", self.log_tail,
+                 interval=0.5)
+        return time.monotonic() - t0
+
+    def stop(self) -> None:
+        if self.started:
+            self.started = False
+            subprocess.run([*self.compose, "down", "-v"], capture_output=True, timeout=120)
+
+
+def test_compose_file_runs_the_backend_with_basic_auth(ls, sdk, container, tmp_path):
+    """The compose file's dbsal service (its environment, its named volume, which the image's
+    user must be able to write, and basic auth), up to a confirmed connection and the seed.
+    Label Studio's own image cannot be pulled here: it runs on the host."""
+    if not PODMAN_COMPOSE:
+        pytest.skip("podman-compose is not installed (pip install podman-compose, or "
+                    "DBSAL_PODMAN_COMPOSE=<path>)")
+    version = subprocess.run([PODMAN_COMPOSE, "version"], capture_output=True, text=True,
+                             timeout=60).stdout
+    found = re.search(r"podman-compose version (\d+)\.(\d+)\S*", version)
+    if not found or (int(found[1]), int(found[2])) < (1, 1):
+        pytest.skip(f"podman-compose 1.1 or newer needed, found {version.strip()[:80]!r} "
+                    "(pip install podman-compose, then DBSAL_PODMAN_COMPOSE=<path>)")
+    record("podman-compose", found[0])
+    service = ComposeService(ls, tmp_path)
+    try:
+        record("compose: up to first /health (s)", service.start())
+        assert httpx.get(f"{service.url}/status", timeout=10).status_code == 401  # auth is on
+        project = make_project(ls, sdk, "dbsal compose", 6, first=100, height=HEIGHT,
+                               width=WIDTH)
+        t0 = time.monotonic()
+        connect(sdk, service, project)  # basic auth in the model connection; waits for the seed
+        record("compose: connect to seed batch (s)", time.monotonic() - t0)
+        assert len(service.status(project.id)["seed_batch"]) == INITIAL_BATCH
+        inside = podman("exec", service.name, "sh", "-c", "id -un; ls /data/models").stdout
+        assert inside.split()[0] == "dbsal" and len(inside.split()) > 1, inside
+    finally:
+        service.stop()
