@@ -5,8 +5,8 @@
 # WITH_RAY=1 adds Ray (requirements-ray.txt) for RAY_ADDRESS and the compose "ray" profile.
 # PIP_EXTRA_INDEX_URL / PIP_FIND_LINKS (optional, empty by default): more places for pip, e.g. a
 # local package index mounted into the build (`podman build -v /srv/pypi:/srv/pypi:ro
-# --build-arg PIP_EXTRA_INDEX_URL=file:///srv/pypi/simple`, docs/docker.md); build arguments
-# only, they do not stay in the image.
+# --build-arg PIP_EXTRA_INDEX_URL=file:///srv/pypi/simple`, docs/docker.md). They are not in
+# the image's environment, but like any build argument they show in its history: no secrets.
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
 ARG WITH_RAY=0

@@ -166,7 +166,7 @@ class Container:
 
 def record(name: str, value: float | str) -> None:
     FIGURES[name] = round(value, 1) if isinstance(value, float) else value
-    print(f"\n[docker] {name}: {FIGURES[name]}")
+    print(f"\n[docker] {name}: {FIGURES[name]}", flush=True)
     path = os.environ.get("DBSAL_DOCKER_REPORT")
     if path:
         Path(path).write_text(json.dumps(FIGURES, indent=2) + "\n")
