@@ -3,9 +3,15 @@
 #   docker build --build-arg BASE_IMAGE=nvidia/cuda:13.0.0-cudnn-runtime-ubuntu24.04 .
 # (the torch wheel in requirements.txt is a CUDA build that also runs on the CPU).
 # WITH_RAY=1 adds Ray (requirements-ray.txt) for RAY_ADDRESS and the compose "ray" profile.
+# PIP_EXTRA_INDEX_URL / PIP_FIND_LINKS (optional, empty by default): more places for pip, e.g. a
+# local package index mounted into the build (`podman build -v /srv/pypi:/srv/pypi:ro
+# --build-arg PIP_EXTRA_INDEX_URL=file:///srv/pypi/simple`, docs/docker.md). They are not in
+# the image's environment, but like any build argument they show in its history: no secrets.
 ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
 ARG WITH_RAY=0
+ARG PIP_EXTRA_INDEX_URL=
+ARG PIP_FIND_LINKS=
 
 ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \

@@ -10,7 +10,7 @@ LS_STAMP = $(LS_VENV)/.installed
 # One torch thread by default: on a small shared machine OpenMP threads spin (see README).
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: venv dev ls-venv serve test test-unit test-e2e test-ui bench-speed bench-al \
+.PHONY: venv dev ls-venv serve test test-unit test-e2e test-ui test-docker bench-speed bench-al \
         bench-latency bench-ui bench-scale clean
 
 $(STAMP): requirements.txt requirements-nodeps.txt
@@ -46,13 +46,26 @@ test: dev ls-venv
 	LS_VENV=$(abspath $(LS_VENV)) $(PY) -m pytest -q tests
 
 test-unit: dev
-	$(PY) -m pytest -q tests -m "not e2e and not ui"
+	$(PY) -m pytest -q tests -m "not e2e and not ui and not docker"
 
 test-e2e: dev ls-venv
 	LS_VENV=$(abspath $(LS_VENV)) $(PY) -m pytest -q tests -m "e2e and not ui"
 
 test-ui: dev ls-venv
 	LS_VENV=$(abspath $(LS_VENV)) $(PY) -m pytest -q tests -m ui
+
+# The Docker image run for real (opt-in, not part of `make test`; docs/docker.md): builds it with
+# podman (tests/docker/build.sh: installs podman/mmdebstrap/runc if missing, makes a Debian base
+# image), then runs the backend in a container against a real Label Studio on loopback, and the
+# compose file's dbsal service if podman-compose >= 1.1 is on PATH or in PODMAN_COMPOSE.
+DOCKER_IMAGE ?= localhost/dbsal:test
+PODMAN_COMPOSE ?=
+test-docker: dev ls-venv
+	CONTAINERS_CONF=$${CONTAINERS_CONF:-$(abspath tests/docker/containers.conf)} \
+	  DBSAL_DOCKER_IMAGE=$(DOCKER_IMAGE) tests/docker/build.sh
+	CONTAINERS_CONF=$${CONTAINERS_CONF:-$(abspath tests/docker/containers.conf)} \
+	  DBSAL_DOCKER_TESTS=1 DBSAL_DOCKER_IMAGE=$(DOCKER_IMAGE) LS_VENV=$(abspath $(LS_VENV)) \
+	  DBSAL_PODMAN_COMPOSE=$(PODMAN_COMPOSE) $(PY) -m pytest -q -s -rs -m docker tests/test_docker.py
 
 # Benchmarks (results under bench/results/); DATA is the CamVid root.
 DATA ?= ../shared/data/camvid
