@@ -36,6 +36,7 @@ from . import publish
 from .active import Candidate, QueryPolicy, class_balance_weights, query_candidates
 from .cluster import make_compute
 from .budget import Effort
+from .checkpoints import save_checkpoint
 from .connect import INSTANCE_ID, SelfCheckFailed, find_backend, prepare_project
 from .constants import IGNORE_INDEX
 from .data import fit_side, resize_nearest
@@ -51,7 +52,7 @@ from .serving import ServingModels
 from .settings import Settings
 from .state import ProjectRecord, QueryRecord, StateStore
 from .superpixels import SuperpixelCache
-from .training import class_weights, save_checkpoint
+from .training import class_weights
 
 __all__ = ["NotConnected", "Service"]
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .training import CheckpointMismatch, load_checkpoint
+from .checkpoints import CheckpointMismatch, load_checkpoint
 
 __all__ = ["Served", "ServingModels"]
 

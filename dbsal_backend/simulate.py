@@ -68,11 +68,12 @@ from .active import QueryPolicy, StepResult, active_step, class_balance_weights
 from .annotator import Answer, ClickModel, SimulatedAnnotator
 from .constants import IGNORE_INDEX
 from .data import fit_side, load_split, resize_nearest
+from .metrics import evaluate
 from .networks import build_model, pick_device
 from .scoring import Scorer
 from .selection import random_images
 from .superpixels import SlicParams, SuperpixelCache
-from .training import Recipe, class_weights, evaluate, fit
+from .training import Recipe, class_weights, fit
 
 log = logging.getLogger(__name__)
 
