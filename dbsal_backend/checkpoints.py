@@ -1,6 +1,6 @@
 """Checkpoints: the model weights and what they were trained for, in one self-describing file.
 
-- :func:`save_checkpoint`: written atomically, never a partial file.
+- :func:`save_checkpoint`: written atomically (:func:`~dbsal_backend.files.atomic_write`).
 - :func:`load_checkpoint`: the model rebuilt, checked against the expected classes.
 """
 
@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch import nn
 
+from .files import atomic_write
 from .networks import ARCHITECTURES, build_model, pick_device
 
 __all__ = ["CheckpointMismatch", "load_checkpoint", "save_checkpoint"]
@@ -48,9 +48,9 @@ def _check_meta(meta: object) -> None:
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict) -> None:
     """Write the model weights and ``meta`` to ``path`` atomically.
 
-    The file is written to a temporary file in the same directory and moved over ``path`` with
-    ``os.replace``, so ``path`` is either the old or the complete new checkpoint, never a
-    partial one. Parent directories are created.
+    The file is written with :func:`~dbsal_backend.files.atomic_write` (flushed to the disk),
+    so ``path`` is either the old or the complete new checkpoint, never a partial one. Parent
+    directories are created.
 
     Parameters
     ----------
@@ -79,16 +79,8 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict) -> No
         "meta": meta,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, fsync=True) as handle:
+        torch.save(payload, handle)
 
 
 def load_checkpoint(path: str | os.PathLike, expected_classes: Sequence[str] | None = None,

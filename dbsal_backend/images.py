@@ -40,6 +40,8 @@ import httpx
 import numpy as np
 from PIL import Image, ImageOps
 
+from .files import atomic_write_bytes
+
 __all__ = ["CLOUD_SCHEMES", "ImageFetchError", "ImageFetcher", "decode_image", "origin",
            "prefetch"]
 
@@ -321,9 +323,7 @@ class ImageFetcher:
     def _keep(self, key: str, data: bytes) -> None:
         if self.cache_dir is not None:
             try:
-                with tempfile.NamedTemporaryFile(dir=self.cache_dir, delete=False) as tmp:
-                    tmp.write(data)
-                os.replace(tmp.name, self.cache_dir / key)
+                atomic_write_bytes(self.cache_dir / key, data)
                 return
             except OSError as exc:
                 self.cache_problem = f"image cache {self.cache_dir} failed ({exc}); images " \

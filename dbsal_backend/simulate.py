@@ -68,6 +68,7 @@ from .active import QueryPolicy, StepResult, active_step, class_balance_weights
 from .annotator import Answer, ClickModel, SimulatedAnnotator
 from .constants import IGNORE_INDEX
 from .data import fit_side, load_split, resize_nearest
+from .files import atomic_write
 from .metrics import evaluate
 from .networks import build_model, pick_device
 from .scoring import Scorer
@@ -520,9 +521,8 @@ def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def _save(path: Path, obj: dict) -> None:
     """``torch.save`` that replaces ``path`` whole or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_suffix(".part")
-    torch.save(obj, part)
-    part.replace(path)
+    with atomic_write(path) as handle:
+        torch.save(obj, handle)
 
 
 # --------------------------------------------------------------------------------------------

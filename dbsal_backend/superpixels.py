@@ -30,6 +30,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .files import atomic_write
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["ALGORITHMS", "SlicParams", "slic", "SuperpixelCache"]
@@ -213,7 +215,7 @@ class SuperpixelCache:
     """On-disk cache of :func:`slic` label maps, one compressed ``.npz`` file per image.
 
     The key is the sha256 of the image bytes, shape and dtype and of ``params.key()``. Files are
-    written atomically (temporary file in the same folder, then ``os.replace``), so concurrent
+    written atomically (:func:`~dbsal_backend.files.atomic_write`), so concurrent
     readers and writers (a background worker and request threads) never see partial files; an
     unreadable or inconsistent file is recomputed and overwritten. A small in-memory LRU keeps
     the most recent label maps; every call returns a fresh array the caller may modify.
@@ -323,19 +325,7 @@ class SuperpixelCache:
             return
         stored = labels.astype(np.uint16) if labels.max() < 2**16 else labels
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".npz")
-        except OSError as exc:
-            self._disable(exc)
-            return
-        try:
-            with os.fdopen(fd, "wb") as handle:
+            with atomic_write(path) as handle:
                 np.savez_compressed(handle, labels=stored)
-            os.replace(tmp, path)
         except OSError as exc:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
             self._disable(exc)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
