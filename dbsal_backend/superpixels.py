@@ -23,13 +23,13 @@ import os
 import tempfile
 import threading
 import zipfile
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from .caches import LruCache
 from .files import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -247,17 +247,21 @@ class SuperpixelCache:
             raise ValueError(f"memory_items must be an int >= 0, got {memory_items!r}")
         self.root = Path(root)
         self.problem: str | None = None
+        self._memory: LruCache[np.ndarray] = LruCache(int(memory_items))
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             tempfile.NamedTemporaryFile(dir=self.root).close()
         except OSError as exc:
             self._disable(exc)
         self.params = params
-        self.memory_items = max(int(memory_items), 64 if self.problem else 0)
         self.hits = 0
         self.misses = 0
-        self._memory: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the counters
+
+    @property
+    def memory_items(self) -> int:
+        """Number of label maps kept in memory."""
+        return self._memory.limit
 
     def key(self, image: np.ndarray) -> str:
         """Return the cache key (hex sha256) of ``image`` under this cache's settings."""
@@ -274,12 +278,11 @@ class SuperpixelCache:
     def get(self, image: np.ndarray) -> np.ndarray:
         """Return the superpixel label map of ``image``, computing and storing it if needed."""
         key = self.key(image)
-        with self._lock:
-            cached = self._memory.get(key)
-            if cached is not None:
-                self._memory.move_to_end(key)
+        cached = self._memory.get(key)
+        if cached is not None:
+            with self._lock:
                 self.hits += 1
-                return cached.copy()
+            return cached.copy()
         path = self.root / f"{key}.npz"
         labels = self._load(path, self.params.working_size(*image.shape[:2]))
         hit = labels is not None
@@ -291,11 +294,7 @@ class SuperpixelCache:
                 self.hits += 1
             else:
                 self.misses += 1
-            if self.memory_items:
-                self._memory[key] = labels.copy()
-                self._memory.move_to_end(key)
-                while len(self._memory) > self.memory_items:
-                    self._memory.popitem(last=False)
+        self._memory.put(key, labels.copy())
         return labels
 
     @staticmethod
@@ -317,7 +316,7 @@ class SuperpixelCache:
         self.problem = (f"superpixel cache {self.root} is not writable ({exc.strerror or exc}); "
                         f"superpixels are kept in memory only")
         logger.warning(self.problem)
-        self.memory_items = max(getattr(self, "memory_items", 0), 64)
+        self._memory.limit = max(self._memory.limit, 64)
 
     def _store(self, path: Path, labels: np.ndarray) -> None:
         """Write ``labels`` to ``path`` atomically (uint16 on disk when the ids fit)."""

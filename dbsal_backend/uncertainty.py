@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any, Callable, NamedTuple
 
 import torch
 from torch import nn
+
+from .caches import LruCache
 
 __all__ = [
     "DROPOUT_TYPES",
@@ -51,9 +52,7 @@ __all__ = [
 ]
 
 _masks = threading.local()
-_MASK_CACHE: OrderedDict[tuple, torch.Tensor] = OrderedDict()
-_MASK_CACHE_BYTES = 256 * 2**20
-_mask_cache_lock = threading.Lock()
+_MASK_CACHE: LruCache[torch.Tensor] = LruCache(256 * 2**20, weigh=lambda m: m.numel() * 4)
 
 
 class _MaskSource:
@@ -76,11 +75,9 @@ class _MaskSource:
     def next(self, shape: tuple[int, ...], keep: float) -> torch.Tensor:
         self.shapes.append((tuple(shape), keep))
         key = (self.seed, str(self.device), tuple(self.shapes))
-        with _mask_cache_lock:
-            mask = _MASK_CACHE.get(key)
-            if mask is not None:
-                _MASK_CACHE.move_to_end(key)
-                return mask
+        mask = _MASK_CACHE.get(key)
+        if mask is not None:
+            return mask
         if self.generator is None or self.drawn != len(self.shapes) - 1:
             self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
             for earlier, k in self.shapes[:-1]:  # a draw depends on every draw before it
@@ -88,11 +85,7 @@ class _MaskSource:
             self.drawn = len(self.shapes) - 1
         mask = self._draw(shape, keep)
         self.drawn += 1
-        with _mask_cache_lock:
-            _MASK_CACHE[key] = mask
-            total = sum(m.numel() * 4 for m in _MASK_CACHE.values())
-            while total > _MASK_CACHE_BYTES and len(_MASK_CACHE) > 1:
-                total -= _MASK_CACHE.popitem(last=False)[1].numel() * 4
+        _MASK_CACHE.put(key, mask)  # bytes of float32
         return mask
 
 
