@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from . import publish
-from .active import Candidate, QueryPolicy, class_balance_weights, query_candidates
+from .active import Candidate, QueryPolicy, query_candidates
 from .cluster import make_compute
 from .budget import Effort
 from .checkpoints import save_checkpoint
@@ -42,6 +42,7 @@ from .constants import IGNORE_INDEX
 from .data import fit_side, resize_nearest
 from .images import ImageFetchError, ImageFetcher
 from .label_config import LabelConfig, parse_label_config
+from .label_maps import inverse_sqrt_weights, pixel_counts
 from .ls_annotations import AnnotationError, annotation_to_label_map
 from .ls_client import LabelStudioClient, LabelStudioError
 from .ls_predictions import empty_prediction, query_prediction
@@ -290,14 +291,12 @@ class Service:
             fetcher = self.fetcher(client)
             try:
                 result: dict[str, Any] = {"tasks": len(tasks), "labeled": len(labeled)}
-                counts = np.zeros(len(config.labels))
+                counts = np.zeros(len(config.labels), np.int64)
                 if labeled:
                     images, labels, spent = self._labeled(client, fetcher, record, config,
                                                           labeled)
                     record = self.state.update(project, spent=spent)
-                    for label_map in labels:
-                        counts += np.bincount(label_map[label_map != IGNORE_INDEX],
-                                              minlength=len(config.labels))[:len(counts)]
+                    counts = pixel_counts(labels, len(config.labels))
                     if images:
                         record = self._train(record, config, images, labels)
                         result["trained_on"] = len(images)
@@ -417,7 +416,7 @@ class Service:
             log.warning("task %s skipped: %s", task, exc)
 
         policy = self.policy(config)
-        weights = class_balance_weights(counts) if policy.class_balanced else None
+        weights = inverse_sqrt_weights(counts, "rarest") if policy.class_balanced else None
         result = self.compute.step(unlabeled, fetcher, config.image_value,
                                    self.scorer(served, len(config.labels)), self.superpixels.get,
                                    policy, skip, budget_left=left,

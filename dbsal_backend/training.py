@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from .constants import IGNORE_INDEX
 from .data import SegmentationDataset
+from .label_maps import inverse_sqrt_weights, pixel_counts
 from .networks import pick_device
 from .self_labels import check_fraction, self_labeled
 
@@ -103,45 +104,19 @@ class Recipe:
 
 def class_weights(labels: np.ndarray | Sequence[np.ndarray], n_classes: int,
                   ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Loss weights from labeled pixel counts: inverse square-root frequency.
+    """The loss's class weights: inverse square-root frequency of the labeled pixels.
 
-    ``w_c = 1 / sqrt(n_c / N)``, normalised so that the classes with pixels average 1. Classes
-    without labeled pixels get weight 0 (they never occur as a target, so the weight only
-    matters if the labels change; it keeps the weights finite).
-
-    Parameters
-    ----------
-    labels : numpy.ndarray or sequence of numpy.ndarray
-        Integer label maps (any shapes).
-    n_classes : int
-        Number of classes.
-    ignore_index : int
-        Label value that is not counted.
+    :func:`~dbsal_backend.label_maps.inverse_sqrt_weights` of the labels'
+    :func:`~dbsal_backend.label_maps.pixel_counts`: ``w_c = 1 / sqrt(n_c / N)``, normalised
+    so that the classes with pixels average 1; classes without labeled pixels weigh 0.
 
     Returns
     -------
     torch.Tensor
         float32, shape ``(n_classes,)``.
     """
-    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1:
-        raise ValueError(f"n_classes must be an int >= 1, got {n_classes!r}")
-    arrays = [labels] if isinstance(labels, np.ndarray) else list(labels)
-    counts = np.zeros(n_classes, dtype=np.int64)
-    for array in arrays:
-        array = np.asarray(array)
-        if not np.issubdtype(array.dtype, np.integer):
-            raise TypeError(f"labels must be integer arrays, got dtype {array.dtype}")
-        values = array[array != ignore_index].astype(np.int64)
-        if values.size and (values.min() < 0 or values.max() >= n_classes):
-            raise ValueError(f"label values must be in [0, {n_classes}) or {ignore_index}, "
-                             f"got {values.min()}..{values.max()}")
-        counts += np.bincount(values.ravel(), minlength=n_classes)
-    present = counts > 0
-    weights = np.zeros(n_classes, dtype=np.float64)
-    if present.any():
-        weights[present] = 1.0 / np.sqrt(counts[present] / counts.sum())
-        weights[present] /= weights[present].mean()
-    return torch.tensor(weights, dtype=torch.float32)
+    return torch.tensor(inverse_sqrt_weights(pixel_counts(labels, n_classes, ignore_index)),
+                        dtype=torch.float32)
 
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
