@@ -24,7 +24,7 @@ _CHECKPOINT_VERSION = 1
 
 
 class CheckpointMismatch(ValueError):
-    """A checkpoint was made for other classes or another architecture than expected."""
+    """A checkpoint was made for other classes than expected."""
 
 
 def _check_meta(meta: object) -> None:
@@ -84,7 +84,6 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict) -> No
 
 
 def load_checkpoint(path: str | os.PathLike, expected_classes: Sequence[str] | None = None,
-                    expected_arch: str | None = None,
                     device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild a model from a checkpoint written by :func:`save_checkpoint`.
 
@@ -97,8 +96,6 @@ def load_checkpoint(path: str | os.PathLike, expected_classes: Sequence[str] | N
         Checkpoint file.
     expected_classes : sequence of str, optional
         Class names (in order) the checkpoint must have been trained for.
-    expected_arch : str, optional
-        Architecture the checkpoint must have.
     device : torch.device or str
         Where to put the model (``"auto"`` allowed).
 
@@ -114,7 +111,7 @@ def load_checkpoint(path: str | os.PathLike, expected_classes: Sequence[str] | N
     ValueError
         The file is not a readable checkpoint, or its weights do not fit its architecture.
     CheckpointMismatch
-        Classes or architecture differ from the expected ones.
+        The classes differ from the expected ones.
     """
     path = Path(path)
     if not path.is_file():
@@ -130,9 +127,6 @@ def load_checkpoint(path: str | os.PathLike, expected_classes: Sequence[str] | N
                          f"this code reads version {_CHECKPOINT_VERSION}")
     meta = payload.get("meta")
     _check_meta(meta)
-    if expected_arch is not None and meta["arch"] != expected_arch:
-        raise CheckpointMismatch(f"checkpoint {path} is a {meta['arch']!r} model, "
-                                 f"expected {expected_arch!r}")
     if expected_classes is not None and list(meta["classes"]) != list(expected_classes):
         raise CheckpointMismatch(f"checkpoint {path} was trained for classes "
                                  f"{list(meta['classes'])}, expected {list(expected_classes)}")

@@ -77,9 +77,5 @@ class ServingModels:
             logger.info("project %d: serving model %s", project, meta.get("version"))
             return served
 
-    def drop(self, project: int) -> None:
-        with self._lock:
-            self._models.pop(project, None)
-
 
 __all__ += ["CheckpointMismatch"]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any, Callable, NamedTuple
 
 import torch
@@ -43,7 +43,6 @@ __all__ = [
     "bald",
     "enable_mc_dropout",
     "entropy",
-    "image_scores",
     "margin",
     "mc_dropout",
     "pixel_uncertainty",
@@ -428,36 +427,3 @@ def pixel_uncertainty(stats: McStats, method: str = "entropy") -> torch.Tensor:
         raise ValueError(f"unknown uncertainty method {method!r}; expected one of "
                          f"{sorted(HEURISTICS)}")
     return HEURISTICS[method](stats)
-
-
-def image_scores(uncertainty: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean pixel uncertainty per image.
-
-    Parameters
-    ----------
-    uncertainty : torch.Tensor
-        ``B x H x W`` pixel uncertainty.
-    valid : torch.Tensor, optional
-        Boolean mask, ``B x H x W`` or ``H x W`` (shared by the batch); only ``True`` pixels
-        count (e.g. to exclude padding). An image without valid pixels scores 0.
-
-    Returns
-    -------
-    torch.Tensor
-        ``B`` float scores.
-    """
-    if not isinstance(uncertainty, torch.Tensor):
-        raise TypeError(f"uncertainty must be a torch.Tensor, got {type(uncertainty).__name__}")
-    if uncertainty.ndim != 3:
-        raise ValueError(f"uncertainty must have shape B x H x W, got {tuple(uncertainty.shape)}")
-    if valid is None:
-        return uncertainty.flatten(1).mean(dim=1)
-    if not isinstance(valid, torch.Tensor) or valid.dtype != torch.bool:
-        raise TypeError("valid must be a boolean torch.Tensor")
-    if valid.shape not in (uncertainty.shape, uncertainty.shape[1:]):
-        raise ValueError(f"valid must have shape {tuple(uncertainty.shape)} or "
-                         f"{tuple(uncertainty.shape[1:])}, got {tuple(valid.shape)}")
-    mask = valid.expand_as(uncertainty).flatten(1)
-    total = torch.where(mask, uncertainty.flatten(1), 0.0).sum(dim=1)
-    count = mask.sum(dim=1)
-    return torch.where(count > 0, total / count.clamp_min(1), torch.zeros_like(total))
