@@ -7,7 +7,7 @@ models of 120 epochs, kept in ``.sim-cache/seed_models``), the product's step 1 
 ``default``) queries 10 images and the simulated annotator answers, exactly as the simulator
 does. Then the labels the fine-tuning would get are filled as
 :func:`dbsal_backend.training.fit` fills them with ``Recipe.self_label`` set
-(:func:`~dbsal_backend.training.self_labeled`, the same model, the same class weights, at the
+(:func:`~dbsal_backend.self_labels.self_labeled`, the same model, the same class weights, at the
 working resolution), for several thresholds, and compared with CamVid's ground truth at that
 resolution (void aside):
 
@@ -38,8 +38,9 @@ sys.path.insert(0, str(ROOT))
 
 from dbsal_backend.constants import IGNORE_INDEX  # noqa: E402
 from dbsal_backend.data import fit_side, resize_nearest  # noqa: E402
+from dbsal_backend.self_labels import self_labeled  # noqa: E402
 from dbsal_backend.simulate import STRATEGIES  # noqa: E402
-from dbsal_backend.training import class_weights, self_labeled  # noqa: E402
+from dbsal_backend.training import class_weights  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from prelabels import camvid_step1  # noqa: E402

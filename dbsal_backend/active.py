@@ -8,8 +8,9 @@ Scorer` and a function that gives an image's superpixels, and returns a :class:`
    uncertain (times ``policy.diversity``, see :class:`Ranking`) are kept with their maps and
    pixels (memory does not grow with the pool); every score is kept as a priority.
 2. **Split.** The superpixels of each kept image are scored by the mean uncertainty of their
-   pixels (optionally weighted by class, :func:`class_balance_weights`) and split into a high and
-   a low group: per image (``scope="image"``, the paper's dynamic budget) or once over all kept
+   pixels (optionally weighted by class,
+   :func:`~dbsal_backend.label_maps.inverse_sqrt_weights`) and split into a high and a low
+   group: per image (``scope="image"``, the paper's dynamic budget) or once over all kept
    images (``scope="step"``, so the step's questions go wherever the model is unsure).
 3. **Regions.** The high superpixels of an image become :class:`~dbsal_backend.regions.Region`
    s, grouped by ``policy.grouping`` (per superpixel, connected same-class groups, or per
@@ -36,7 +37,7 @@ from .scoring import Scorer, ScoreMap
 from .selection import SPLIT_METHODS, diverse_top, layout, split_superpixels
 
 __all__ = ["SCOPES", "Candidate", "Query", "QueryPolicy", "Ranking", "StepResult",
-           "active_step", "class_balance_weights", "decide", "fit_budget", "query_candidates"]
+           "active_step", "decide", "fit_budget", "query_candidates"]
 
 #: Where the high/low split is made.
 SCOPES = ("image", "step")
@@ -61,7 +62,8 @@ class QueryPolicy:
         What a region is: one superpixel, a connected group of queried superpixels with one
         predicted class, or every queried superpixel of one predicted class.
     class_balanced : bool
-        Weight superpixel scores by :func:`class_balance_weights` of their predicted class.
+        Weight superpixel scores by the ``class_weights`` of their predicted class
+        (:func:`~dbsal_backend.label_maps.inverse_sqrt_weights` with ``unseen="rarest"``).
     max_regions : int, optional
         At most this many regions per image (the least confident).
     smoothing : int
@@ -203,23 +205,6 @@ class _Reversed:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _Reversed) and self.key == other.key
-
-
-def class_balance_weights(pixel_counts: Sequence[int] | np.ndarray) -> np.ndarray:
-    """Weights per class from labeled pixel counts: ``1 / sqrt(share)``, mean 1 over seen classes.
-
-    A class never labeled gets the largest weight of the seen ones (it is at least as rare).
-    With nothing labeled yet every weight is 1. After Cai et al. (CVPR 2021), who weight a
-    region's acquisition score by how rare its predicted class is in the labeled set.
-    """
-    counts = np.asarray(pixel_counts, dtype=np.float64)
-    weights = np.ones(counts.size)
-    seen = counts > 0
-    if seen.any():
-        weights[seen] = 1.0 / np.sqrt(counts[seen] / counts.sum())
-        weights[seen] /= weights[seen].mean()
-        weights[~seen] = weights[seen].max()
-    return weights
 
 
 def query_candidates(candidates: Sequence[Candidate],

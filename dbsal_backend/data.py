@@ -203,7 +203,7 @@ class SegmentationDataset(Dataset):
 
     Randomness is drawn from ``numpy.random.default_rng((seed, epoch, index))``, so an item is
     reproducible whatever the DataLoader order or worker count; call :meth:`set_epoch` each epoch
-    to draw new augmentations (``training.train`` does).
+    to draw new augmentations (``training.fit`` does).
 
     Parameters
     ----------

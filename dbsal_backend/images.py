@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 import itertools
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -39,6 +39,9 @@ from urllib.parse import SplitResult, urljoin, urlsplit
 import httpx
 import numpy as np
 from PIL import Image, ImageOps
+
+from .caches import LruCache
+from .files import atomic_write_bytes
 
 __all__ = ["CLOUD_SCHEMES", "ImageFetchError", "ImageFetcher", "decode_image", "origin",
            "prefetch"]
@@ -159,8 +162,7 @@ class ImageFetcher:
                 self.cache_problem = f"image cache {cache_dir} is not writable ({exc}); " \
                                      f"images are cached in memory only"
                 logger.warning(self.cache_problem)
-        self._memory: OrderedDict[str, bytes] = OrderedDict()
-        self._lock = threading.Lock()
+        self._memory: LruCache[bytes] = LruCache(_MEMORY_ITEMS)
         # No cookies are kept: one set by Label Studio would go to other origins on its host.
         self._http = httpx.Client(follow_redirects=False, trust_env=False,
                                   timeout=httpx.Timeout(min(timeout, 10.0)),
@@ -307,10 +309,9 @@ class ImageFetcher:
 
     # -- cache ----------------------------------------------------------------------------------
     def _cached(self, key: str) -> bytes | None:
-        with self._lock:
-            if key in self._memory:
-                self._memory.move_to_end(key)
-                return self._memory[key]
+        data = self._memory.get(key)
+        if data is not None:
+            return data
         if self.cache_dir is not None:
             try:
                 return (self.cache_dir / key).read_bytes()
@@ -321,23 +322,17 @@ class ImageFetcher:
     def _keep(self, key: str, data: bytes) -> None:
         if self.cache_dir is not None:
             try:
-                with tempfile.NamedTemporaryFile(dir=self.cache_dir, delete=False) as tmp:
-                    tmp.write(data)
-                os.replace(tmp.name, self.cache_dir / key)
+                atomic_write_bytes(self.cache_dir / key, data)
                 return
             except OSError as exc:
                 self.cache_problem = f"image cache {self.cache_dir} failed ({exc}); images " \
                                      f"are cached in memory only"
                 logger.warning(self.cache_problem)
                 self.cache_dir = None
-        with self._lock:
-            self._memory[key] = data
-            while len(self._memory) > _MEMORY_ITEMS:
-                self._memory.popitem(last=False)
+        self._memory.put(key, data)
 
     def _forget(self, key: str) -> None:
-        with self._lock:
-            self._memory.pop(key, None)
+        self._memory.pop(key)
         if self.cache_dir is not None:
             (self.cache_dir / key).unlink(missing_ok=True)
 

@@ -55,8 +55,9 @@ def annotation_to_label_map(
 
     Results of another type, or whose ``from_name``/``to_name`` are not the config's brush or
     polygon tag and image, are ignored. Results are painted in list order, so where regions
-    overlap the later result (the one Label Studio draws on top) wins. A result whose label is not in the config, has no class index, or that has no
-    or several labels is skipped with a warning.
+    overlap the later result (the one Label Studio draws on top) wins. A result whose label is
+    not in the config, has no class index, or that has no or several labels is skipped with a
+    warning.
 
     Parameters
     ----------

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .training import CheckpointMismatch, load_checkpoint
+from .checkpoints import CheckpointMismatch, load_checkpoint
 
 __all__ = ["Served", "ServingModels"]
 
@@ -76,10 +76,6 @@ class ServingModels:
             self._models[project] = served
             logger.info("project %d: serving model %s", project, meta.get("version"))
             return served
-
-    def drop(self, project: int) -> None:
-        with self._lock:
-            self._models.pop(project, None)
 
 
 __all__ += ["CheckpointMismatch"]

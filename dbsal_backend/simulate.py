@@ -64,15 +64,18 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .active import QueryPolicy, StepResult, active_step, class_balance_weights
+from .active import QueryPolicy, StepResult, active_step
 from .annotator import Answer, ClickModel, SimulatedAnnotator
 from .constants import IGNORE_INDEX
 from .data import fit_side, load_split, resize_nearest
+from .files import atomic_write
+from .label_maps import inverse_sqrt_weights, pixel_counts
+from .metrics import evaluate
 from .networks import build_model, pick_device
 from .scoring import Scorer
 from .selection import random_images
 from .superpixels import SlicParams, SuperpixelCache
-from .training import Recipe, class_weights, evaluate, fit
+from .training import Recipe, class_weights, fit
 
 log = logging.getLogger(__name__)
 
@@ -448,11 +451,8 @@ class Simulation:
     def step(self, scorer: Scorer, strategy: Strategy, policy: QueryPolicy,
              labeled: dict[int, np.ndarray], seed: int) -> StepResult:
         """The product's step on the pool images not in ``labeled``."""
-        weights = None
-        if policy.class_balanced:
-            counts = sum(np.bincount(lbl[lbl != IGNORE_INDEX], minlength=self.cfg.n_classes)
-                         for lbl in labeled.values())
-            weights = class_balance_weights(counts)
+        weights = (inverse_sqrt_weights(pixel_counts(labeled.values(), self.cfg.n_classes), "rarest")
+                   if policy.class_balanced else None)
         unlabeled = [i for i in range(len(self.pool_images)) if i not in labeled]
         return active_step(((i, self.pool_images[i]) for i in unlabeled), scorer,
                            self.superpixels(strategy.superpixels).get, policy,
@@ -519,9 +519,8 @@ def _cpu_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def _save(path: Path, obj: dict) -> None:
     """``torch.save`` that replaces ``path`` whole or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    part = path.with_suffix(".part")
-    torch.save(obj, part)
-    part.replace(path)
+    with atomic_write(path) as handle:
+        torch.save(obj, handle)
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from os import PathLike
 from typing import Any
 
@@ -351,13 +351,6 @@ class StateStore:
                                "updated_at=? WHERE project_id=?",
                                (error, time.time(), check_id(project)))
 
-    def forget(self, project: int) -> None:
-        """Remove everything the store holds about a project."""
-        pid = check_id(project)
-        with self._transaction():
-            for table in ("projects", "queries", "priorities", "steps"):
-                self._conn.execute(f"DELETE FROM {table} WHERE project_id=?", (pid,))
-
     # -- steps, queries, priorities --------------------------------------------------------------
     def record_step(self, project: int, step: int, queries: Iterable[QueryRecord],
                     priorities: Mapping[int, float], details: Mapping[str, Any],
@@ -419,12 +412,6 @@ class StateStore:
                 "UPDATE queries SET answered=1, prelabels_right=?, prelabels_judged=? "
                 "WHERE project_id=? AND task_id=?", (right, judged, check_id(project),
                                                      check_id(task, "task")))
-
-    def priorities(self, project: int) -> list[tuple[int, float]]:
-        """The last step's ``(task, uncertainty)``, most uncertain first."""
-        return [(r[0], r[1]) for r in self._rows(
-            "SELECT task_id, score FROM priorities WHERE project_id=? ORDER BY score DESC, "
-            "task_id", (check_id(project),))]
 
     def steps(self, project: int) -> list[StepRecord]:
         """The project's finished steps, in order."""

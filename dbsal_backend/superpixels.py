@@ -23,12 +23,14 @@ import os
 import tempfile
 import threading
 import zipfile
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from .caches import LruCache
+from .files import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -213,7 +215,7 @@ class SuperpixelCache:
     """On-disk cache of :func:`slic` label maps, one compressed ``.npz`` file per image.
 
     The key is the sha256 of the image bytes, shape and dtype and of ``params.key()``. Files are
-    written atomically (temporary file in the same folder, then ``os.replace``), so concurrent
+    written atomically (:func:`~dbsal_backend.files.atomic_write`), so concurrent
     readers and writers (a background worker and request threads) never see partial files; an
     unreadable or inconsistent file is recomputed and overwritten. A small in-memory LRU keeps
     the most recent label maps; every call returns a fresh array the caller may modify.
@@ -245,17 +247,21 @@ class SuperpixelCache:
             raise ValueError(f"memory_items must be an int >= 0, got {memory_items!r}")
         self.root = Path(root)
         self.problem: str | None = None
+        self._memory: LruCache[np.ndarray] = LruCache(int(memory_items))
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             tempfile.NamedTemporaryFile(dir=self.root).close()
         except OSError as exc:
             self._disable(exc)
         self.params = params
-        self.memory_items = max(int(memory_items), 64 if self.problem else 0)
         self.hits = 0
         self.misses = 0
-        self._memory: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the counters
+
+    @property
+    def memory_items(self) -> int:
+        """Number of label maps kept in memory."""
+        return self._memory.limit
 
     def key(self, image: np.ndarray) -> str:
         """Return the cache key (hex sha256) of ``image`` under this cache's settings."""
@@ -272,12 +278,11 @@ class SuperpixelCache:
     def get(self, image: np.ndarray) -> np.ndarray:
         """Return the superpixel label map of ``image``, computing and storing it if needed."""
         key = self.key(image)
-        with self._lock:
-            cached = self._memory.get(key)
-            if cached is not None:
-                self._memory.move_to_end(key)
+        cached = self._memory.get(key)
+        if cached is not None:
+            with self._lock:
                 self.hits += 1
-                return cached.copy()
+            return cached.copy()
         path = self.root / f"{key}.npz"
         labels = self._load(path, self.params.working_size(*image.shape[:2]))
         hit = labels is not None
@@ -289,11 +294,7 @@ class SuperpixelCache:
                 self.hits += 1
             else:
                 self.misses += 1
-            if self.memory_items:
-                self._memory[key] = labels.copy()
-                self._memory.move_to_end(key)
-                while len(self._memory) > self.memory_items:
-                    self._memory.popitem(last=False)
+        self._memory.put(key, labels.copy())
         return labels
 
     @staticmethod
@@ -315,7 +316,7 @@ class SuperpixelCache:
         self.problem = (f"superpixel cache {self.root} is not writable ({exc.strerror or exc}); "
                         f"superpixels are kept in memory only")
         logger.warning(self.problem)
-        self.memory_items = max(getattr(self, "memory_items", 0), 64)
+        self._memory.limit = max(self._memory.limit, 64)
 
     def _store(self, path: Path, labels: np.ndarray) -> None:
         """Write ``labels`` to ``path`` atomically (uint16 on disk when the ids fit)."""
@@ -323,19 +324,7 @@ class SuperpixelCache:
             return
         stored = labels.astype(np.uint16) if labels.max() < 2**16 else labels
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".npz")
-        except OSError as exc:
-            self._disable(exc)
-            return
-        try:
-            with os.fdopen(fd, "wb") as handle:
+            with atomic_write(path) as handle:
                 np.savez_compressed(handle, labels=stored)
-            os.replace(tmp, path)
         except OSError as exc:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
             self._disable(exc)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise

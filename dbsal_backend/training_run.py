@@ -19,21 +19,22 @@ import numpy as np
 import torch
 
 from . import publish
-from .active import class_balance_weights
 from .budget import Effort
+from .checkpoints import save_checkpoint
 from .connect import Connections
 from .constants import IGNORE_INDEX
 from .context import NotConnected, ServiceContext
 from .data import fit_side, resize_nearest
 from .images import ImageFetchError
 from .label_config import LabelConfig
+from .label_maps import inverse_sqrt_weights, pixel_counts
 from .ls_annotations import AnnotationError, annotation_to_label_map
 from .ls_predictions import query_prediction
 from .networks import build_model
 from .regions import Region, dominant_classes, region_map
 from .seed_batch import seed
 from .state import ProjectRecord, QueryRecord
-from .training import class_weights, save_checkpoint
+from .training import class_weights
 
 __all__ = ["run"]
 
@@ -54,14 +55,12 @@ def run(context: ServiceContext, connections: Connections, project: int) -> dict
         fetcher = context.fetcher(client)
         try:
             result: dict[str, Any] = {"tasks": len(tasks), "labeled": len(labeled)}
-            counts = np.zeros(len(config.labels))
+            counts = np.zeros(len(config.labels), np.int64)
             if labeled:
                 images, labels, spent = _labeled(context, client, fetcher, record, config,
-                                                      labeled)
+                                                 labeled)
                 record = context.state.update(project, spent=spent)
-                for label_map in labels:
-                    counts += np.bincount(label_map[label_map != IGNORE_INDEX],
-                                          minlength=len(config.labels))[:len(counts)]
+                counts = pixel_counts(labels, len(config.labels))
                 if images:
                     record = _train(context, record, config, images, labels)
                     result["trained_on"] = len(images)
@@ -71,7 +70,7 @@ def run(context: ServiceContext, connections: Connections, project: int) -> dict
                 result.update(seeded)
             else:
                 result.update(_step(context, client, fetcher, record, config, unlabeled,
-                                         labeled, counts))
+                                    labeled, counts))
         finally:
             fetcher.close()
     result["seconds"] = round(time.perf_counter() - started, 1)
@@ -79,8 +78,8 @@ def run(context: ServiceContext, connections: Connections, project: int) -> dict
     return result
 
 
-def _labeled(context: ServiceContext, client, fetcher, record: ProjectRecord, config: LabelConfig,
-             labeled: list[dict]) -> tuple[list, list, Effort]:
+def _labeled(context: ServiceContext, client, fetcher, record: ProjectRecord,
+             config: LabelConfig, labeled: list[dict]) -> tuple[list, list, Effort]:
     """Training pairs at the working resolution, the effort they represent, and the
     pre-label counts of answered queries."""
     annotations = client.annotations([t["id"] for t in labeled])
@@ -110,6 +109,7 @@ def _labeled(context: ServiceContext, client, fetcher, record: ProjectRecord, co
         labels.append(resize_nearest(label_map, *small.shape[:2]))
     return images, labels, effort
 
+
 def _judge(context: ServiceContext, project: int, query: QueryRecord, image: np.ndarray,
            label_map: np.ndarray, n_classes: int) -> None:
     """How many of a query's pre-labels the annotation kept (its dominant class)."""
@@ -126,7 +126,9 @@ def _judge(context: ServiceContext, project: int, query: QueryRecord, image: np.
     right = int((given == prelabels).sum())
     context.state.set_prelabels(project, query.task_id, right, judged)
 
-def _train(context: ServiceContext, record: ProjectRecord, config: LabelConfig, images, labels) -> ProjectRecord:
+
+def _train(context: ServiceContext, record: ProjectRecord, config: LabelConfig, images,
+           labels) -> ProjectRecord:
     """Fine-tune (or train anew) on every annotation and make the result the served model."""
     s = context.settings
     served = context.served(record, config)
@@ -151,11 +153,12 @@ def _train(context: ServiceContext, record: ProjectRecord, config: LabelConfig, 
         "class_weights": None if weights is None else [float(w) for w in weights],
         "trained_on": len(images)})
     previous = record.checkpoint
-    record = context.state.update(record.project_id, checkpoint=relative, model_version=version,
-                               last_trained=time.time())
+    record = context.state.update(record.project_id, checkpoint=relative,
+                                  model_version=version, last_trained=time.time())
     if previous and previous != relative:
         (s.model_dir / previous).unlink(missing_ok=True)
     return record
+
 
 def _step(context: ServiceContext, client, fetcher, record: ProjectRecord, config: LabelConfig,
           unlabeled: list[dict], labeled: list[dict], counts: np.ndarray) -> dict[str, Any]:
@@ -180,12 +183,12 @@ def _step(context: ServiceContext, client, fetcher, record: ProjectRecord, confi
         log.warning("task %s skipped: %s", task, exc)
 
     policy = context.policy(config)
-    weights = class_balance_weights(counts) if policy.class_balanced else None
+    weights = inverse_sqrt_weights(counts, "rarest") if policy.class_balanced else None
     result = context.compute.step(unlabeled, fetcher, config.image_value,
-                               context.scorer(served, len(config.labels)), context.superpixels.get,
-                               policy, skip, budget_left=left,
-                               budget_unit=context.budget.unit, class_weights=weights,
-                               seed=s.seed)
+                                  context.scorer(served, len(config.labels)),
+                                  context.superpixels.get, policy, skip, budget_left=left,
+                                  budget_unit=context.budget.unit, class_weights=weights,
+                                  seed=s.seed)
     predictions = {q.key: query_prediction(q, config, title) for q in result.queries}
     publish.replace(client, project, title, predictions)
     regions = [len(q.regions) for q in result.queries]
@@ -194,9 +197,8 @@ def _step(context: ServiceContext, client, fetcher, record: ProjectRecord, confi
                "regions_per_image_median": float(np.median(regions)) if regions else None,
                "labeled_tasks": len(labeled), "model_version": record.model_version}
     context.state.record_step(project, step,
-                           [QueryRecord.of(q, step, context.slic.key()) for q in result.queries],
-                           {k: v for k, v in result.priorities.items() if k in by_id},
-                           details)
+                              [QueryRecord.of(q, step, context.slic.key())
+                               for q in result.queries],
+                              {k: v for k, v in result.priorities.items() if k in by_id},
+                              details)
     return {"step": step, **details}
-
-# ------------------------------------------------------------------ seed batch

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import OrderedDict
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Any, Callable, NamedTuple
 
 import torch
 from torch import nn
+
+from .caches import LruCache
 
 __all__ = [
     "DROPOUT_TYPES",
@@ -42,7 +43,6 @@ __all__ = [
     "bald",
     "enable_mc_dropout",
     "entropy",
-    "image_scores",
     "margin",
     "mc_dropout",
     "pixel_uncertainty",
@@ -51,9 +51,7 @@ __all__ = [
 ]
 
 _masks = threading.local()
-_MASK_CACHE: OrderedDict[tuple, torch.Tensor] = OrderedDict()
-_MASK_CACHE_BYTES = 256 * 2**20
-_mask_cache_lock = threading.Lock()
+_MASK_CACHE: LruCache[torch.Tensor] = LruCache(256 * 2**20, weigh=lambda m: m.numel() * 4)
 
 
 class _MaskSource:
@@ -76,11 +74,9 @@ class _MaskSource:
     def next(self, shape: tuple[int, ...], keep: float) -> torch.Tensor:
         self.shapes.append((tuple(shape), keep))
         key = (self.seed, str(self.device), tuple(self.shapes))
-        with _mask_cache_lock:
-            mask = _MASK_CACHE.get(key)
-            if mask is not None:
-                _MASK_CACHE.move_to_end(key)
-                return mask
+        mask = _MASK_CACHE.get(key)
+        if mask is not None:
+            return mask
         if self.generator is None or self.drawn != len(self.shapes) - 1:
             self.generator = torch.Generator(device=self.device).manual_seed(self.seed)
             for earlier, k in self.shapes[:-1]:  # a draw depends on every draw before it
@@ -88,11 +84,7 @@ class _MaskSource:
             self.drawn = len(self.shapes) - 1
         mask = self._draw(shape, keep)
         self.drawn += 1
-        with _mask_cache_lock:
-            _MASK_CACHE[key] = mask
-            total = sum(m.numel() * 4 for m in _MASK_CACHE.values())
-            while total > _MASK_CACHE_BYTES and len(_MASK_CACHE) > 1:
-                total -= _MASK_CACHE.popitem(last=False)[1].numel() * 4
+        _MASK_CACHE.put(key, mask)  # bytes of float32
         return mask
 
 
@@ -435,36 +427,3 @@ def pixel_uncertainty(stats: McStats, method: str = "entropy") -> torch.Tensor:
         raise ValueError(f"unknown uncertainty method {method!r}; expected one of "
                          f"{sorted(HEURISTICS)}")
     return HEURISTICS[method](stats)
-
-
-def image_scores(uncertainty: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean pixel uncertainty per image.
-
-    Parameters
-    ----------
-    uncertainty : torch.Tensor
-        ``B x H x W`` pixel uncertainty.
-    valid : torch.Tensor, optional
-        Boolean mask, ``B x H x W`` or ``H x W`` (shared by the batch); only ``True`` pixels
-        count (e.g. to exclude padding). An image without valid pixels scores 0.
-
-    Returns
-    -------
-    torch.Tensor
-        ``B`` float scores.
-    """
-    if not isinstance(uncertainty, torch.Tensor):
-        raise TypeError(f"uncertainty must be a torch.Tensor, got {type(uncertainty).__name__}")
-    if uncertainty.ndim != 3:
-        raise ValueError(f"uncertainty must have shape B x H x W, got {tuple(uncertainty.shape)}")
-    if valid is None:
-        return uncertainty.flatten(1).mean(dim=1)
-    if not isinstance(valid, torch.Tensor) or valid.dtype != torch.bool:
-        raise TypeError("valid must be a boolean torch.Tensor")
-    if valid.shape not in (uncertainty.shape, uncertainty.shape[1:]):
-        raise ValueError(f"valid must have shape {tuple(uncertainty.shape)} or "
-                         f"{tuple(uncertainty.shape[1:])}, got {tuple(valid.shape)}")
-    mask = valid.expand_as(uncertainty).flatten(1)
-    total = torch.where(mask, uncertainty.flatten(1), 0.0).sum(dim=1)
-    count = mask.sum(dim=1)
-    return torch.where(count > 0, total / count.clamp_min(1), torch.zeros_like(total))

@@ -13,7 +13,6 @@ from dbsal_backend.active import (
     Ranking,
     StepResult,
     active_step,
-    class_balance_weights,
     decide,
     fit_budget,
     query_candidates,
@@ -244,15 +243,6 @@ def test_superpixels_smaller_than_the_image():
     assert query.size == (8, 8) and query.superpixels.shape == (4, 4)
     assert _ids(query) == [0, 1, 2, 3]  # the 0.9 tiles (the top rows), at half size
     assert query.pixels == 4
-
-
-def test_class_balance_weights():
-    weights = class_balance_weights([100, 25, 0])
-    raw = np.array([1 / np.sqrt(0.8), 1 / np.sqrt(0.2)])
-    expected = raw / raw.mean()
-    np.testing.assert_allclose(weights, [expected[0], expected[1], expected[1]])
-    np.testing.assert_array_equal(class_balance_weights([0, 0, 0]), [1.0, 1.0, 1.0])
-    np.testing.assert_allclose(class_balance_weights([5, 5]), [1.0, 1.0])
 
 
 # ---------------------------------------------------------------- budget

@@ -7,6 +7,7 @@ Label Studio is exercised by the e2e suites.
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import threading
 import time
 
@@ -117,7 +118,11 @@ def test_the_loop_seed_train_query_answer_and_measure(tmp_path, ls):
     assert record.spent.images == 3 and record.spent.pixels == 3 * SIZE * SIZE
     queried = [t for t in ls.tasks if ours(ls, t)]
     assert 1 <= len(queried) <= 2 and not set(queried) & set(seed)
-    unqueried_scores = [s for t, s in service.state.priorities(1) if t not in queried]
+    db = sqlite3.connect(service.settings.model_dir / "state.sqlite3")  # the step's scores
+    ranked = db.execute("SELECT task_id, score FROM priorities WHERE project_id=1").fetchall()
+    db.close()
+    assert len(ranked) == len(ls.tasks) - len(seed)  # every unlabeled task was scored
+    unqueried_scores = [s for t, s in ranked if t not in queried]
     for tid in queried:
         prediction = ours(ls, tid)[0]
         regions = prediction["result"]

@@ -151,7 +151,7 @@ def test_the_seed_model_is_trained_once_per_setting_and_kept(dataset, tmp_path, 
     d = main(common + ["--out", str(tmp_path / "d.json")])
     assert d["strategies"]["control"][0]["miou"] == pytest.approx(
         a["strategies"]["control"][0]["miou"], abs=1e-6)
-    assert len(list(kept.glob("*.part"))) == 0
+    assert sorted(kept.iterdir()) == files  # no temporary file left behind
 
 
 def _steps(result):

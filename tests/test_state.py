@@ -42,12 +42,18 @@ def raw(db, sql, *args):
         conn.close()
 
 
+def priorities(db, project):
+    """The last step's ``(task, score)`` as ``record_step`` stored them, most uncertain first."""
+    return raw(db, "SELECT task_id, score FROM priorities WHERE project_id=? "
+                   "ORDER BY score DESC, task_id", project)
+
+
 # ---------------------------------------------------------------- projects
 
 
-def test_an_empty_store(store):
+def test_an_empty_store(db, store):
     assert store.projects() == [] and store.get(1) is None
-    assert store.queries(1) == {} and store.priorities(1) == [] and store.steps(1) == []
+    assert store.queries(1) == {} and priorities(db, 1) == [] and store.steps(1) == []
     assert store.prelabel_accuracy(1) == {}
 
 
@@ -138,23 +144,20 @@ def test_check_id_refuses_everything_else(value, error):
 
 def test_ids_are_checked_everywhere(store):
     for call in (lambda: store.get(0), lambda: store.update("1"), lambda: store.queries(True),
-                 lambda: store.mark_failed(2**63, "x"), lambda: store.forget(-3),
-                 lambda: store.mark_answered(1, [0]), lambda: store.priorities("²"),
-                 lambda: store.record_step(1, 1, [], {0: 0.5}, {})):
+                 lambda: store.mark_failed(2**63, "x"), lambda: store.mark_answered(1, [0]),
+                 lambda: store.steps("²"), lambda: store.record_step(1, 1, [], {0: 0.5}, {})):
         with pytest.raises((TypeError, ValueError)):
             call()
     assert store.projects() == []
 
 
-def test_projects_are_independent_and_forget_removes_one(store):
+def test_projects_are_independent(db, store):
     store.update(1, al_step=1)
     store.record_step(1, 1, [QueryRecord(10, 1, "k", ((0, (1,), 0.5),))], {10: 0.5}, {"n": 1})
     store.update(2, al_step=5)
-    assert store.queries(2) == {} and store.priorities(2) == [] and store.steps(2) == []
-    store.forget(1)
-    assert store.projects() == [2]
-    assert store.get(1) is None and store.queries(1) == {} and store.steps(1) == []
-    assert store.priorities(1) == [] and store.get(2).al_step == 5
+    assert store.queries(2) == {} and priorities(db, 2) == [] and store.steps(2) == []
+    assert store.projects() == [1, 2] and store.get(1).al_step == 1
+    assert priorities(db, 1) == [(10, 0.5)] and store.get(2).al_step == 5
 
 
 # ---------------------------------------------------------------- steps and queries
@@ -164,26 +167,26 @@ def _query(task, step, *regions):
     return QueryRecord(task, step, "slic-key", tuple(regions))
 
 
-def test_record_step_stores_queries_priorities_history_and_changes(store):
+def test_record_step_stores_queries_priorities_history_and_changes(db, store):
     queries = [_query(10, 1, (2, (4, 5), 0.25), (0, (7,), 0.5)), _query(11, 1)]
     record = store.record_step(1, 1, queries, {10: 0.9, 11: 0.4, 12: 0.9},
                                {"queried": 2, "regions": 2}, model_version="v1")
     assert (record.al_step, record.model_version) == (1, "v1")
     assert store.queries(1) == {10: queries[0], 11: queries[1]}
-    assert store.priorities(1) == [(10, 0.9), (12, 0.9), (11, 0.4)]  # ties: smaller task first
+    assert priorities(db, 1) == [(10, 0.9), (12, 0.9), (11, 0.4)]  # ties: smaller task first
     (step,) = store.steps(1)
     assert isinstance(step, StepRecord)
     assert (step.step, step.details) == (1, {"queried": 2, "regions": 2}) and step.finished_at > 0
     # The next step replaces the priorities and the queries of the same tasks, keeps the others.
     store.record_step(1, 2, [_query(11, 2, (1, (3,), 0.75))], {12: 0.1}, {"queried": 1})
-    assert store.priorities(1) == [(12, 0.1)]
+    assert priorities(db, 1) == [(12, 0.1)]
     assert store.queries(1)[10] == queries[0]
     assert store.queries(1)[11] == _query(11, 2, (1, (3,), 0.75))
     assert [s.step for s in store.steps(1)] == [1, 2]
     assert store.get(1).al_step == 2
 
 
-def test_record_step_is_all_or_nothing(store):
+def test_record_step_is_all_or_nothing(db, store):
     store.record_step(1, 1, [_query(10, 1)], {10: 0.5}, {})
     with pytest.raises(ValueError):
         store.record_step(1, 2, [_query(11, 2)], {11: 0.5}, {}, training_state="sleeping")
@@ -192,7 +195,7 @@ def test_record_step_is_all_or_nothing(store):
     with pytest.raises(ValueError):
         store.record_step(1, 2, [_query(0, 2)], {11: 0.5}, {})
     assert store.queries(1) == {10: _query(10, 1)}
-    assert store.priorities(1) == [(10, 0.5)] and [s.step for s in store.steps(1)] == [1]
+    assert priorities(db, 1) == [(10, 0.5)] and [s.step for s in store.steps(1)] == [1]
 
 
 def test_add_queries_and_answers(store):
@@ -243,8 +246,6 @@ def test_a_damaged_row_fails_alone(db, store, column, garbage):
     store.mark_failed(2, "damaged state")  # works without reading the row
     assert raw(db, "SELECT training_state, last_error FROM projects WHERE project_id=2") == [
         ("failed", "damaged state")]
-    store.forget(2)
-    assert store.get(2) is None
 
 
 def test_a_file_that_is_not_a_database(tmp_path):
@@ -282,7 +283,7 @@ def test_wal_mode_and_a_second_store_sees_the_writes(db, store):
     assert store.queries(1) == {5: _query(5, 1)} and store.steps(1)[0].details == {"by": "other"}
 
 
-def test_threads_write_without_losing_anything(store):
+def test_threads_write_without_losing_anything(db, store):
     n_threads, n_writes = 4, 25
     errors = []
 
@@ -306,7 +307,7 @@ def test_threads_write_without_losing_anything(store):
         assert len(store.queries(project, answered=True)) == n_writes
         assert [s.details for s in store.steps(project)] == [{"i": i}
                                                              for i in range(1, n_writes + 1)]
-        assert store.priorities(project) == [(n_writes, float(n_writes))]
+        assert priorities(db, project) == [(n_writes, float(n_writes))]
 
 
 def test_json_details_are_plain_json(store):

@@ -18,7 +18,6 @@ from dbsal_backend.uncertainty import (
     bald,
     enable_mc_dropout,
     entropy,
-    image_scores,
     margin,
     mc_dropout,
     pixel_uncertainty,
@@ -149,25 +148,6 @@ def test_heuristics_reject_bad_stats():
         bald(McStats(torch.ones(1, 2, 3, 3), torch.ones(1, 4, 3)))
     with pytest.raises(ValueError, match="at least 2 classes"):
         margin(McStats(torch.ones(1, 1, 3, 3), torch.zeros(1, 3, 3)))
-
-
-def test_image_scores_mean_and_valid_mask():
-    u = torch.arange(2 * 2 * 3, dtype=torch.float32).view(2, 2, 3)
-    assert torch.allclose(image_scores(u), torch.tensor([2.5, 8.5]))
-    valid = torch.zeros(2, 3, dtype=torch.bool)
-    valid[0] = True  # first row of every image
-    assert torch.allclose(image_scores(u, valid), torch.tensor([1.0, 7.0]))
-    per_image = torch.zeros(2, 2, 3, dtype=torch.bool)
-    per_image[0, 1, 2] = True
-    u_nan = u.clone()
-    u_nan[0, 0, 0] = float("nan")  # padding may hold anything
-    assert torch.equal(image_scores(u_nan, per_image), torch.tensor([5.0, 0.0]))
-    with pytest.raises(ValueError, match="B x H x W"):
-        image_scores(u[0])
-    with pytest.raises(TypeError, match="boolean"):
-        image_scores(u, valid.float())
-    with pytest.raises(ValueError, match="valid must have shape"):
-        image_scores(u, torch.ones(3, 2, dtype=torch.bool))
 
 
 # ---------------------------------------------------------------- MC dropout
