@@ -10,7 +10,7 @@ process (so that peak memory is that size's own):
   images fetched ahead in threads (``DBSAL_PREFETCH``), scored in batches
   (``DBSAL_SCORE_BATCH_SIZE``), ``DBSAL_SCORE_WORKERS`` batches at once, only the kept images'
   maps held, then the superpixels and regions of the queried images
-  (:class:`dbsal_backend.cluster.LocalCompute`);
+  (:class:`dbsal_backend.compute.LocalCompute`);
 - **baseline**: the backend's path before this change, measured in the same run: the listing
   read whole, one image fetched at a time and scored alone as ``Service._score`` did (contiguous
   tensors, the head's context branch computed in every MC pass, dropout masks drawn for every
@@ -193,7 +193,7 @@ def measure(kind: str, ls_url: str, token: str, images_url: str, project: int, l
     import torch
 
     from dbsal_backend.active import QueryPolicy
-    from dbsal_backend.cluster import LocalCompute
+    from dbsal_backend.compute import LocalCompute
     from dbsal_backend.images import ImageFetcher
     from dbsal_backend.ls_client import LabelStudioClient
     from dbsal_backend.superpixels import SlicParams, SuperpixelCache
@@ -240,7 +240,7 @@ def run(kind, *args, threads: int = 1) -> dict:
 def ray_step(ls_url: str, token: str, images_url: str, project: int) -> dict:
     """The same step in-process and on a local Ray cluster."""
     from dbsal_backend.active import QueryPolicy
-    from dbsal_backend.cluster import LocalCompute, RayCompute, worker_settings
+    from dbsal_backend.compute import LocalCompute, RayCompute, worker_settings
     from dbsal_backend.images import ImageFetcher
     from dbsal_backend.ls_client import LabelStudioClient
     from dbsal_backend.superpixels import SlicParams, SuperpixelCache

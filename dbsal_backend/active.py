@@ -331,7 +331,7 @@ def decide(candidates: Sequence[Candidate], priorities: dict[Hashable, float],
            labels_of: Callable[[Sequence[np.ndarray]], list[np.ndarray]] | None = None,
            ) -> StepResult:
     """Steps 2 to 4 for the kept images (most uncertain first) of a pool already ranked (here
-    by :func:`active_step`, or on a cluster, see :mod:`dbsal_backend.cluster`); ``workers``
+    by :func:`active_step`, or on a cluster, see :mod:`dbsal_backend.compute`); ``workers``
     images' superpixels at a time, pre-labels from ``labels_of`` (see
     :func:`query_candidates`)."""
     queries = query_candidates(candidates, superpixels_of, policy, n_classes, class_weights,

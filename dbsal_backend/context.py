@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .active import QueryPolicy
-from .cluster import make_compute
+from .compute import make_compute
 from .images import ImageFetcher
 from .label_config import LabelConfig, parse_label_config
 from .ls_client import LabelStudioClient
@@ -66,7 +66,7 @@ class ServiceContext:
 
     @property
     def compute(self):
-        """Where runs train and score (:func:`~dbsal_backend.cluster.make_compute`; Ray when
+        """Where runs train and score (:func:`~dbsal_backend.compute.make_compute`; Ray when
         ``RAY_ADDRESS`` is set), made on first use (in the run's process)."""
         if self._compute is None:
             self._compute = make_compute(self.settings)

@@ -21,7 +21,7 @@ from pydantic import (AliasChoices, BeforeValidator, Field, HttpUrl, SecretStr, 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .active import SCOPES, QueryPolicy
-from .budget import BUDGET_UNITS, Budget
+from .labeling_budget import BUDGET_UNITS, Budget
 from .regions import GROUPINGS
 from .selection import SPLIT_METHODS
 from .superpixels import SlicParams

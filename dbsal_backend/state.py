@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, fields
 from os import PathLike
 from typing import Any
 
-from .budget import Effort
+from .labeling_budget import Effort
 
 __all__ = ["DamagedDatabase", "DamagedRecord", "ProjectRecord", "QueryRecord", "StateStore",
            "StepRecord", "TRAINING_STATES"]

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from . import publish
-from .budget import Effort
+from .labeling_budget import Effort
 from .checkpoints import save_checkpoint
 from .connect import Connections
 from .constants import IGNORE_INDEX

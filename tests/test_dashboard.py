@@ -11,7 +11,7 @@ from html import unescape
 import pytest
 
 from dbsal_backend import dashboard
-from dbsal_backend.budget import Effort
+from dbsal_backend.labeling_budget import Effort
 from dbsal_backend.state import QueryRecord
 from fakels import CONFIG
 from test_server import AUTH, auth_app, basic, ls, make_app, open_app  # noqa: F401 (fixtures)

@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from dbsal_backend import settings as settings_module
 from dbsal_backend.active import QueryPolicy
-from dbsal_backend.budget import Budget
+from dbsal_backend.labeling_budget import Budget
 from dbsal_backend.images import origin
 from dbsal_backend.settings import Settings
 from dbsal_backend.superpixels import SlicParams
@@ -275,7 +275,7 @@ def test_every_accepted_value_builds_the_engine_objects():
 
 def test_choices_match_the_engine():
     from dbsal_backend.active import SCOPES
-    from dbsal_backend.budget import BUDGET_UNITS
+    from dbsal_backend.labeling_budget import BUDGET_UNITS
     from dbsal_backend.networks import ARCHITECTURES
     from dbsal_backend.selection import SPLIT_METHODS
     from dbsal_backend.superpixels import ALGORITHMS

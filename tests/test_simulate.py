@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dbsal_backend import active, cluster, context, simulate
+from dbsal_backend import active, compute, context, simulate
 from dbsal_backend.data import load_split
 from dbsal_backend.settings import Settings
 from dbsal_backend.training import Recipe
@@ -58,8 +58,8 @@ def args(dataset, tmp_path, *extra):
 
 
 def test_the_simulator_runs_the_products_step():
-    assert simulate.active_step is active.active_step is cluster.active_step
-    assert context.make_compute is cluster.make_compute
+    assert simulate.active_step is active.active_step is compute.active_step
+    assert context.make_compute is compute.make_compute
     default = STRATEGIES["default"]
     settings = Settings.model_validate({})
     assert default.policy == settings.query_policy(polygons=True) == STRATEGIES["capped"].policy

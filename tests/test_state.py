@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from dbsal_backend.budget import Effort
+from dbsal_backend.labeling_budget import Effort
 from dbsal_backend.state import (
     TRAINING_STATES,
     DamagedDatabase,

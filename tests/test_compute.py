@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dbsal_backend.active import QueryPolicy
-from dbsal_backend.cluster import LocalCompute, RayCompute
+from dbsal_backend.compute import LocalCompute, RayCompute
 from dbsal_backend.images import ImageFetcher
 from dbsal_backend.networks import UNet
 from dbsal_backend.scoring import Scorer
