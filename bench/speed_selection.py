@@ -101,7 +101,8 @@ def bench_mc(height: int, width: int, n_classes: int = 11, n_samples: int = 20,
     """
     if repeats is None:
         repeats = 3 if height * width < 1_000_000 else 1
-    from dbsal_backend.networks import build_model, pick_device
+    from dbsal_backend.devices import pick_device
+    from dbsal_backend.networks import build_model
 
     device = pick_device("auto")
     model = build_model(arch, n_classes, pretrained=False).to(device)

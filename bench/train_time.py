@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dbsal_backend import networks, training  # noqa: E402
+from dbsal_backend import devices, networks, training  # noqa: E402
 from dbsal_backend.data import fit_side, load_split, resize_nearest  # noqa: E402
 from dbsal_backend.settings import Settings  # noqa: E402
 
@@ -45,7 +45,7 @@ def main(argv=None) -> dict:
     images = [fit_side(im, settings.max_side) for im in images[:args.images]]
     labels = [resize_nearest(lb, *im.shape[:2]) for lb, im in zip(labels, images)]
     model = networks.build_model(settings.arch, n_classes=11, pretrained=True)
-    device = networks.pick_device(settings.device)
+    device = devices.pick_device(settings.device)
     recipe = dataclasses.replace(settings.recipe(first=True), epochs=1)
     training.fit(model, images, labels, recipe, device)  # warm-up
     times = []

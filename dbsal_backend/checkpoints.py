@@ -14,8 +14,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .devices import pick_device
 from .files import atomic_write
-from .networks import ARCHITECTURES, build_model, pick_device
+from .networks import ARCHITECTURES, build_model
 
 __all__ = ["CheckpointMismatch", "load_checkpoint", "save_checkpoint"]
 

@@ -17,7 +17,7 @@ from .compute import make_compute
 from .images import ImageFetcher
 from .label_config import LabelConfig, parse_label_config
 from .ls_client import LabelStudioClient
-from .networks import pick_device
+from .devices import pick_device
 from .scoring import Scorer
 from .serving import ServingModels
 from .settings import Settings

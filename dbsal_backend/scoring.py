@@ -36,7 +36,7 @@ from torch import nn
 
 from .constants import IGNORE_INDEX
 from .data import fit_side
-from .networks import fold_batch_norms
+from .folding import fold_batch_norms
 from .uncertainty import (HEURISTICS, NEEDS_EXPECTED_ENTROPY, kept_modes, mc_dropout,
                           pixel_uncertainty)
 

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .constants import IGNORE_INDEX
-from .networks import pick_device
+from .devices import pick_device
 from .scoring import Scorer
 
 __all__ = ["class_share_top", "self_labeled"]

@@ -68,10 +68,11 @@ from .active import QueryPolicy, StepResult, active_step
 from .annotator import Answer, ClickModel, SimulatedAnnotator
 from .constants import IGNORE_INDEX
 from .data import fit_side, load_split, resize_nearest
+from .devices import pick_device
 from .files import atomic_write
 from .label_maps import inverse_sqrt_weights, pixel_counts
 from .metrics import evaluate
-from .networks import build_model, pick_device
+from .networks import build_model
 from .scoring import Scorer
 from .selection import random_images
 from .superpixels import SlicParams, SuperpixelCache

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from .constants import IGNORE_INDEX
 from .data import SegmentationDataset
 from .label_maps import inverse_sqrt_weights, pixel_counts
-from .networks import pick_device
+from .devices import pick_device
 from .self_labels import check_fraction, self_labeled
 
 __all__ = ["Recipe", "class_weights", "fit", "train_one_epoch"]

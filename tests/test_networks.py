@@ -1,4 +1,5 @@
-"""Tests for dbsal_backend.networks: shapes, encode/decode contract, weights, names."""
+"""Tests for dbsal_backend.networks (shapes, encode/decode contract, weights, names) and
+dbsal_backend.folding (inference copies with batch norms folded)."""
 
 import urllib.error
 
@@ -7,14 +8,13 @@ import timm
 import torch
 from torch import nn
 
-from dbsal_backend import networks
+from dbsal_backend import folding
 from dbsal_backend.networks import (
     ARCHITECTURES,
     EncoderSegmenter,
     UNet,
     build_model,
     load_efficientnet_lite0_imagenet,
-    pick_device,
 )
 from dbsal_backend.uncertainty import MCDropout, enable_mc_dropout, shared_masks
 
@@ -215,16 +215,6 @@ def test_models_reject_bad_input():
         model(torch.rand(3, 8, 8))
 
 
-def test_pick_device(monkeypatch):
-    assert pick_device("cpu") == torch.device("cpu")
-    monkeypatch.setattr(networks.torch.cuda, "is_available", lambda: False)
-    assert pick_device("auto") == torch.device("cpu")
-    with pytest.raises(RuntimeError, match="CUDA is not available"):
-        pick_device("cuda")
-    with pytest.raises(ValueError, match="unknown device"):
-        pick_device("gpu")
-
-
 def _with_running_statistics(model: nn.Module) -> nn.Module:
     """Batch norms with statistics and affine maps that are not the identity."""
     generator = torch.Generator().manual_seed(3)
@@ -243,7 +233,7 @@ def test_folded_batch_norms_give_the_same_features_and_leave_the_model_alone(mod
     model = _with_running_statistics(model).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     x = torch.rand(2, 3, 40, 56, generator=torch.Generator().manual_seed(1))
-    folded = networks.fold_batch_norms(model, x[:1, :, :32, :32])
+    folded = folding.fold_batch_norms(model, x[:1, :, :32, :32])
     assert folded is not model and all(m.training for m in model.modules())
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     norms = lambda m: sum(isinstance(n, nn.BatchNorm2d) for n in m.modules())  # noqa: E731
@@ -264,7 +254,7 @@ def test_folded_batch_norms_give_the_same_features_and_leave_the_model_alone(mod
 
 def test_folding_the_efficientnet_removes_every_encoder_norm():
     model = _with_running_statistics(EncoderSegmenter(3, pretrained=False))
-    folded = networks.fold_batch_norms(model, torch.rand(1, 3, 32, 32))
+    folded = folding.fold_batch_norms(model, torch.rand(1, 3, 32, 32))
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.encoder.modules())
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.decoder.cbr.modules())
     # timm's BatchNormAct2d keeps its activation
@@ -292,7 +282,7 @@ class _SharedOutput(nn.Module):
 def test_a_conv_output_used_twice_is_left_unfolded():
     model = _with_running_statistics(_SharedOutput()).eval()
     x = torch.rand(1, 3, 8, 8)
-    folded = networks.fold_batch_norms(model, x)
+    folded = folding.fold_batch_norms(model, x)
     assert isinstance(folded.bn, nn.BatchNorm2d)
     with torch.no_grad():
         assert torch.allclose(folded.encode(x), model.encode(x))
