@@ -64,22 +64,16 @@ class Runtime:
     problems: list[str] = field(default_factory=list)
 
     def event(self, project: int, action: str, task: int | None = None) -> str:
-        """A Label Studio event for a connected project: note an answered query, seed newly
-        imported tasks before the first model, and hand training events to the scheduler."""
-        record = self.service.require(project)
-        if action.startswith("ANNOTATION") and isinstance(task, int) and task > 0:
-            self.state.mark_answered(project, [task])
-        if action == "TASKS_CREATED" and record.checkpoint is None:
-            threading.Thread(target=self._seed, args=(project,), daemon=True,
-                             name=f"dbsal-seed-{project}").start()
+        """A Label Studio event for a connected project: the service notes what it changes,
+        the scheduler counts it toward the next run."""
+        self.service.event(project, action, task)
         return self.scheduler.notify(project, action)
 
-    def _seed(self, project: int) -> None:
-        try:
-            with self.service.client_factory() as client:
-                self.service.seed(client, project)
-        except Exception:  # noqa: BLE001 - a background thread must not die silently
-            logger.exception("project %d: seeding new tasks failed", project)
+    def training(self, project: int) -> dict[str, Any]:
+        """What ``/is_training`` answers, from the project's record alone."""
+        record = self.service.require(project)
+        return {"is_training": record.training_state in ("queued", "running"),
+                "model_version": record.model_version}
 
     def status(self, project: int) -> dict[str, Any]:
         """Everything ``/status`` shows for a connected project."""

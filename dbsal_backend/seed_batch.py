@@ -8,6 +8,7 @@ sampling serves them first; the batch is kept while its tasks are unlabeled.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from .context import ServiceContext
 from .ls_client import LabelStudioClient
 from .ls_predictions import empty_prediction
 
-__all__ = ["seed"]
+__all__ = ["seed", "seed_in_background"]
 
 log = logging.getLogger(__name__)
 
@@ -48,3 +49,18 @@ def seed(context: ServiceContext, client: LabelStudioClient, project: int,
     log.info("project %d: seed batch of %d whole images first in the queue (%d tasks labeled "
              "already)", project, len(batch), annotated)
     return {"step": 0, "seed_batch": batch, "annotated": annotated}
+
+
+def seed_in_background(context: ServiceContext, project: int) -> threading.Thread:
+    """:func:`seed` in a daemon thread with its own client (newly imported tasks: the webhook
+    answers at once); a failure is logged, never raised."""
+    def run() -> None:
+        try:
+            with context.client_factory() as client:
+                seed(context, client, project)
+        except Exception:  # noqa: BLE001 - a background thread must not die silently
+            log.exception("project %d: seeding new tasks failed", project)
+
+    thread = threading.Thread(target=run, daemon=True, name=f"dbsal-seed-{project}")
+    thread.start()
+    return thread

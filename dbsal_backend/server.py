@@ -78,10 +78,15 @@ def project_id(value: Any, where: str) -> int:
     if isinstance(given, str):
         match = _ID.fullmatch(given)
         number = int(match.group(1)) if match else None
-    if isinstance(number, int) and not isinstance(number, bool) and 1 <= number <= MAX_ID:
+    if _is_id(number):
         return number
     raise ApiError(400, f"{where} must be a project id (an integer in 1..{MAX_ID}), "
                         f"got {_kind(given)}")
+
+
+def _is_id(value: Any) -> bool:
+    """Whether ``value`` is an id as JSON gives it: an int in ``1..2**63-1``, not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID
 
 
 def _kind(value: Any) -> str:
@@ -221,9 +226,7 @@ def init_app(model_class: type, settings=None) -> Flask:
         data = _body()
         tasks = data.get("tasks")
         if not isinstance(tasks, list) or not all(
-                isinstance(t, dict) and isinstance(t.get("id"), int)
-                and not isinstance(t.get("id"), bool) and 1 <= t["id"] <= MAX_ID
-                for t in tasks):
+                isinstance(t, dict) and _is_id(t.get("id")) for t in tasks):
             raise ApiError(400, "tasks must be a list of task objects with integer ids")
         if len(tasks) > settings.max_tasks_per_request:
             raise ApiError(413, f"{len(tasks)} tasks in one request; at most "
@@ -244,6 +247,7 @@ def init_app(model_class: type, settings=None) -> Flask:
         project = project_id(data.get("project"), "project.id")
         task = data.get("task")
         task_id = task.get("id") if isinstance(task, dict) else None
+        task_id = task_id if _is_id(task_id) else None  # an event without a usable task
         outcome = model(project).fit(event=action, task=task_id)
         return {"project": project, "action": action, "training": outcome}
 
@@ -267,8 +271,6 @@ def init_app(model_class: type, settings=None) -> Flask:
     @app.get("/is_training")
     def is_training() -> Any:
         project = project_id(request.args.get("project"), "the project query parameter")
-        state = model(project).status()
-        return {"is_training": state["training_state"] in ("queued", "running"),
-                "model_version": state["model_version"]}
+        return runtime.training(project)
 
     return app

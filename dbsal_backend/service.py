@@ -13,6 +13,8 @@ superpixel cache, labeling budget, compute backend):
 - :meth:`Service.predict` — regions on demand for tasks Label Studio opens without predictions
   (:mod:`.on_demand`);
 - :meth:`Service.seed` — the seed batch (:mod:`.seed_batch`);
+- :meth:`Service.event` — what a Label Studio event changes in the state (the scheduler gets
+  its part from the runtime);
 - :meth:`Service.status` — what ``/status`` shows of a project's steps and budget.
 """
 
@@ -105,6 +107,15 @@ class Service:
              tasks: list[dict] | None = None) -> dict[str, Any]:
         """The seed batch first in the queue (nothing once a model exists)."""
         return seed_batch.seed(self.context, client, project, tasks)
+
+    def event(self, project: int, action: str, task: int | None = None) -> None:
+        """A Label Studio event for a connected project: an annotation answers its task's
+        query; tasks created before the first model are seeded in the background."""
+        record = self.require(project)
+        if action.startswith("ANNOTATION") and task is not None:
+            self.state.mark_answered(project, [task])
+        if action == "TASKS_CREATED" and record.checkpoint is None:
+            seed_batch.seed_in_background(self.context, project)
 
     def status(self, project: int) -> dict[str, Any]:
         """What the backend knows of a project (the ``service`` part of ``/status``)."""
