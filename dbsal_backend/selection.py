@@ -58,14 +58,6 @@ def _scores_1d(scores: Any, name: str = "scores") -> np.ndarray:
     return x
 
 
-def _check_count(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return int(value)
-
-
 # ---------------------------------------------------------------- ranking
 
 
@@ -88,7 +80,6 @@ def rank_images(scores: Mapping[Hashable, float] | Any, k: int,
         Keys (for a mapping) or ``int`` indices (for an array). Ties go to the smaller key or
         index, so the result is deterministic; mapping keys must therefore be mutually comparable.
     """
-    k = _check_count(k, "k")
     excluded = set(exclude)
     if isinstance(scores, Mapping):
         keys = list(scores)
@@ -112,8 +103,6 @@ def layout(predicted: np.ndarray, n_classes: int, grid: int = LAYOUT_GRID) -> np
     """An image's predicted scene layout: the share of each class in each cell of a
     ``grid x grid`` division of ``predicted`` (an ``h x w`` class map; other values count for
     no class), as a ``float32`` vector of ``grid * grid * n_classes``."""
-    n_classes = _check_count(n_classes, "n_classes")
-    grid = _check_count(grid, "grid")
     predicted = np.asarray(predicted)
     if predicted.ndim != 2 or min(predicted.shape) < grid or n_classes < 1 or grid < 1:
         raise ValueError("layout needs a 2-D class map of at least grid x grid pixels, "
@@ -136,9 +125,7 @@ def diverse_top(scores: Mapping[Hashable, float], features: Mapping[Hashable, An
     is taken. Clusters left empty are made up by the most uncertain images not taken. With
     ``candidates <= k`` this is :func:`rank_images` (``scores``, ``k``).
     """
-    k = _check_count(k, "k")
-    candidates = _check_count(candidates, "candidates")
-    if _check_count(iterations, "iterations") < 1:
+    if iterations < 1:
         raise ValueError("iterations must be >= 1")
     ranked = rank_images(scores, max(k, candidates))
     if candidates <= k or len(ranked) <= k:
@@ -258,10 +245,6 @@ def static_split(scores: Any, fraction: float) -> np.ndarray:
     ``0.3 * 10`` selects 3, not 4. The DBSAL authors' static baseline used 0.275.
     """
     x = _scores_1d(scores)
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.floating)):
-        raise TypeError(f"fraction must be a number, got {type(fraction).__name__}")
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     count = math.ceil(round(fraction * x.size, 9))
     mask = np.zeros(x.size, dtype=bool)
     mask[np.argsort(-x, kind="stable")[:count]] = True
@@ -298,7 +281,6 @@ def random_images(candidates: Sequence[Hashable], k: int, rng: np.random.Generat
     """
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    k = _check_count(k, "k")
     pool = list(candidates)
     if len(set(pool)) != len(pool):
         raise ValueError("candidates must be distinct")

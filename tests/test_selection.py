@@ -6,6 +6,7 @@ import jenkspy
 import numpy as np
 import pytest
 
+from dbsal_backend.active import QueryPolicy
 from dbsal_backend.selection import (
     diverse_top,
     layout,
@@ -190,11 +191,12 @@ def test_static_split_counts_and_ties():
             assert x[high].min() >= x[~high].max()
     np.testing.assert_array_equal(static_split([1.0, 2.0, 2.0, 2.0, 0.0], 0.4),
                                   [False, True, True, False, False])
+    # the fraction is checked once, where a policy is made (QueryPolicy, from the settings)
     for bad in (0, 0.0, -0.1, 1.5):
-        with pytest.raises(ValueError, match=r"fraction must be in \(0, 1\]"):
-            static_split([1.0, 2.0], bad)
-    with pytest.raises(TypeError, match="fraction must be a number"):
-        static_split([1.0, 2.0], "0.5")
+        with pytest.raises(ValueError, match=r"static_fraction must be in \(0, 1\]"):
+            QueryPolicy(split="static", static_fraction=bad)
+    with pytest.raises(TypeError):
+        QueryPolicy(split="static", static_fraction="0.5")
 
 
 def test_split_superpixels_dispatch():
@@ -221,8 +223,8 @@ def test_rank_images_dict_and_array():
     assert rank_images(np.array([0.2, 0.7, 0.2, 0.9]), 3) == [3, 1, 0]
     assert rank_images([0.2, 0.7, 0.2, 0.9], 3, exclude=[1]) == [3, 0, 2]
     assert rank_images({}, 3) == [] and rank_images([0.1], 0) == []
-    with pytest.raises(ValueError, match="k must be >= 0"):
-        rank_images(scores, -1)
+    with pytest.raises(ValueError, match="images must be an int >= 1"):
+        QueryPolicy(images=-1)  # how many images a step ranks: checked where a policy is made
     with pytest.raises(ValueError, match="finite"):
         rank_images({"a": float("nan")}, 1)
     with pytest.raises(TypeError, match="mutually comparable"):
@@ -243,8 +245,8 @@ def test_layout_is_the_class_share_per_grid_cell():
     for bad in (np.zeros(8), np.zeros((2, 8))):
         with pytest.raises(ValueError, match="2-D class map"):
             layout(bad, 2, grid=4)
-    with pytest.raises(TypeError, match="n_classes"):
-        layout(predicted, 2.0)
+    with pytest.raises(TypeError, match="integer"):
+        layout(predicted, 2.0)  # numpy's own refusal; the label config gives the class count
 
 
 def test_diverse_top_takes_the_most_uncertain_of_each_scene():
@@ -271,8 +273,8 @@ def test_diverse_top_validation():
         diverse_top(scores, {"a": [0.0], "b": [1.0]}, 1, 3)
     with pytest.raises(ValueError, match="finite"):
         diverse_top(scores, {"a": [0.0], "b": [1.0], "c": [np.nan]}, 1, 3)
-    with pytest.raises(ValueError, match="candidates must be >= 0"):
-        diverse_top(scores, {}, 1, -1)
+    with pytest.raises(ValueError, match="diversity must be an int >= 1"):
+        QueryPolicy(diversity=0)  # the candidates (images x diversity): checked in the policy
     with pytest.raises(ValueError, match="iterations"):
         diverse_top(scores, {}, 1, 3, iterations=0)
 
