@@ -29,8 +29,8 @@ import jwt
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
+from .checks import check_id, is_int
 from .ls_annotations import select_annotations
-from .state import check_id
 
 __all__ = ["LabelStudioClient", "LabelStudioError", "UNCERTAINTY_SAMPLING"]
 
@@ -170,25 +170,21 @@ class LabelStudioClient:
 
     def get_project(self, project: int) -> dict[str, Any]:
         """The project as a dict (``label_config``, ``model_version``, ``sampling``, ...)."""
-        project = check_id(project)
         with self._api(f"reading project {project}"):
             return _as_dict(self.sdk.projects.get(id=project))
 
     def update_project(self, project: int, **fields: Any) -> None:
         """Set project fields (``model_version``, ``sampling``...)."""
-        project = check_id(project)
         with self._api(f"updating project {project} ({', '.join(fields)})"):
             self.sdk.projects.update(id=project, **fields)
 
     def ml_backends(self, project: int) -> list[dict[str, Any]]:
         """The ML backends connected to a project (``url``, ``title``, ``auth_method``...)."""
-        project = check_id(project)
         with self._api(f"listing the ML backends of project {project}"):
             return [_as_dict(m) for m in self.sdk.ml.list(project=project)]
 
     def webhooks(self, project: int) -> list[dict[str, Any]]:
         """The webhooks of a project."""
-        project = check_id(project)
         with self._api(f"listing the webhooks of project {project}"):
             return [_as_dict(w) for w in self.sdk.webhooks.list(project=str(project))]
 
@@ -201,14 +197,13 @@ class LabelStudioClient:
 
     def tasks(self, project: int, page_size: int = 100) -> Iterator[dict[str, Any]]:
         """Stream the project's tasks as ``{"id", "data", "total_annotations"}``, page by page."""
-        project = check_id(project)
         with self._api(f"listing the tasks of project {project}"):
             pager = self.sdk.tasks.list(project=project, fields="all",
                                         include="id,data,total_annotations",
                                         page_size=page_size)
             for task in pager:
                 task = _as_dict(task)
-                if isinstance(task.get("id"), int):
+                if is_int(task.get("id")):
                     yield {"id": task["id"], "data": task.get("data") or {},
                            "total_annotations": task.get("total_annotations") or 0}
 
@@ -221,8 +216,7 @@ class LabelStudioClient:
         retrieves predictions automatically) makes Label Studio call this backend's
         ``/predict`` for it, which would then read it again.
         """
-        project = check_id(project)
-        ids = sorted({check_id(t, "task") for t in task_ids})
+        ids = sorted(set(task_ids))
         if not ids:
             return {}
         query = json.dumps({"selectedItems": {"all": False, "included": ids}})
@@ -256,14 +250,9 @@ class LabelStudioClient:
         "model_version": str}``. Label Studio silently drops predictions whose score is outside
         ``[0, 1]`` or whose results do not fit the label config; that raises here.
         """
-        project = check_id(project)
-        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"batch must be a positive int, got {batch!r}")
         items = [dict(p) for p in predictions]
         for k, item in enumerate(items):
-            task, score = item.get("task"), item.get("score")
-            if isinstance(task, bool) or not isinstance(task, int):
-                raise ValueError(f"prediction {k} needs an int 'task', got {task!r}")
+            score = item.get("score")
             if not isinstance(item.get("result"), list):
                 raise ValueError(f"prediction {k} needs a list 'result'")
             if not isinstance(item.get("model_version"), str) or not item["model_version"]:
@@ -286,7 +275,6 @@ class LabelStudioClient:
 
     def delete_predictions(self, project: int, model_version: str) -> None:
         """Delete every prediction of ``model_version`` in a project, in one request."""
-        project = check_id(project)
         self._raw("DELETE", f"api/projects/{project}/model-versions/",
                   f"deleting the {model_version!r} predictions of project {project}",
                   json={"model_version": model_version})

@@ -39,10 +39,11 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
 from . import dashboard
+from .checks import MAX_ID, is_int
 from .label_config import LabelConfigError
 from .runtime import get_runtime
 from .context import NotConnected
-from .state import MAX_ID, DamagedRecord
+from .state import DamagedRecord
 
 __all__ = ["ApiError", "init_app", "project_id"]
 
@@ -86,7 +87,7 @@ def project_id(value: Any, where: str) -> int:
 
 def _is_id(value: Any) -> bool:
     """Whether ``value`` is an id as JSON gives it: an int in ``1..2**63-1``, not a bool."""
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_ID
+    return is_int(value) and 1 <= value <= MAX_ID
 
 
 def _kind(value: Any) -> str:

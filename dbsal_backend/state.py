@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, fields
 from os import PathLike
 from typing import Any
 
+from .checks import check_id, is_int, is_number
 from .labeling_budget import Effort
 
 __all__ = ["DamagedDatabase", "DamagedRecord", "ProjectRecord", "QueryRecord", "StateStore",
@@ -79,10 +80,6 @@ CREATE TABLE IF NOT EXISTS steps (
     PRIMARY KEY (project_id, step)
 );
 """
-
-#: The largest id SQLite stores (and Label Studio uses): ids are 1 .. 2**63 - 1.
-MAX_ID = 2**63 - 1
-
 
 class DamagedRecord(RuntimeError):
     """A project's row holds values this version cannot read."""
@@ -153,20 +150,9 @@ _INSERT_QUERY = ("INSERT OR REPLACE INTO queries (project_id, task_id, step, sup
 
 
 def _query_rows(pid: int, queries: Iterable[QueryRecord]) -> list[tuple]:
-    return [(pid, check_id(q.task_id, "task"), q.step, q.superpixels, json.dumps(
+    return [(pid, q.task_id, q.step, q.superpixels, json.dumps(
         [[label, list(ids), confidence] for label, ids, confidence in q.regions]))
         for q in queries]
-
-
-def check_id(value: Any, what: str = "project") -> int:
-    """``value`` as an id in ``1 .. 2**63 - 1`` (a Python or NumPy int, never a bool)."""
-    if isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", "") == "b" \
-            or not hasattr(value, "__index__"):
-        raise TypeError(f"{what} id must be an int, got {value!r}")
-    value = int(value.__index__())
-    if not 1 <= value <= MAX_ID:
-        raise ValueError(f"{what} id must be in 1..{MAX_ID}, got {value}")
-    return value
 
 
 _TEXT_FIELDS = ("title", "label_config", "model_version", "checkpoint", "last_error")
@@ -186,7 +172,7 @@ def _encode(name: str, value: Any) -> Any:
     if name == "training_state" and value not in TRAINING_STATES:
         raise ValueError(f"training_state must be one of {TRAINING_STATES}, got {value!r}")
     if name in ("al_step", "annotations_since_run"):
-        if isinstance(value, bool) or not hasattr(value, "__index__"):
+        if not is_int(value):
             raise TypeError(f"{name} must be an int, got {value!r}")
         if value < 0:
             raise ValueError(f"{name} must be >= 0, got {value!r}")
@@ -194,7 +180,7 @@ def _encode(name: str, value: Any) -> Any:
     if name in _TEXT_FIELDS and value is not None and not isinstance(value, str):
         raise TypeError(f"{name} must be a str or None, got {type(value).__name__}")
     if name == "last_trained" and value is not None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if not is_number(value):
             raise TypeError(f"last_trained must be a number or None, got {value!r}")
         return float(value)
     return value
@@ -320,7 +306,7 @@ class StateStore:
         DamagedRecord
             When its row cannot be decoded.
         """
-        rows = self._rows("SELECT * FROM projects WHERE project_id=?", (check_id(project),))
+        rows = self._rows("SELECT * FROM projects WHERE project_id=?", (project,))
         return _decode(rows[0]) if rows else None
 
     def update(self, project: int, **changes: Any) -> ProjectRecord:
@@ -328,7 +314,7 @@ class StateStore:
 
         Fields are those of :class:`ProjectRecord` except ``project_id`` and ``updated_at``.
         """
-        pid = check_id(project)
+        pid = project
         encoded = _encode_changes(changes)
         with self._transaction():
             self._upsert(pid, encoded)
@@ -349,7 +335,7 @@ class StateStore:
         with self._transaction():
             self._conn.execute("UPDATE projects SET training_state='failed', last_error=?, "
                                "updated_at=? WHERE project_id=?",
-                               (error, time.time(), check_id(project)))
+                               (error, time.time(), project))
 
     # -- steps, queries, priorities --------------------------------------------------------------
     def record_step(self, project: int, step: int, queries: Iterable[QueryRecord],
@@ -357,9 +343,9 @@ class StateStore:
                     **changes: Any) -> ProjectRecord:
         """Record a finished step in one transaction: its queries (replacing earlier queries of
         the same tasks), the new priorities, the history entry, ``al_step`` and ``changes``."""
-        pid = check_id(project)
+        pid = project
         rows = _query_rows(pid, queries)
-        ranked = [(pid, check_id(t, "task"), float(s)) for t, s in priorities.items()]
+        ranked = [(pid, t, float(s)) for t, s in priorities.items()]
         encoded = _encode_changes(dict(al_step=step, **changes))
         history = json.dumps(dict(details))
         with self._transaction():
@@ -373,7 +359,7 @@ class StateStore:
 
     def add_queries(self, project: int, queries: Iterable[QueryRecord]) -> None:
         """Store queries made outside a step (regions computed on demand or topped up)."""
-        rows = _query_rows(check_id(project), queries)
+        rows = _query_rows(project, queries)
         with self._transaction():
             self._conn.executemany(_INSERT_QUERY, rows)
 
@@ -381,7 +367,7 @@ class StateStore:
         """Every stored query of the project by task id (only answered or unanswered ones when
         ``answered`` is given)."""
         sql = "SELECT * FROM queries WHERE project_id=?"
-        args: list[Any] = [check_id(project)]
+        args: list[Any] = [project]
         if answered is not None:
             sql += " AND answered=?"
             args.append(int(answered))
@@ -400,7 +386,7 @@ class StateStore:
 
     def mark_answered(self, project: int, tasks: Iterable[int]) -> None:
         """Note that these tasks' queries have an annotation now."""
-        rows = [(check_id(project), check_id(t, "task")) for t in tasks]
+        rows = [(project, t) for t in tasks]
         with self._transaction():
             self._conn.executemany(
                 "UPDATE queries SET answered=1 WHERE project_id=? AND task_id=?", rows)
@@ -410,20 +396,19 @@ class StateStore:
         with self._transaction():
             self._conn.execute(
                 "UPDATE queries SET answered=1, prelabels_right=?, prelabels_judged=? "
-                "WHERE project_id=? AND task_id=?", (right, judged, check_id(project),
-                                                     check_id(task, "task")))
+                "WHERE project_id=? AND task_id=?", (right, judged, project, task))
 
     def steps(self, project: int) -> list[StepRecord]:
         """The project's finished steps, in order."""
         return [StepRecord(r["step"], r["finished_at"], json.loads(r["details"])) for r in
                 self._rows("SELECT * FROM steps WHERE project_id=? ORDER BY step",
-                           (check_id(project),))]
+                           (project,))]
 
     def prelabel_accuracy(self, project: int) -> dict[int, dict[str, Any]]:
         """Per step: pre-labels right / judged over the answered queries of that step."""
         rows = self._rows(
             "SELECT step, SUM(prelabels_right), SUM(prelabels_judged), COUNT(*) FROM queries "
             "WHERE project_id=? AND answered=1 AND prelabels_judged IS NOT NULL GROUP BY step",
-            (check_id(project),))
+            (project,))
         return {r[0]: {"right": r[1], "judged": r[2], "tasks": r[3],
                        "accuracy": r[1] / r[2] if r[2] else None} for r in rows}

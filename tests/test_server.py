@@ -125,6 +125,29 @@ def test_project_ids_are_ascii_integers_in_range(open_app, value):
     assert runtime.state.projects() == []
 
 
+PROJECT_ROUTES = [("POST", "/setup", "project"), ("POST", "/predict", "project"),
+                  ("POST", "/webhook", "project"), ("POST", "/train", "project"),
+                  ("GET", "/status", None), ("GET", "/is_training", None)]
+
+
+@pytest.mark.parametrize("method, path, field", PROJECT_ROUTES)
+@pytest.mark.parametrize("value", ["0", str(2**63), "²", True, 1.5])
+def test_every_route_checks_the_project_id_where_it_enters(open_app, method, path, field, value):
+    """Project ids are checked once, here: the service, the state and the Label Studio
+    client trust the ints they are given."""
+    app, runtime = open_app
+    client = app.test_client()
+    if field is None:
+        if not isinstance(value, str):
+            return  # a query string holds text only
+        response = client.open(path, method=method, query_string={"project": value})
+    else:
+        body = {field: value, "schema": CONFIG, "action": "ANNOTATION_CREATED", "tasks": []}
+        response = client.open(path, method=method, json=body)
+    assert response.status_code == 400 and "project id" in response.get_json()["error"]
+    assert runtime.state.projects() == []
+
+
 def test_predict_and_webhook_never_register_a_project(open_app):
     app, runtime = open_app
     client = app.test_client()
