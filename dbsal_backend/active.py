@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
+from .checks import check_int
 from .regions import (GROUPINGS, Region, adjacent_pairs, build_regions, smooth_labels,
                       superpixel_table)
 from .scoring import Scorer, ScoreMap
@@ -89,7 +90,7 @@ class QueryPolicy:
     diversity: int = 1
 
     def __post_init__(self) -> None:
-        _check_int("images", self.images, 1)
+        check_int("images", self.images, 1)
         if self.split not in SPLIT_METHODS:
             raise ValueError(f"split must be one of {SPLIT_METHODS}, got {self.split!r}")
         if self.grouping not in GROUPINGS:
@@ -98,15 +99,10 @@ class QueryPolicy:
             raise ValueError(f"scope must be one of {SCOPES}, got {self.scope!r}")
         if not 0 < self.static_fraction <= 1:
             raise ValueError(f"static_fraction must be in (0, 1], got {self.static_fraction!r}")
-        _check_int("smoothing", self.smoothing, 0)
-        _check_int("diversity", self.diversity, 1)
+        check_int("smoothing", self.smoothing, 0)
+        check_int("diversity", self.diversity, 1)
         if self.max_regions is not None:
-            _check_int("max_regions", self.max_regions, 1, " or None")
-
-
-def _check_int(name: str, value: object, minimum: int, alternative: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}{alternative}, got {value!r}")
+            check_int("max_regions", self.max_regions, 1, " or None")
 
 
 @dataclass

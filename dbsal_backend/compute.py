@@ -52,10 +52,6 @@ class LocalCompute:
     """
 
     def __init__(self, prefetch_workers: int = 4, score_workers: int = 0) -> None:
-        for name, value in (("prefetch_workers", prefetch_workers),
-                            ("score_workers", score_workers)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
         self.prefetch_workers = prefetch_workers
         self.score_workers = score_workers
 

@@ -32,11 +32,8 @@ def pixel_counts(label_maps: np.ndarray | Iterable[np.ndarray], n_classes: int,
     TypeError
         A label map is not an integer array.
     ValueError
-        ``n_classes`` is not an int >= 1, or a label value lies outside ``[0, n_classes)``
-        and is not ``ignore_index``.
+        A label value lies outside ``[0, n_classes)`` and is not ``ignore_index``.
     """
-    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1:
-        raise ValueError(f"n_classes must be an int >= 1, got {n_classes!r}")
     arrays = [label_maps] if isinstance(label_maps, np.ndarray) else list(label_maps)
     counts = np.zeros(n_classes, dtype=np.int64)
     for array in arrays:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .checks import is_int
+
 __all__ = ["BUDGET_UNITS", "Budget", "Effort"]
 
 #: Units a budget can be set in.
@@ -54,8 +56,7 @@ class Budget:
     def __post_init__(self) -> None:
         if self.unit not in BUDGET_UNITS:
             raise ValueError(f"budget unit must be one of {BUDGET_UNITS}, got {self.unit!r}")
-        if self.limit is not None and (isinstance(self.limit, bool)
-                                       or not isinstance(self.limit, int) or self.limit < 1):
+        if self.limit is not None and (not is_int(self.limit) or self.limit < 1):
             raise ValueError(f"budget limit must be a positive int or None, got {self.limit!r}")
 
     def left(self, spent: Effort) -> int | None:

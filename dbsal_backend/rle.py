@@ -21,6 +21,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from .checks import is_int
+
 __all__ = ["mask_to_rle", "regions_to_rle", "rle_to_mask"]
 
 _WORD_SIZE = 8
@@ -36,10 +38,6 @@ def _header(num: int) -> int:
     for k, size in enumerate(_RLE_SIZES):
         value |= (size - 1) << (12 - 4 * k)
     return value
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 def _check_shape(shape: tuple[int, ...], what: str) -> None:
@@ -117,7 +115,7 @@ def regions_to_rle(labels: np.ndarray, ids: Iterable[int] | None = None) -> dict
             wanted = list(ids)
         except TypeError:
             raise TypeError(f"ids must be an iterable of ints, got {type(ids).__name__}") from None
-        if not all(_is_int(i) for i in wanted):
+        if not all(is_int(i) for i in wanted):
             raise TypeError(f"ids must be ints, got {wanted[:5]}...")
         groups = np.unique(np.array(wanted, dtype=np.int64))
         keep = np.isin(values, groups)
@@ -269,7 +267,7 @@ def rle_to_mask(rle: list[int] | bytes, height: int, width: int) -> np.ndarray:
         If the RLE is malformed or truncated, or its value count is not ``height * width * 4``.
     """
     for name, value in (("height", height), ("width", width)):
-        if not _is_int(value):
+        if not is_int(value):
             raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     _check_shape((int(height), int(width)), "mask")
     data = _as_bytes(rle)

@@ -100,8 +100,6 @@ class TrainingScheduler:
     ) -> None:
         if not callable(run_fn):
             raise TypeError("run_fn must be callable")
-        if isinstance(train_after, bool) or not isinstance(train_after, int) or train_after < 0:
-            raise ValueError(f"train_after must be an int >= 0, got {train_after!r}")
         self._run_fn = run_fn
         self.train_after = train_after
         self._on_change = on_change
@@ -146,8 +144,6 @@ class TrainingScheduler:
     def restore(self, project: Hashable, pending_events: int = 0, last_error: str | None = None) -> None:
         """Restore a project's counter, and its failure when ``last_error`` is given, e.g. from
         a store after a restart. Only for a project with no run going."""
-        if isinstance(pending_events, bool) or not isinstance(pending_events, int) or pending_events < 0:
-            raise ValueError(f"pending_events must be an int >= 0, got {pending_events!r}")
         if last_error is not None and not isinstance(last_error, str):
             raise TypeError(f"last_error must be a str or None, got {type(last_error).__name__}")
         with self._cond:

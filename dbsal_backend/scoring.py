@@ -113,10 +113,6 @@ class Scorer:
                  class_weights: Sequence[float] | np.ndarray | None = None) -> None:
         if heuristic not in HEURISTICS:
             raise ValueError(f"unknown heuristic {heuristic!r}; expected one of {sorted(HEURISTICS)}")
-        for name, value in (("n_classes", n_classes), ("mc_samples", mc_samples),
-                            ("max_side", max_side), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         self.device = device or next(model.parameters()).device
         # folded batch norms and channels-last convolutions (depthwise ones above all) make the
         # encoder about twice as fast on CPUs; the head, which runs once per MC pass on few
@@ -187,9 +183,6 @@ class Scorer:
         corrected for the class weights and normalised again, :meth:`prelabel_confidence`) is
         at least ``threshold``: the self-labels of :func:`~dbsal_backend.training.fit`.
         """
-        if isinstance(threshold, bool) or not (isinstance(threshold, (int, float))
-                                               and 0 < threshold <= 1):
-            raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
         out = []
         for labels, confidence in self.prelabel_confidence(images):
             labels[confidence < threshold] = IGNORE_INDEX
@@ -232,8 +225,6 @@ class Scorer:
         the scores are those of :meth:`score`. At most ``2 * workers`` batches are held at
         once, whatever the pool's length. An error in a batch is raised here, in order.
         """
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ValueError(f"workers must be an int >= 1, got {workers!r}")
         batches = _batched(pool, self.batch_size)
         if workers == 1:
             for batch in batches:

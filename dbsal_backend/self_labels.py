@@ -21,12 +21,6 @@ from .scoring import Scorer
 __all__ = ["class_share_top", "self_labeled"]
 
 
-def check_fraction(name: str, value: object) -> None:
-    """``value`` must be a number in ``(0, 1]``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
-        raise ValueError(f"{name} must be in (0, 1], got {value!r}")
-
-
 def self_labeled(model: nn.Module, images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                  threshold: float | None = None, weights: torch.Tensor | None = None,
                  device: torch.device | str = "cpu", *, share: float | None = None
@@ -46,8 +40,6 @@ def self_labeled(model: nn.Module, images: Sequence[np.ndarray], labels: Sequenc
     """
     if (threshold is None) == (share is None):
         raise ValueError("self_labeled needs exactly one of threshold and share")
-    check_fraction("threshold" if share is None else "share",
-                    threshold if share is None else share)
     device = pick_device(device) if isinstance(device, str) else device
     side = max(max(image.shape[:2]) for image in images)
     scorer = Scorer(model.to(device), model.n_classes, mc_samples=1, max_side=side,
@@ -106,7 +98,6 @@ def class_share_top(predicted: np.ndarray, confidence: np.ndarray, n_classes: in
     if predicted.shape != confidence.shape:
         raise ValueError(f"predicted and confidence differ in shape: {predicted.shape} "
                          f"!= {confidence.shape}")
-    check_fraction("share", share)
     flat = predicted.ravel()
     if flat.size and (flat.min() < 0 or flat.max() >= n_classes):
         raise ValueError(f"predicted classes must be in [0, {n_classes})")

@@ -30,6 +30,7 @@ import cv2
 import numpy as np
 
 from .caches import LruCache
+from .checks import is_int, is_number
 from .files import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -48,10 +49,6 @@ MSLIC_MIN_SIDE = 36
 
 # Bumped when the label maps produced for the same settings change (invalidates caches).
 _FORMAT_VERSION = 1
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
 @dataclass(frozen=True)
@@ -93,24 +90,23 @@ class SlicParams:
             raise ValueError(
                 f"algorithm must be one of {sorted(ALGORITHMS)}, got {self.algorithm!r}"
             )
-        if self.n_segments is not None and (not _is_int(self.n_segments) or self.n_segments < 1):
+        if self.n_segments is not None and (not is_int(self.n_segments) or self.n_segments < 1):
             raise ValueError(f"n_segments must be a positive int or None, got {self.n_segments!r}")
-        if self.region_size is not None and (not _is_int(self.region_size) or self.region_size < 2):
+        if self.region_size is not None and (not is_int(self.region_size) or self.region_size < 2):
             raise ValueError(f"region_size must be an int >= 2 or None, got {self.region_size!r}")
         if self.n_segments is None and self.region_size is None:
             raise ValueError("one of n_segments and region_size must be set")
         if (
-            isinstance(self.ruler, (bool, np.bool_))
-            or not isinstance(self.ruler, (int, float, np.integer, np.floating))
+            not is_number(self.ruler)
             or not math.isfinite(self.ruler)
             or self.ruler <= 0
         ):
             raise ValueError(f"ruler must be a finite number > 0, got {self.ruler!r}")
-        if not _is_int(self.iterations) or self.iterations < 1:
+        if not is_int(self.iterations) or self.iterations < 1:
             raise ValueError(f"iterations must be an int >= 1, got {self.iterations!r}")
-        if not _is_int(self.max_pixels) or self.max_pixels < 4:
+        if not is_int(self.max_pixels) or self.max_pixels < 4:
             raise ValueError(f"max_pixels must be an int >= 4, got {self.max_pixels!r}")
-        if not _is_int(self.min_element_size) or not 0 <= self.min_element_size <= 100:
+        if not is_int(self.min_element_size) or not 0 <= self.min_element_size <= 100:
             raise ValueError(
                 f"min_element_size must be an int percentage in [0, 100], "
                 f"got {self.min_element_size!r}"
@@ -243,7 +239,7 @@ class SuperpixelCache:
     ) -> None:
         if not isinstance(params, SlicParams):
             raise TypeError(f"params must be a SlicParams, got {type(params).__name__}")
-        if not _is_int(memory_items) or memory_items < 0:
+        if not is_int(memory_items) or memory_items < 0:
             raise ValueError(f"memory_items must be an int >= 0, got {memory_items!r}")
         self.root = Path(root)
         self.problem: str | None = None

@@ -21,11 +21,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from .checks import check_fraction, check_int
 from .constants import IGNORE_INDEX
 from .data import SegmentationDataset
-from .label_maps import inverse_sqrt_weights, pixel_counts
 from .devices import pick_device
-from .self_labels import check_fraction, self_labeled
+from .label_maps import inverse_sqrt_weights, pixel_counts
+from .self_labels import self_labeled
 
 __all__ = ["Recipe", "class_weights", "fit", "train_one_epoch"]
 
@@ -84,9 +85,7 @@ class Recipe:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"Recipe.{name} must be an int >= 1, got {value!r}")
+            check_int(f"Recipe.{name}", getattr(self, name), 1)
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"Recipe.lr must be a finite number > 0, got {self.lr!r}")
         if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):

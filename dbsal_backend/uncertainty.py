@@ -249,10 +249,6 @@ def mc_dropout(
     never the ``T`` passes. On CUDA the network runs under autocast; softmax and entropy are
     computed in float32. Every module's train/eval flag is restored afterwards, also on error.
     """
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int):
-        raise TypeError(f"n_samples must be an int, got {type(n_samples).__name__}")
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be >= 1, got {n_samples}")
     if mode not in _MODES:
         raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
     if not isinstance(model, nn.Module):

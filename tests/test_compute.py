@@ -11,6 +11,7 @@ from dbsal_backend.compute import LocalCompute, RayCompute
 from dbsal_backend.images import ImageFetcher
 from dbsal_backend.networks import UNet
 from dbsal_backend.scoring import Scorer
+from dbsal_backend.settings import Settings
 from dbsal_backend.superpixels import SlicParams, SuperpixelCache
 from dbsal_backend.training import Recipe
 from fakels import TOKEN, FakeLabelStudio
@@ -111,8 +112,9 @@ def test_local_workers_give_the_same_step_and_restore_the_threads(setup):
         [[(r.superpixels, r.label) for r in q.regions] for q in many.queries]
 
 
-@pytest.mark.parametrize("kwargs", [{"score_workers": -1}, {"prefetch_workers": 1.5},
-                                    {"score_workers": True}])
-def test_local_compute_checks_its_parameters(kwargs):
-    with pytest.raises(ValueError):
-        LocalCompute(**kwargs)
+@pytest.mark.parametrize("name, raw", [("DBSAL_SCORE_WORKERS", "-1"), ("DBSAL_PREFETCH", "1.5"),
+                                       ("DBSAL_SCORE_WORKERS", "true")])
+def test_local_compute_checks_its_parameters(name, raw):
+    """LocalCompute's parameters are checked where they enter (make_compute's settings)."""
+    with pytest.raises(ValueError, match=name):
+        Settings.from_env({name: raw})

@@ -10,8 +10,11 @@ import pytest
 import torch
 
 from dbsal_backend.constants import IGNORE_INDEX
+from dbsal_backend.label_config import LabelConfigError, parse_label_config
 from dbsal_backend.label_maps import inverse_sqrt_weights, pixel_counts
 from dbsal_backend.training import class_weights
+
+NO_LABELS = '<View><Image name="i" value="$image"/><BrushLabels name="b" toName="i"/></View>'
 
 
 def _old_class_weights(labels, n_classes, ignore_index=IGNORE_INDEX):
@@ -124,5 +127,5 @@ def test_pixel_counts_skips_unlabeled_pixels_and_checks_the_values():
         pixel_counts(label, 2)
     with pytest.raises(TypeError, match="integer"):
         pixel_counts(np.array([[0.5]]), 3)
-    with pytest.raises(ValueError, match="n_classes"):
-        pixel_counts(label, 0)
+    with pytest.raises(LabelConfigError, match="no <Label> children"):
+        parse_label_config(NO_LABELS)  # the class count enters with the label config

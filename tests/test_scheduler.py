@@ -7,6 +7,8 @@ import pytest
 
 from dbsal_backend import scheduler as scheduler_module
 from dbsal_backend.scheduler import ANNOTATION_EVENTS, START_TRAINING, TrainingScheduler
+from dbsal_backend.settings import Settings
+from dbsal_backend.state import StateStore
 
 WAIT = 10.0  # seconds; generous, only reached when something is broken
 
@@ -194,8 +196,8 @@ def test_restore_sets_the_counter_and_the_failure():
     assert sched.status(2)["state"] == "failed"  # until a run ends
     assert sched.notify(1, "ANNOTATION_CREATED") == "started"
     assert sched.wait_idle(1, timeout=WAIT)
-    with pytest.raises(ValueError):
-        sched.restore(1, -1)
+    with pytest.raises(ValueError):  # a count restored from the state is one the state took
+        StateStore(":memory:").update(1, annotations_since_run=-1)
 
 
 def test_restore_refuses_a_busy_project():
@@ -227,12 +229,15 @@ def test_unknown_project_status_is_idle():
     assert status["state"] == "idle" and status["runs"] == 0 and status["last_error"] is None
 
 
-@pytest.mark.parametrize("kwargs,error", [({"run_fn": None}, TypeError),
-                                          ({"train_after": -1}, ValueError),
-                                          ({"train_after": 2.5}, ValueError)])
-def test_bad_arguments(kwargs, error):
-    with pytest.raises(error):
-        TrainingScheduler(**{"run_fn": lambda p: None, **kwargs})
+def test_bad_arguments():
+    with pytest.raises(TypeError):
+        TrainingScheduler(run_fn=None)
+
+
+@pytest.mark.parametrize("raw", ["-1", "2.5"])
+def test_train_after_is_checked_in_the_settings(raw):
+    with pytest.raises(ValueError, match="DBSAL_TRAIN_AFTER"):
+        Settings.from_env({"DBSAL_TRAIN_AFTER": raw})
 
 
 def test_bad_event_type():

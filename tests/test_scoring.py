@@ -11,8 +11,13 @@ import torch
 
 from dbsal_backend.constants import IGNORE_INDEX
 from dbsal_backend.data import fit_side
+from dbsal_backend.label_config import LabelConfigError, parse_label_config
 from dbsal_backend.networks import UNet
 from dbsal_backend.scoring import ScoreMap, Scorer, max_uncertainty
+from dbsal_backend.settings import Settings
+from dbsal_backend.training import Recipe
+
+NO_LABELS = '<View><Image name="i" value="$image"/><BrushLabels name="b" toName="i"/></View>'
 
 
 @pytest.fixture(scope="module")
@@ -223,10 +228,11 @@ def test_prelabel_confidence_is_the_prelabel_and_its_corrected_probability(model
         assert (confidence >= 1 / 3 - 1e-6).all() and (confidence <= 1 + 1e-6).all()
 
 
-@pytest.mark.parametrize("threshold", [0, 0.0, -0.5, 1.5, True, "0.9", None])
-def test_confident_prelabels_threshold_validation(model, threshold):
-    with pytest.raises(ValueError, match="threshold"):
-        Scorer(model, 3, max_side=16).confident_prelabels(images()[:1], threshold)
+@pytest.mark.parametrize("threshold", [0, 0.0, -0.5, 1.5, True, "0.9"])
+def test_confident_prelabels_threshold_validation(threshold):
+    """The threshold is checked where it enters: the Recipe (DBSAL_SELF_LABEL)."""
+    with pytest.raises(ValueError, match="self_label"):
+        Recipe(self_label=threshold)
 
 
 @pytest.mark.parametrize("weights", [[1.0, 1.0], [1.0, 1.0, -1.0], [1.0, float("nan"), 1.0],
@@ -245,13 +251,25 @@ def test_max_uncertainty():
     assert max_uncertainty("entropy", 5) == pytest.approx(math.log2(5))
 
 
-@pytest.mark.parametrize("kwargs", [{"heuristic": "variance"}, {"n_classes": 0},
-                                    {"mc_samples": 0}, {"max_side": 0}, {"batch_size": 0},
-                                    {"batch_size": True}, {"mc_samples": 2.0}])
-def test_validation(model, kwargs):
-    args = {"n_classes": 3, **kwargs}
+def test_validation(model):
     with pytest.raises(ValueError):
-        Scorer(model, **args)
+        Scorer(model, 3, heuristic="variance")
+
+
+@pytest.mark.parametrize("name, raw", [("DBSAL_MC_SAMPLES", "0"), ("DBSAL_MAX_SIDE", "0"),
+                                       ("DBSAL_SCORE_BATCH_SIZE", "0"),
+                                       ("DBSAL_SCORE_BATCH_SIZE", "true"),
+                                       ("DBSAL_MC_SAMPLES", "2.5")])
+def test_the_scorers_numbers_are_checked_in_the_settings(name, raw):
+    """Scorer trusts its counts: they enter as settings, checked there."""
+    with pytest.raises(ValueError, match=name):
+        Settings.from_env({name: raw})
+
+
+def test_a_config_without_labels_gives_no_scorer():
+    """The class count enters with the label config, which needs at least one label."""
+    with pytest.raises(LabelConfigError, match="no <Label> children"):
+        parse_label_config(NO_LABELS)
 
 
 def _keyed(pool, pulled=None):
@@ -303,7 +321,8 @@ def test_an_error_in_a_worker_is_raised_in_order_and_the_scorer_still_works(mode
     assert len(list(scorer.score_stream(_keyed(pool), workers=2))) == len(pool)
 
 
-@pytest.mark.parametrize("workers", [0, -1, 1.5, True])
-def test_workers_must_be_a_positive_int(model, workers):
-    with pytest.raises(ValueError, match="workers"):
-        next(Scorer(model, 3).score_stream(_keyed(images()), workers=workers))
+@pytest.mark.parametrize("raw", ["-1", "1.5", "true"])
+def test_workers_must_be_a_positive_int(raw):
+    """Checked where they enter (DBSAL_SCORE_WORKERS; 0 there means one per torch thread)."""
+    with pytest.raises(ValueError, match="DBSAL_SCORE_WORKERS"):
+        Settings.from_env({"DBSAL_SCORE_WORKERS": raw})

@@ -6,6 +6,7 @@ import pytest
 from dbsal_backend.constants import IGNORE_INDEX
 from dbsal_backend.scoring import Scorer
 from dbsal_backend.self_labels import class_share_top, self_labeled
+from dbsal_backend.training import Recipe
 from test_training import _tiny_unet, _trained_and_half_unlabeled, squares  # noqa: F401 (fixture)
 
 
@@ -60,12 +61,20 @@ def test_class_share_top_keeps_each_class_its_most_confident_share():
     (np.zeros(3, int), np.zeros(2), 0.5, "differ"),
     (np.array([0, 3]), np.zeros(2), 0.5, r"in \[0, 3\)"),
     (np.array([-1, 0]), np.zeros(2), 0.5, r"in \[0, 3\)"),
-    (np.zeros(2, int), np.zeros(2), 0.0, "share"),
-    (np.zeros(2, int), np.zeros(2), True, "share"),
 ])
 def test_class_share_top_validation(predicted, confidence, share, match):
     with pytest.raises(ValueError, match=match):
         class_share_top(predicted, confidence, 3, share)
+
+
+@pytest.mark.parametrize("fields, match", [
+    ({"self_label_share": 0.0}, "self_label_share"), ({"self_label_share": True}, "self_label_share"),
+    ({"self_label_share": 1.5}, "self_label_share"), ({"self_label": 0.0}, "self_label"),
+])
+def test_the_share_and_threshold_are_checked_in_the_recipe(fields, match):
+    """Where they enter: a Recipe (from the settings); self_labeled trusts them."""
+    with pytest.raises(ValueError, match=match):
+        Recipe(**fields)
 
 
 def test_self_labeled_with_a_share_fills_each_class_its_most_confident_share(squares):
@@ -100,7 +109,6 @@ def test_self_labeled_with_a_share_fills_each_class_its_most_confident_share(squ
 
 @pytest.mark.parametrize("kwargs, match", [
     ({}, "exactly one"), ({"threshold": 0.9, "share": 0.2}, "exactly one"),
-    ({"share": 1.5}, "share"), ({"threshold": 0.0}, "threshold"),
 ])
 def test_self_labeled_validation(squares, kwargs, match):
     (images, labels), _ = squares

@@ -8,9 +8,12 @@ import torch
 
 from dbsal_backend import training
 from dbsal_backend.constants import IGNORE_INDEX
+from dbsal_backend.label_config import LabelConfigError, parse_label_config
 from dbsal_backend.metrics import evaluate
 from dbsal_backend.networks import UNet
 from dbsal_backend.training import Recipe, class_weights, fit
+
+NO_LABELS = '<View><Image name="i" value="$image"/><BrushLabels name="b" toName="i"/></View>'
 
 FAST = Recipe(epochs=20, batch_size=4, lr=2e-2, scale_range=None, class_weighted=False)
 
@@ -206,5 +209,5 @@ def test_class_weights_inverse_sqrt_frequency():
         class_weights(np.array([[3]]), 3)
     with pytest.raises(TypeError, match="integer"):
         class_weights(np.array([[0.5]]), 3)
-    with pytest.raises(ValueError, match="n_classes"):
-        class_weights(np.array([[0]]), 0)
+    with pytest.raises(LabelConfigError, match="no <Label> children"):
+        parse_label_config(NO_LABELS)  # the class count enters with the label config

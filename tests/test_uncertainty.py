@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from dbsal_backend.networks import UNet
+from dbsal_backend.settings import Settings
 from dbsal_backend.uncertainty import (
     HEURISTICS,
     NEEDS_EXPECTED_ENTROPY,
@@ -315,10 +316,9 @@ def test_many_passes_on_a_larger_image():
 def test_bad_input_raises():
     model = make_model()
     x = images()
-    with pytest.raises(ValueError, match="n_samples must be >= 1"):
-        mc_dropout(model, x, n_samples=0)
-    with pytest.raises(TypeError, match="n_samples must be an int"):
-        mc_dropout(model, x, n_samples=2.0)
+    for raw in ("0", "2.5"):  # the number of passes enters as DBSAL_MC_SAMPLES
+        with pytest.raises(ValueError, match="DBSAL_MC_SAMPLES"):
+            Settings.from_env({"DBSAL_MC_SAMPLES": raw})
     with pytest.raises(ValueError, match="mode must be one of"):
         mc_dropout(model, x, mode="encoder")
     with pytest.raises(ValueError, match="B x 3 x H x W"):
