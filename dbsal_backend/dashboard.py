@@ -18,6 +18,7 @@ from typing import Any
 
 import jinja2
 
+from .checks import is_number
 from .context import NotConnected
 from .state import DamagedRecord
 
@@ -122,7 +123,7 @@ def chart(steps: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) \
+    return float(value) if is_number(value) \
         and math.isfinite(value) else None
 
 

@@ -21,6 +21,7 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 
+from .checks import is_int, is_number
 from .constants import IGNORE_INDEX
 
 __all__ = [
@@ -129,7 +130,7 @@ def load_split(root: str | os.PathLike, split: str, ignore_value: int | None = N
     names : list of str
         File stems, sorted; images and labels are paired by stem.
     """
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
+    if not is_number(scale) or not scale > 0:
         raise ValueError(f"scale must be a number > 0, got {scale!r}")
     image_dir = Path(root) / split / "images"
     label_dir = Path(root) / split / "labels"
@@ -232,7 +233,7 @@ class SegmentationDataset(Dataset):
         if crop_size is not None:
             crop_size = (crop_size, crop_size) if isinstance(crop_size, int) else tuple(crop_size)
             if len(crop_size) != 2 or not all(
-                    isinstance(c, int) and not isinstance(c, bool) and c > 0 for c in crop_size):
+                    is_int(c) and c > 0 for c in crop_size):
                 raise ValueError(f"crop_size must be a positive int or (height, width), "
                                  f"got {crop_size!r}")
         if scale_range is not None:
@@ -242,7 +243,7 @@ class SegmentationDataset(Dataset):
                                  f"got {scale_range!r}")
         if not isinstance(hflip, bool):
             raise TypeError(f"hflip must be a bool, got {type(hflip).__name__}")
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        if not is_int(seed) or seed < 0:
             raise ValueError(f"seed must be an int >= 0, got {seed!r}")
         self.images = list(images)
         self.labels = list(labels)
@@ -254,8 +255,6 @@ class SegmentationDataset(Dataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation draws of ``epoch`` (an int >= 0)."""
-        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
-            raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
         self.epoch = epoch
 
     def __len__(self) -> int:

@@ -41,6 +41,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from .caches import LruCache
+from .checks import is_int
 from .files import atomic_write_bytes
 
 __all__ = ["CLOUD_SCHEMES", "ImageFetchError", "ImageFetcher", "decode_image", "origin",
@@ -186,7 +187,7 @@ class ImageFetcher:
         if value.startswith("/") and not value.startswith("//"):
             return self.base + value
         if scheme in CLOUD_SCHEMES:
-            if isinstance(task_id, bool) or not isinstance(task_id, int):
+            if not is_int(task_id):
                 raise ImageFetchError(f"cannot resolve {value[:200]!r} without a task id")
             uri = base64.urlsafe_b64encode(value.encode()).decode()
             return f"{self.base}/tasks/{task_id}/resolve/?fileuri={uri}"

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .checks import is_int
 from .constants import IGNORE_INDEX
 from .label_config import LabelConfig
 from .polygons import mask_outlines, polygon_to_mask
@@ -38,7 +39,7 @@ def _check_class_index(class_index: Mapping[str, int]) -> None:
             f"class_index must be a mapping label -> int, got {type(class_index).__name__}"
         )
     for name, index in class_index.items():
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+        if not is_int(index):
             raise TypeError(f"class_index[{name!r}] must be an int, got {type(index).__name__}")
         if not 0 <= index < IGNORE_INDEX:
             raise ValueError(f"class_index[{name!r}] must be in [0, {IGNORE_INDEX}), got {index}")
@@ -88,7 +89,7 @@ def annotation_to_label_map(
     if not isinstance(config, LabelConfig):
         raise TypeError(f"config must be a LabelConfig, got {type(config).__name__}")
     for name, value in (("height", height), ("width", width)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        if not is_int(value) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
     _check_class_index(class_index)
     if not isinstance(results, list):
@@ -156,7 +157,7 @@ def _newest_key(annotation: dict[str, Any]) -> tuple[datetime, int]:
     if stamp == _OLDEST:
         stamp = _timestamp(annotation.get("created_at"))
     ident = annotation.get("id")
-    return stamp, ident if isinstance(ident, int) and not isinstance(ident, bool) else -1
+    return stamp, ident if is_int(ident) else -1
 
 
 def select_annotations(

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import is_int, is_number
 from .uncertainty import MCDropout
 
 __all__ = [
@@ -75,14 +76,14 @@ class SegmenterFeatures(NamedTuple):
 
 
 def _check_positive_int(name: str, value: object, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
 def _check_dropout(dropout: object) -> None:
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)):
+    if not is_number(dropout):
         raise TypeError(f"dropout must be a float, got {type(dropout).__name__}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
