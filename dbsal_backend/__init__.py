@@ -2,7 +2,7 @@
 
 The engine modules (superpixels, rle, uncertainty, selection, networks, folding, devices, data,
 label_maps, training, self_labels, metrics, checkpoints, simulate, with the helpers files and
-caches) are plain Python/NumPy/PyTorch; the Label Studio side (settings, label_config,
+caches, and checks, the checks the edges share) are plain Python/NumPy/PyTorch; the Label Studio side (settings, label_config,
 ls_*, state, scheduler, service) wires them to a Label Studio server.
 """
 
