@@ -149,7 +149,8 @@ def build_regions(table: SuperpixelTable, ids: np.ndarray, grouping: str = "conn
     grouping : {"superpixel", "connected", "class"}
         One region per superpixel; per connected group of queried superpixels with one
         predicted class (``pairs`` needed); or per predicted class (a region may have several
-        parts: the fewest regions, which Label Studio draws fastest).
+        parts: the fewest regions, which Label Studio draws fastest). One of
+        :data:`GROUPINGS`, checked where a policy is made (:class:`~.active.QueryPolicy`).
     pairs : numpy.ndarray, optional
         :func:`adjacent_pairs` of the image's superpixel map.
     """
@@ -157,8 +158,6 @@ def build_regions(table: SuperpixelTable, ids: np.ndarray, grouping: str = "conn
     ids = ids[table.size[ids] > 0]
     if ids.size == 0:
         return []
-    if grouping not in GROUPINGS:
-        raise ValueError(f"grouping must be one of {GROUPINGS}, got {grouping!r}")
     if grouping == "class":
         root = table.label[ids]
     elif grouping == "connected":

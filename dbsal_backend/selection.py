@@ -255,16 +255,15 @@ def split_superpixels(scores: Any, method: str = "natural_breaks", fraction: flo
                       seed: int = 0) -> np.ndarray:
     """Split one image's superpixel scores; returns the ``bool[n]`` mask of the group to query.
 
-    ``method`` is one of :data:`SPLIT_METHODS`; ``fraction`` is used by ``"static"`` only and
+    ``method`` is one of :data:`SPLIT_METHODS` (checked where a policy is made,
+    :class:`~dbsal_backend.active.QueryPolicy`); ``fraction`` is used by ``"static"`` only and
     ``seed`` by ``"kmeans"`` only.
     """
-    if method == "natural_breaks":
-        return natural_breaks_split(scores)
     if method == "kmeans":
         return kmeans_split(scores, seed=seed)
     if method == "static":
         return static_split(scores, fraction)
-    raise ValueError(f"unknown split method {method!r}; expected one of {SPLIT_METHODS}")
+    return natural_breaks_split(scores)
 
 
 def random_images(candidates: Sequence[Hashable], k: int, rng: np.random.Generator) -> list:

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from dbsal_backend.active import QueryPolicy
 from dbsal_backend.regions import (
     Region,
     adjacent_pairs,
@@ -225,8 +226,8 @@ def test_class_grouping_makes_one_region_per_predicted_class():
     for region in regions:
         assert all(table.label[i] == region.label for i in region.superpixels)
     assert [r.confidence for r in regions] == sorted(r.confidence for r in regions)
-    with pytest.raises(ValueError, match="grouping"):
-        build_regions(table, queried, grouping="blobs")
+    with pytest.raises(ValueError, match="grouping must be one of"):
+        QueryPolicy(grouping="blobs")  # the grouping is checked where a policy is made
 
 
 def test_dominant_classes_judge_each_region_by_its_most_labeled_class():
