@@ -124,6 +124,10 @@ class Settings(BaseSettings):
     set_sampling: bool = Field(
         True, description="On connect, set the project's sampling to Uncertainty sampling, so "
                           "that 'Label All Tasks' serves the least confident task first.")
+    set_instructions: bool = Field(
+        True, description="On connect, give a project without labeling instructions the "
+                          "annotators' instructions (README 'For annotators'), shown before "
+                          "labeling.")
 
     # -- the method -------------------------------------------------------------------------------
     arch: Annotated[Literal[ARCHS], Lower] = Field(  # type: ignore[valid-type]
