@@ -182,7 +182,7 @@ class SimConfig:
 
 
 @dataclass
-class StepRecord:
+class SimulatedStep:
     """One step of one strategy and seed. Counts are cumulative (seed set included) except
     ``prelabels_*`` and ``regions_per_image``, which describe this step's queries."""
 
@@ -329,8 +329,8 @@ class Simulation:
             digest.update(np.ascontiguousarray(label).tobytes())
         return digest.hexdigest()[:24]
 
-    def _record(self, step: int, tally: _Tally, miou: float, t0: float, **extra) -> StepRecord:
-        return StepRecord(step=step, images=tally.images, regions=tally.regions,
+    def _record(self, step: int, tally: _Tally, miou: float, t0: float, **extra) -> SimulatedStep:
+        return SimulatedStep(step=step, images=tally.images, regions=tally.regions,
                           corrections=tally.corrections, clicks=tally.clicks, pixels=tally.pixels,
                           pixels_fraction=tally.pixels / self.total_pixels, miou=miou,
                           seconds=round(time.perf_counter() - t0, 1), **extra)
@@ -338,7 +338,7 @@ class Simulation:
     # -- strategies ---------------------------------------------------------------------------
     def run(self, strategy: Strategy, seed: int,
             on_step: Callable[[int, torch.nn.Module, dict[int, np.ndarray]], None] | None = None,
-            resume: bool = True) -> list[StepRecord]:
+            resume: bool = True) -> list[SimulatedStep]:
         """Run one strategy with one seed: one record per step (one for ``full``).
 
         ``on_step(step, model, labeled)``, if given, is called after each post-seed step's
@@ -368,7 +368,7 @@ class Simulation:
             model.load_state_dict(saved["model"])
             labeled = {int(i): label.numpy() for i, label in zip(saved["keys"], saved["labels"])}
             tally = _Tally(**saved["tally"])
-            records = [StepRecord(**r) for r in saved["records"]]
+            records = [SimulatedStep(**r) for r in saved["records"]]
             rng.bit_generator.state = saved["rng"]
             torch.set_rng_state(saved["torch_rng"])
             log.info("%s seed %d: resumed after step %d from %s", strategy.name, seed,
@@ -499,7 +499,7 @@ class _Progress:
         return saved if self.step <= steps else None
 
     def save(self, step: int, model: torch.nn.Module, labeled: dict[int, np.ndarray],
-             tally: _Tally, records: list[StepRecord], rng: np.random.Generator) -> None:
+             tally: _Tally, records: list[SimulatedStep], rng: np.random.Generator) -> None:
         if self.step is not None and self.step > step:
             return
         keys = sorted(labeled)
@@ -533,7 +533,7 @@ def _interp(xs: Sequence[float], ys: Sequence[float], x: float) -> float | None:
     return float(np.interp(x, xs, ys))
 
 
-def aggregate(runs: dict[str, dict[int, list[StepRecord]]]) -> dict[str, list[dict]]:
+def aggregate(runs: dict[str, dict[int, list[SimulatedStep]]]) -> dict[str, list[dict]]:
     """Mean over seeds per step: the ``strategies`` block of the results JSON."""
     out = {}
     for name, by_seed in runs.items():
@@ -561,7 +561,7 @@ def aggregate(runs: dict[str, dict[int, list[StepRecord]]]) -> dict[str, list[di
     return out
 
 
-def compare_at_clicks(runs: dict[str, dict[int, list[StepRecord]]], reference: str,
+def compare_at_clicks(runs: dict[str, dict[int, list[SimulatedStep]]], reference: str,
                       others: Sequence[str], anchor: str | None = None) -> dict[str, list[dict]]:
     """Paired differences at equal clicks: for each post-seed step of ``reference`` and each
     seed, the other strategy's mIoU interpolated (linearly, on its own curve of that seed) at
@@ -600,7 +600,7 @@ def compare_at_clicks(runs: dict[str, dict[int, list[StepRecord]]], reference: s
     return out
 
 
-def compare_at_steps(runs: dict[str, dict[int, list[StepRecord]]], reference: str,
+def compare_at_steps(runs: dict[str, dict[int, list[SimulatedStep]]], reference: str,
                      other: str) -> list[dict]:
     """Paired differences step by step (same seed, same step): for a strategy whose clicks do
     not grow (``control``), how much of the reference's gain its labels bring."""
@@ -745,7 +745,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         if match and match not in names:
             raise SystemExit(f"strategy {name!r} needs {match!r} in --strategies")
     names.sort(key=lambda n: STRATEGIES[n].match is not None)
-    runs: dict[str, dict[int, list[StepRecord]]] = {}
+    runs: dict[str, dict[int, list[SimulatedStep]]] = {}
     for name in names:
         for seed in args.seeds:
             runs.setdefault(name, {})[seed] = sim.run(STRATEGIES[name], seed)
@@ -765,7 +765,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     return result
 
 
-def results(runs: dict[str, dict[int, list[StepRecord]]], settings: dict, default: str,
+def results(runs: dict[str, dict[int, list[SimulatedStep]]], settings: dict, default: str,
             cost_model: str, title: str) -> dict:
     """The results document: settings, cost model, mean curves, the comparison at equal clicks,
     full supervision's share, and every run."""
@@ -808,7 +808,7 @@ def combine(documents: list[dict], default: str | None = None) -> dict:
 
     The settings are those of the first run of the default strategy (of the first run when none
     has it); ``combined_from`` says, per run, which settings differ from them."""
-    runs: dict[str, dict[int, list[StepRecord]]] = {}
+    runs: dict[str, dict[int, list[SimulatedStep]]] = {}
     default = default or documents[0]["default_strategy"]
     base = next((d for d in documents if default in d["runs"]), documents[0])
     settings = dict(base["settings"])
@@ -822,7 +822,7 @@ def combine(documents: list[dict], default: str | None = None) -> dict:
     for document in documents:
         for name, by_seed in document["runs"].items():
             for seed, records in by_seed.items():
-                runs.setdefault(name, {})[int(seed)] = [StepRecord(**r) for r in records]
+                runs.setdefault(name, {})[int(seed)] = [SimulatedStep(**r) for r in records]
     return results(runs, settings, default, base["cost_model"], base["title"])
 
 

@@ -11,7 +11,7 @@ from dbsal_backend import active, cluster, context, simulate
 from dbsal_backend.data import load_split
 from dbsal_backend.settings import Settings
 from dbsal_backend.training import Recipe
-from dbsal_backend.simulate import (STRATEGIES, StepRecord, aggregate, clicks_to_reach,
+from dbsal_backend.simulate import (STRATEGIES, SimulatedStep, aggregate, clicks_to_reach,
                                     combine, compare_at_clicks, main)
 
 ROW_KEYS = {"step", "images", "regions", "corrections", "clicks", "pixels_fraction", "miou",
@@ -270,7 +270,7 @@ def test_a_strategy_can_query_more_images_a_step_than_the_run(dataset, tmp_path)
 
 
 def _records(points):
-    return [StepRecord(step=k, images=0, regions=0, corrections=0, clicks=c, pixels=0,
+    return [SimulatedStep(step=k, images=0, regions=0, corrections=0, clicks=c, pixels=0,
                        pixels_fraction=0.0, miou=m) for k, (c, m) in enumerate(points)]
 
 
