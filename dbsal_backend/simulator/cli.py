@@ -37,15 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--default", default=None,
                    help="the strategy compared at equal clicks with the others")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    p.add_argument("--init-images", type=int, default=10)
-    p.add_argument("--images-per-step", type=int, default=10)
-    p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--arch", default="efficientnet_lite0")
-    p.add_argument("--pretrained", choices=("true", "false"), default="true",
+    p.add_argument("--init-images", type=int, default=SimConfig.init_images)
+    p.add_argument("--images-per-step", type=int, default=SimConfig.images_per_step)
+    p.add_argument("--steps", type=int, default=SimConfig.steps)
+    p.add_argument("--arch", default=SimConfig.arch)
+    p.add_argument("--pretrained", choices=("true", "false"),
+                   default=str(SimConfig.pretrained).lower(),
                    help="ImageNet encoder weights")
-    p.add_argument("--heuristic", default="entropy")
-    p.add_argument("--mc-samples", type=int, default=20)
-    p.add_argument("--max-side", type=int, default=512)
+    p.add_argument("--heuristic", default=SimConfig.heuristic)
+    p.add_argument("--mc-samples", type=int, default=SimConfig.mc_samples)
+    p.add_argument("--max-side", type=int, default=SimConfig.max_side)
     p.add_argument("--epochs", type=int, default=Recipe.epochs, help="epochs per step")
     p.add_argument("--first-epochs", type=int, default=SimConfig.first_epochs,
                    help="epochs of the seed model")
@@ -58,8 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="smallest part a person draws, share of the image's pixels")
     p.add_argument("--limit-pool", type=int, default=None)
     p.add_argument("--limit-val", type=int, default=None)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--cache-dir", default=".sim-cache")
+    p.add_argument("--device", default=SimConfig.device)
+    p.add_argument("--cache-dir", default=SimConfig.cache_dir)
     p.add_argument("--out", default="simulation.json")
     p.add_argument("--plot", default=None, help="PNG (default: next to --out)")
     p.add_argument("--replot", action="store_true", help="only redraw the plot of --out")

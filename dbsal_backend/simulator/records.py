@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .. import defaults
 from ..training import Recipe
 from .annotator import Answer, ClickModel
 
@@ -13,16 +14,16 @@ class SimConfig:
     """Settings of a simulation (all recorded in the results)."""
 
     n_classes: int
-    init_images: int = 10
-    images_per_step: int = 10
+    init_images: int = defaults.INITIAL_IMAGES
+    images_per_step: int = defaults.STEP_IMAGES
     steps: int = 5
-    arch: str = "efficientnet_lite0"
-    pretrained: bool = True
-    heuristic: str = "entropy"
-    mc_samples: int = 20
-    max_side: int = 512
+    arch: str = defaults.ARCH
+    pretrained: bool = defaults.PRETRAINED
+    heuristic: str = defaults.HEURISTIC
+    mc_samples: int = defaults.MC_SAMPLES
+    max_side: int = defaults.MAX_SIDE
     recipe: Recipe = field(default_factory=Recipe)
-    first_epochs: int = 120
+    first_epochs: int = defaults.FIRST_EPOCHS
     full_epochs: int | None = None
     clicks: ClickModel = field(default_factory=ClickModel)
     device: str = "auto"
