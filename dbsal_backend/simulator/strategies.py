@@ -78,7 +78,9 @@ def product_default(polygons: bool = True) -> Strategy:
                     self_label_share=defaults.recipe().self_label_share)
 
 
-_PAPER = QueryPolicy(split="natural_breaks", scope="image", grouping="superpixel")
+# The paper's policy, spelled out (a bare QueryPolicy's cap and smoothing, not the backend's).
+_PAPER = QueryPolicy(split="natural_breaks", scope="image", grouping="superpixel",
+                     max_regions=None, smoothing=0)
 _SLICO = SlicParams(algorithm="SLICO", n_segments=300)
 _COARSE = SlicParams(algorithm="SLIC", n_segments=150, ruler=5.0)
 
