@@ -1,7 +1,7 @@
 """dbsal_backend: dynamic-budget superpixel active learning (DBSAL) for Label Studio.
 
 The engine modules (superpixels, rle, uncertainty, selection, networks, data, label_maps,
-training, self_labels, metrics, checkpoints, simulate, with the helpers files and caches) are
+training, self_labels, metrics, checkpoints, the simulator package, with the helpers files and caches) are
 plain Python/NumPy/PyTorch; the Label Studio side (settings, label_config,
 ls_*, state, scheduler, service) wires them to a Label Studio server.
 """

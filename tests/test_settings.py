@@ -1,5 +1,6 @@
 """Tests for dbsal_backend.settings: defaults, parsing, errors naming the variable, secrets."""
 
+import inspect
 import logging
 from pathlib import Path
 
@@ -290,6 +291,30 @@ def test_choices_match_the_engine():
                           ("budget_unit", BUDGET_UNITS)):
         for choice in choices:
             assert getattr(Settings.from_env({f"DBSAL_{name.upper()}": choice}), name) == choice
+
+
+def test_the_engine_and_the_simulator_share_the_backend_defaults():
+    from dbsal_backend.scoring import Scorer
+    from dbsal_backend.simulator import SimConfig
+
+    s = Settings.model_validate({})
+    assert s.slic_params() == SlicParams()
+    assert s.recipe() == Recipe()
+    policy, bare = s.query_policy(), QueryPolicy()
+    for name in ("images", "split", "scope", "static_fraction", "class_balanced", "diversity"):
+        assert getattr(policy, name) == getattr(bare, name), name
+    # a bare policy is the plain mechanism; the backend's regions are its own choice
+    assert (bare.grouping, bare.max_regions, bare.smoothing) == ("connected", None, 0)
+    assert (policy.grouping, policy.max_regions, policy.smoothing) == ("superpixel", 40, 2)
+    cfg = SimConfig(n_classes=2)
+    assert (cfg.arch, cfg.pretrained, cfg.heuristic, cfg.mc_samples, cfg.max_side,
+            cfg.first_epochs, cfg.init_images, cfg.images_per_step, cfg.recipe) == (
+        s.arch, s.pretrained, s.uncertainty, s.mc_samples, s.max_side, s.first_epochs,
+        s.initial_batch, s.step_size, s.recipe())
+    scorer = inspect.signature(Scorer).parameters
+    assert (scorer["heuristic"].default, scorer["mc_samples"].default,
+            scorer["max_side"].default, scorer["batch_size"].default) == (
+        s.uncertainty, s.mc_samples, s.max_side, s.score_batch_size)
 
 
 def test_only_from_env_reads_the_environment(monkeypatch):
