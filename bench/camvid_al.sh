@@ -24,13 +24,13 @@ run() {  # run DIR NAME OPTIONS... SEEDS... -- STRATEGIES...
   local opts=(); while [[ "$1" == --* ]]; do opts+=("$1" "$2"); shift 2; done
   local seeds=(); while [ "$1" != "--" ]; do seeds+=("$1"); shift; done; shift
   mkdir -p "$dir"
-  [ -f "$dir/$name.json" ] || .venv/bin/python -m dbsal_backend.simulate --data "$DATA" \
+  [ -f "$dir/$name.json" ] || .venv/bin/python -m dbsal_backend.simulator --data "$DATA" \
     --n-classes 11 --ignore-value 11 --max-side 240 --init-images 10 --full-epochs 40 \
     --mc-samples 20 "${opts[@]}" --seeds "${seeds[@]}" --strategies "$@" \
     --out "$dir/$name.json"
 }
 combine() {  # combine DIR OUT
-  .venv/bin/python -m dbsal_backend.simulate --data "$DATA" --n-classes 11 --default default \
+  .venv/bin/python -m dbsal_backend.simulator --data "$DATA" --n-classes 11 --default default \
     --combine bench/results/$1/*.json --out "$2" --plot "${2%.json}.png"
 }
 # The protocol of the results: the seed model trained 120 epochs (DBSAL_FIRST_EPOCHS), seeds

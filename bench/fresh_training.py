@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from dbsal_backend.simulate import STRATEGIES  # noqa: E402
+from dbsal_backend.simulator import STRATEGIES  # noqa: E402
 from prelabels import camvid_step1  # noqa: E402
 
 ARMS = ("warm", "fresh", "warm_more")

@@ -50,7 +50,7 @@ from dbsal_backend.constants import IGNORE_INDEX  # noqa: E402
 from dbsal_backend.data import fit_side, load_split  # noqa: E402
 from dbsal_backend.regions import (SuperpixelTable, adjacent_pairs, smooth_labels,  # noqa: E402
                                    superpixel_table)
-from dbsal_backend.simulate import STRATEGIES, SimConfig, Simulation  # noqa: E402
+from dbsal_backend.simulator import STRATEGIES, SimConfig, Simulation  # noqa: E402
 from dbsal_backend.training import Recipe  # noqa: E402
 from dbsal_backend.uncertainty import mc_dropout  # noqa: E402
 

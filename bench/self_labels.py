@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from dbsal_backend.constants import IGNORE_INDEX  # noqa: E402
 from dbsal_backend.data import fit_side, resize_nearest  # noqa: E402
 from dbsal_backend.self_labels import self_labeled  # noqa: E402
-from dbsal_backend.simulate import STRATEGIES  # noqa: E402
+from dbsal_backend.simulator import STRATEGIES  # noqa: E402
 from dbsal_backend.training import class_weights  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))

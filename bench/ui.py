@@ -121,6 +121,7 @@ def run_project(ls, sdk, browser, config_name: str, size: tuple[int, int], data:
         lsbrowser.login(page, ls.url, ls.email, ls.password)
         lsbrowser.open_data_manager(page, ls.url, project)
         before, _ = lsbrowser.label_all_tasks(page)
+        lsbrowser.dismiss_instructions(page)  # shown once labeling starts (set on connect)
         print(f"[{name}] before the first step, Label All Tasks opened {before} "
               f"(seed: {before in seed})", flush=True)
         started = time.perf_counter()
@@ -135,6 +136,7 @@ def run_project(ls, sdk, browser, config_name: str, size: tuple[int, int], data:
 
         lsbrowser.open_data_manager(page, ls.url, project)
         task, t0 = lsbrowser.label_all_tasks(page)
+        lsbrowser.dismiss_instructions(page)
         after = task
         loads = []
         for k in range(stream):

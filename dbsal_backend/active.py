@@ -31,6 +31,7 @@ from dataclasses import dataclass, replace
 import cv2
 import numpy as np
 
+from . import defaults
 from .checks import check_int
 from .regions import (GROUPINGS, Region, adjacent_pairs, build_regions, smooth_labels,
                       superpixel_table)
@@ -79,15 +80,17 @@ class QueryPolicy:
         candidate images in memory.
     """
 
-    images: int = 10
-    split: str = "natural_breaks"
-    scope: str = "image"
-    static_fraction: float = 0.275
+    images: int = defaults.STEP_IMAGES
+    split: str = defaults.SPLIT
+    scope: str = defaults.SCOPE
+    static_fraction: float = defaults.STATIC_FRACTION
+    # The bare mechanism, not the backend's choice (defaults.REGIONS, MAX_REGIONS, SMOOTHING):
+    # one connected region per class, no cap, no smoothing (the simulator's strategies rely on it).
     grouping: str = "connected"
-    class_balanced: bool = False
+    class_balanced: bool = defaults.CLASS_BALANCED
     max_regions: int | None = None
     smoothing: int = 0
-    diversity: int = 1
+    diversity: int = defaults.DIVERSITY
 
     def __post_init__(self) -> None:
         check_int("images", self.images, 1)

@@ -9,7 +9,8 @@ saves the backend's row, so the confirmation runs in the background and retries 
 
 Once confirmed, :func:`prepare_project` makes the project work with the backend: "Uncertainty
 sampling" (so "Label All Tasks" serves the least confident task first; ``DBSAL_SET_SAMPLING``),
-and, when basic auth is on, the ``Authorization`` header on the webhook Label Studio created for
+the annotators' instructions when the project has none (``DBSAL_SET_INSTRUCTIONS``; Label
+Studio shows them before labeling), and, when basic auth is on, the ``Authorization`` header on the webhook Label Studio created for
 the backend (it sends none of its own).
 """
 
@@ -96,11 +97,35 @@ def find_backend(client: LabelStudioClient, project: int, instance_id: str,
     return None
 
 
+#: The annotators' instructions (README "For annotators"), as Label Studio's project
+#: instructions: shown before labeling when a project has none of its own.
+INSTRUCTIONS = (
+    "<h3>Labeling with the model's help</h3>"
+    "<p>Press <b>Label All Tasks</b>: tasks come in the order that teaches the model most.</p>"
+    "<ul>"
+    "<li><b>A task without regions</b> (shown as 0%): label the whole image, every object, "
+    "then Submit.</li>"
+    "<li><b>A task with regions</b>: the model marked only the areas it is unsure about, each "
+    "with its guess. Right label: keep it. Wrong label: select the region in the list, then "
+    "click the right label. Part of a region is another class: redraw that part.</li>"
+    "<li><b>Areas without a region need nothing</b>: the model is sure there. Then Submit.</li>"
+    "</ul>"
+)
+
+
 def prepare_project(client: LabelStudioClient, project: int, backend_url: str,
-                    set_sampling: bool, auth: tuple[str, str] | None) -> list[str]:
-    """Set the project's sampling and the webhook's auth header; returns what was changed."""
+                    set_sampling: bool, auth: tuple[str, str] | None,
+                    set_instructions: bool = False) -> list[str]:
+    """Set the project's sampling, its instructions (when it has none) and the webhook's auth
+    header; returns what was changed."""
     done = []
-    if set_sampling and client.get_project(project).get("sampling") != UNCERTAINTY_SAMPLING:
+    fields = client.get_project(project)
+    if set_instructions and not (fields.get("expert_instruction") or "").strip():
+        client.update_project(project, expert_instruction=INSTRUCTIONS, show_instruction=True)
+        logger.info("project %d: annotators' instructions set (DBSAL_SET_INSTRUCTIONS=false "
+                    "leaves them out)", project)
+        done.append("instructions")
+    if set_sampling and fields.get("sampling") != UNCERTAINTY_SAMPLING:
         client.update_project(project, sampling=UNCERTAINTY_SAMPLING)
         logger.info("project %d: sampling set to %r (DBSAL_SET_SAMPLING=false keeps it as it "
                     "was), so 'Label All Tasks' serves the least confident task first",
@@ -208,7 +233,7 @@ class Connections:
         schema = client.get_project(project).get("label_config") or ""
         parse_label_config(schema)
         done = prepare_project(client, project, backend["url"], settings.set_sampling,
-                               settings.auth)
+                               settings.auth, settings.set_instructions)
         record = state.update(project, connected=True, label_config=schema,
                               title=backend.get("title") or settings.model_title)
         logger.info("project %d connected (backend %r%s)", project, record.title,

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import defaults
 from .constants import IGNORE_INDEX
 from .data import fit_side
 from .folding import fold_batch_norms
@@ -107,8 +108,9 @@ class Scorer:
         class (the pre-label) is then ``argmax_c p(c | x) / w_c``. Uncertainty is unchanged.
     """
 
-    def __init__(self, model: nn.Module, n_classes: int, *, heuristic: str = "entropy",
-                 mc_samples: int = 20, max_side: int = 512, seed: int = 0, batch_size: int = 4,
+    def __init__(self, model: nn.Module, n_classes: int, *, heuristic: str = defaults.HEURISTIC,
+                 mc_samples: int = defaults.MC_SAMPLES, max_side: int = defaults.MAX_SIDE,
+                 seed: int = 0, batch_size: int = defaults.SCORE_BATCH_SIZE,
                  device: torch.device | None = None, lock: threading.Lock | None = None,
                  class_weights: Sequence[float] | np.ndarray | None = None) -> None:
         if heuristic not in HEURISTICS:

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from . import defaults
+
 __all__ = [
     "LAYOUT_GRID",
     "SPLIT_METHODS",
@@ -251,8 +253,8 @@ def static_split(scores: Any, fraction: float) -> np.ndarray:
     return mask
 
 
-def split_superpixels(scores: Any, method: str = "natural_breaks", fraction: float = 0.275,
-                      seed: int = 0) -> np.ndarray:
+def split_superpixels(scores: Any, method: str = defaults.SPLIT,
+                      fraction: float = defaults.STATIC_FRACTION, seed: int = 0) -> np.ndarray:
     """Split one image's superpixel scores; returns the ``bool[n]`` mask of the group to query.
 
     ``method`` is one of :data:`SPLIT_METHODS` (checked where a policy is made,

@@ -38,19 +38,9 @@ log = logging.getLogger(__name__)
 
 
 class Service:
-    """The DBSAL loop for every project this backend serves.
-
-    Parameters
-    ----------
-    settings : Settings
-    state : StateStore
-    client_factory : callable, optional
-        ``client_factory()`` opens a :class:`LabelStudioClient` (tests pass a fake).
-    models : ServingModels, optional
-        The models that answer; built from the settings when omitted.
-    instance_id : str
-        This server's instance id, answered by ``/health`` (how a project is confirmed).
-    """
+    """The DBSAL loop for every project this backend serves. ``settings``, ``state``,
+    ``client_factory`` and ``models`` make its :class:`ServiceContext`; ``instance_id`` is this
+    server's id, answered by ``/health`` (how a project is confirmed)."""
 
     def __init__(self, settings: Settings, state: StateStore,
                  client_factory: Callable[[], LabelStudioClient] | None = None,

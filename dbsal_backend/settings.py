@@ -20,18 +20,22 @@ from pydantic import (AliasChoices, BeforeValidator, Field, HttpUrl, SecretStr, 
                       field_validator)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from . import defaults
 from .active import SCOPES, QueryPolicy
 from .labeling_budget import BUDGET_UNITS, Budget
 from .regions import GROUPINGS
 from .selection import SPLIT_METHODS
-from .superpixels import SlicParams
+from .networks import ARCHITECTURES
+from .superpixels import ALGORITHMS, SlicParams
 from .training import Recipe
+from .uncertainty import HEURISTICS
 
 logger = logging.getLogger(__name__)
 
-ARCHS = ("unet", "efficientnet_lite0", "mobilenet_v3_large", "resnet50")
-SLIC_ALGORITHMS = ("SLICO", "SLIC", "MSLIC")
-UNCERTAINTIES = ("entropy", "bald", "margin", "authors")
+# The engine's choices (as Literal arguments).
+ARCHS = ARCHITECTURES
+SLIC_ALGORITHMS = tuple(ALGORITHMS)
+UNCERTAINTIES = tuple(HEURISTICS)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -124,69 +128,73 @@ class Settings(BaseSettings):
     set_sampling: bool = Field(
         True, description="On connect, set the project's sampling to Uncertainty sampling, so "
                           "that 'Label All Tasks' serves the least confident task first.")
+    set_instructions: bool = Field(
+        True, description="On connect, give a project without labeling instructions the "
+                          "annotators' instructions (README 'For annotators'), shown before "
+                          "labeling.")
 
     # -- the method -------------------------------------------------------------------------------
     arch: Annotated[Literal[ARCHS], Lower] = Field(  # type: ignore[valid-type]
-        "efficientnet_lite0", description="Segmentation network.")
-    pretrained: bool = Field(True, description="Start the encoder from ImageNet weights.")
+        defaults.ARCH, description="Segmentation network.")
+    pretrained: bool = Field(defaults.PRETRAINED, description="Start the encoder from ImageNet weights.")
     device: Annotated[str, Lower] = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
                                           description="auto, cpu, cuda or cuda:N.")
-    initial_batch: int = Field(10, ge=1, description="Whole images asked for first (the seed "
+    initial_batch: int = Field(defaults.INITIAL_IMAGES, ge=1, description="Whole images asked for first (the seed "
                                "set), less the tasks already annotated; none when at least "
                                "this many are.")
-    step_size: int = Field(10, ge=1, description="Images queried per step.")
+    step_size: int = Field(defaults.STEP_IMAGES, ge=1, description="Images queried per step.")
     budget: Annotated[int | None, BeforeValidator(_unlimited)] = Field(
         None, ge=1, description="Labeling budget in DBSAL_BUDGET_UNIT; none: unlimited.")
     budget_unit: Annotated[Literal[BUDGET_UNITS], Lower] = Field(  # type: ignore[valid-type]
         "regions", description="images, regions or pixels.")
-    n_segments: int = Field(300, ge=2, description="Target superpixels per image.")
+    n_segments: int = Field(defaults.N_SEGMENTS, ge=2, description="Target superpixels per image.")
     slic_algorithm: Annotated[Literal[SLIC_ALGORITHMS], Upper] = Field(  # type: ignore
-        "SLICO", description="OpenCV SLIC variant: SLICO, SLIC (follows edges more) or MSLIC.")
-    compactness: float = Field(10.0, gt=0, allow_inf_nan=False,
+        defaults.SLIC_ALGORITHM, description="OpenCV SLIC variant: SLICO, SLIC (follows edges more) or MSLIC.")
+    compactness: float = Field(defaults.COMPACTNESS, gt=0, allow_inf_nan=False,
                                description="SLIC compactness (OpenCV ruler).")
-    mc_samples: int = Field(20, ge=1, description="MC-dropout passes per image.")
+    mc_samples: int = Field(defaults.MC_SAMPLES, ge=1, description="MC-dropout passes per image.")
     uncertainty: Annotated[Literal[UNCERTAINTIES], Lower] = Field(  # type: ignore
-        "entropy", description="Pixel heuristic.")
+        defaults.HEURISTIC, description="Pixel heuristic.")
     split: Annotated[Literal[SPLIT_METHODS], Lower] = Field(  # type: ignore[valid-type]
-        "natural_breaks", description="How superpixel scores split into queried and not.")
+        defaults.SPLIT, description="How superpixel scores split into queried and not.")
     split_scope: Annotated[Literal[SCOPES], Lower] = Field(  # type: ignore[valid-type]
-        "image", description="image: split each image; step: split the step's images together.")
-    static_fraction: float = Field(0.275, gt=0, le=1, allow_inf_nan=False,
+        defaults.SCOPE, description="image: split each image; step: split the step's images together.")
+    static_fraction: float = Field(defaults.STATIC_FRACTION, gt=0, le=1, allow_inf_nan=False,
                                    description="Share of superpixels the static split queries.")
     regions: Annotated[Literal[("auto",) + GROUPINGS], Lower] = Field(  # type: ignore
-        "auto", description="What a region is: superpixel (one each), connected (a connected "
+        defaults.REGIONS, description="What a region is: superpixel (one each), connected (a connected "
                             "group of one predicted class), class (all of one class: the fewest "
                             "brush layers), or auto: superpixel when the config has "
                             "PolygonLabels (polygons draw fast), else class.")
-    class_balanced: bool = Field(False, description="Weight superpixel scores by class rarity.")
+    class_balanced: bool = Field(defaults.CLASS_BALANCED, description="Weight superpixel scores by class rarity.")
     max_regions: Annotated[int | None, BeforeValidator(_unlimited)] = Field(
-        40, ge=1, description="Most regions per queried image (the least confident); none: "
+        defaults.MAX_REGIONS, ge=1, description="Most regions per queried image (the least confident); none: "
                               "no cap.")
-    smoothing: int = Field(2, ge=0, description="Rounds of majority smoothing of the pre-labels "
+    smoothing: int = Field(defaults.SMOOTHING, ge=0, description="Rounds of majority smoothing of the pre-labels "
                                                 "over the superpixel graph.")
-    diversity: int = Field(1, ge=1, description="1: query the most uncertain images; N > 1: "
+    diversity: int = Field(defaults.DIVERSITY, ge=1, description="1: query the most uncertain images; N > 1: "
                                                  "cluster the N x step-size most uncertain by "
                                                  "predicted layout and query the most uncertain "
                                                  "of each cluster (no near-duplicate frames).")
-    first_epochs: int = Field(120, ge=1, description="Epochs of the first training run (from "
+    first_epochs: int = Field(defaults.FIRST_EPOCHS, ge=1, description="Epochs of the first training run (from "
                                                      "ImageNet weights).")
-    epochs: int = Field(20, ge=1, description="Epochs of each later run (fine-tuning).")
-    batch_size: int = Field(8, ge=1, description="Training batch size.")
-    lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="Adam learning rate.")
-    class_weighted: bool = Field(True, description="Inverse-frequency class weights in the loss.")
+    epochs: int = Field(defaults.EPOCHS, ge=1, description="Epochs of each later run (fine-tuning).")
+    batch_size: int = Field(defaults.BATCH_SIZE, ge=1, description="Training batch size.")
+    lr: float = Field(defaults.LR, gt=0, allow_inf_nan=False, description="Adam learning rate.")
+    class_weighted: bool = Field(defaults.CLASS_WEIGHTED, description="Inverse-frequency class weights in the loss.")
     fine_tune: bool = Field(True, description="Start each run from the previous model.")
     self_label: Annotated[float | None, BeforeValidator(_unlimited)] = Field(
         None, gt=0, le=1, description="Fine-tuning trains also on the model's own pre-labels "
                                       "where nobody labeled and their probability is at least "
                                       "this; none: off.")
-    max_side: int = Field(512, ge=16, description="Longer image side for training and scoring.")
+    max_side: int = Field(defaults.MAX_SIDE, ge=16, description="Longer image side for training and scoring.")
     train_after: int = Field(5, ge=0, description="Annotation events that start a run; 0: only "
                                                   "Start Training.")
     model_title: str = Field("dbsal", min_length=1, description="The backend's title in Label "
                                                                 "Studio and its predictions' "
                                                                 "model version.")
     seed: int = Field(0, ge=0, description="Seed of every random choice.")
-    score_batch_size: int = Field(4, ge=1, description="Images per MC-dropout batch.")
+    score_batch_size: int = Field(defaults.SCORE_BATCH_SIZE, ge=1, description="Images per MC-dropout batch.")
     prefetch: int = Field(4, ge=0, description="Image downloads running ahead of scoring.")
     score_workers: int = Field(0, ge=0, description="Batches a run scores at the same time, "
                                "each by its own thread with its own copy of the model and a "

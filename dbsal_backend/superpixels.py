@@ -29,6 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from . import defaults
 from .caches import LruCache
 from .checks import is_int, is_number
 from .files import atomic_write
@@ -39,8 +40,8 @@ __all__ = ["ALGORITHMS", "SlicParams", "slic", "SuperpixelCache"]
 
 #: Algorithm names accepted by :class:`SlicParams`, mapped to OpenCV's constants.
 ALGORITHMS = {
-    "SLIC": cv2.ximgproc.SLIC,
     "SLICO": cv2.ximgproc.SLICO,
+    "SLIC": cv2.ximgproc.SLIC,
     "MSLIC": cv2.ximgproc.MSLIC,
 }
 
@@ -77,10 +78,10 @@ class SlicParams:
         bounds time and memory for very large images.
     """
 
-    algorithm: str = "SLICO"
-    n_segments: int | None = 300
+    algorithm: str = defaults.SLIC_ALGORITHM
+    n_segments: int | None = defaults.N_SEGMENTS
     region_size: int | None = None
-    ruler: float = 10.0
+    ruler: float = defaults.COMPACTNESS
     iterations: int = 10
     min_element_size: int = 25
     max_pixels: int = 2048 * 2048

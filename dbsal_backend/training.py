@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from . import defaults
 from .checks import check_fraction, check_int
 from .constants import IGNORE_INDEX
 from .data import SegmentationDataset
@@ -71,11 +72,11 @@ class Recipe:
         predictions, where one threshold gives nearly all of them to the frequent ones.
     """
 
-    epochs: int = 20
-    batch_size: int = 8
-    lr: float = 1e-3
+    epochs: int = defaults.EPOCHS
+    batch_size: int = defaults.BATCH_SIZE
+    lr: float = defaults.LR
     weight_decay: float = 0.0
-    class_weighted: bool = True
+    class_weighted: bool = defaults.CLASS_WEIGHTED
     scale_range: tuple[float, float] | None = (0.75, 1.25)
     hflip: bool = True
     seed: int = 0

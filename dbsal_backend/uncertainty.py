@@ -31,6 +31,7 @@ from typing import Any, Callable, NamedTuple
 import torch
 from torch import nn
 
+from . import defaults
 from .caches import LruCache
 
 __all__ = [
@@ -411,7 +412,7 @@ HEURISTICS: dict[str, Callable[[McStats], torch.Tensor]] = {
 NEEDS_EXPECTED_ENTROPY = frozenset({"bald", "authors"})
 
 
-def pixel_uncertainty(stats: McStats, method: str = "entropy") -> torch.Tensor:
+def pixel_uncertainty(stats: McStats, method: str = defaults.HEURISTIC) -> torch.Tensor:
     """Apply the heuristic named ``method`` (a key of :data:`HEURISTICS`) to ``stats``.
 
     Returns

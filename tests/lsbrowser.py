@@ -50,6 +50,7 @@ Typical use in a test (the server from ``tests/lsserver.py``)::
         login(page, server.url, server.email, server.password)
         open_data_manager(page, server.url, project)
         task, t0 = label_all_tasks(page)
+        dismiss_instructions(page)  # when the project shows instructions before labeling
         seconds = wait_usable(page, expected_regions=5, timeout=120, t0=t0)
         select_region(page, 1)
         set_label(page, "Road")
@@ -275,6 +276,32 @@ def label_all_tasks(page: Page, timeout: float = 60.0) -> tuple[int, float]:
             raise RuntimeError(f"no task was opened (next_task answered {response.status})")
         task_id = int(match.group(1))
     return int(task_id), t0
+
+
+def dismiss_instructions(page: Page, timeout: float = 10.0,
+                         shot: str | os.PathLike | None = None) -> str | None:
+    """Close the "Labeling Instructions" window Label Studio opens when labeling starts in a
+    project whose instructions are shown before labeling (after a screenshot to ``shot``, when
+    given); return its text (None when none came within ``timeout`` seconds)."""
+    title = page.get_by_text("Labeling Instructions", exact=True)
+    try:
+        title.wait_for(state="visible", timeout=timeout * 1000)
+    except Exception:  # noqa: BLE001 - Playwright's TimeoutError: no instructions shown
+        return None
+    # the outermost element of the window (title, body and buttons)
+    dialog = title.locator("xpath=ancestor::*[contains(@class, 'modal')][last()]")
+    text = dialog.inner_text() if dialog.count() else title.inner_text()
+    if shot is not None:
+        screenshot(page, shot)
+    for name in ("OK", "Ok", "Close"):
+        button = dialog.get_by_role("button", name=name)
+        if button.count():
+            button.first.click()
+            break
+    else:
+        page.keyboard.press("Escape")
+    title.wait_for(state="hidden", timeout=timeout * 1000)
+    return text
 
 
 def open_task(page: Page, base_url: str, project: int, task: int, timeout: float = 60.0) -> float:

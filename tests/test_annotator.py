@@ -1,9 +1,9 @@
-"""Tests for dbsal_backend.annotator: the simulated annotator's answers and click counts."""
+"""Tests for dbsal_backend.simulator.annotator: the simulated annotator's answers and click counts."""
 
 import numpy as np
 import pytest
 
-from dbsal_backend.annotator import Answer, ClickModel, SimulatedAnnotator, polygon_clicks
+from dbsal_backend.simulator.annotator import Answer, ClickModel, SimulatedAnnotator, polygon_clicks
 from dbsal_backend.constants import IGNORE_INDEX
 from dbsal_backend.regions import Region
 

@@ -179,17 +179,20 @@ def browsed(ls, sdk, projects, connected, tmp_path_factory) -> dict | None:
         lsbrowser.login(page, ls.url, ls.email, ls.password)
         lsbrowser.open_data_manager(page, ls.url, project.id)
         opened, t0 = lsbrowser.label_all_tasks(page)
+        shots = tmp_path_factory.mktemp("shots")
+        instructions = lsbrowser.dismiss_instructions(page, shot=shots / "instructions.png")
         expected = len(queried[opened]["result"]) if opened in queried else 0
         usable = lsbrowser.measure_usable(page, expected, timeout=60, t0=t0)
         listed = lsbrowser.count_regions(page)
-        shot = lsbrowser.screenshot(page, tmp_path_factory.mktemp("shots") / "polygons.png")
+        shot = lsbrowser.screenshot(page, shots / "polygons.png")
         before = lsbrowser.region_label(page, 1)
         lsbrowser.select_region(page, 1)
         new_label = next(c for c in CLASSES if c != before)
         lsbrowser.set_label(page, new_label, group=0)  # the template's only label set
         annotation = lsbrowser.submit(page)
         context.close()
-    return {"opened": opened, "queried": queried, "usable": usable, "listed": listed,
+    return {"opened": opened, "instructions": instructions, "queried": queried,
+            "usable": usable, "listed": listed,
             "shot": shot, "new_label": new_label, "annotation": annotation}
 
 
@@ -203,6 +206,8 @@ def need_browser(browsed: dict | None) -> dict:
 @pytest.mark.ui
 def test_label_all_tasks_opens_a_queried_polygon_task_whose_regions_render(browsed):
     browsed = need_browser(browsed)
+    # the backend's instructions, shown by Label Studio before labeling starts
+    assert "Areas without a region need nothing" in (browsed["instructions"] or "")
     queried = browsed["queried"]
     least = min(queried, key=lambda t: (queried[t]["score"], t))
     assert browsed["opened"] == least

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from dbsal_backend.constants import IGNORE_INDEX
+from dbsal_backend.connect import INSTRUCTIONS
 from dbsal_backend.ls_client import UNCERTAINTY_SAMPLING
 from dbsal_backend.rle import rle_to_mask
 from dbsal_backend.service import NotConnected, Service
@@ -70,6 +71,8 @@ def test_setup_confirms_over_the_api_then_prepares_and_seeds(tmp_path, ls):
     record = service.state.get(1)
     assert record.connected and record.label_config == CONFIG and record.title == "dbsal"
     assert ls.projects[1]["sampling"] == UNCERTAINTY_SAMPLING
+    assert ls.projects[1]["expert_instruction"] == INSTRUCTIONS  # shown before labeling
+    assert ls.projects[1]["show_instruction"] is True
     seed = list(record.seed_batch)
     assert len(seed) == 3
     # the seed tasks, and only they, carry a prediction: no regions, confidence 0
@@ -324,3 +327,13 @@ def test_a_polygon_only_project_trains_on_polygons_and_gets_polygon_regions(tmp_
     regions = [r for t in ls.tasks for p in ours(ls, t) for r in p["result"]]
     assert regions and {r["type"] for r in regions} == {"polygonlabels"}
     assert {r["from_name"] for r in regions} == {"label"}
+
+
+def test_a_projects_own_instructions_are_kept_and_the_setting_turns_ours_off(tmp_path, ls):
+    ls.projects[1]["expert_instruction"] = "<p>Our own rules</p>"
+    connected(make_service(tmp_path / "a", ls))
+    assert ls.projects[1]["expert_instruction"] == "<p>Our own rules</p>"
+    ls.projects[1]["expert_instruction"] = ""
+    connected(make_service(tmp_path / "b", ls, set_instructions=False))
+    assert ls.projects[1]["expert_instruction"] == ""
+    assert "Areas without a region need nothing" in INSTRUCTIONS

@@ -1,5 +1,6 @@
 """Tests for dbsal_backend.settings: defaults, parsing, errors naming the variable, secrets."""
 
+import inspect
 import logging
 from pathlib import Path
 
@@ -22,6 +23,7 @@ DEFAULTS = {
     "public_url": None, "allowed_image_origins": [], "max_image_pixels": 50_000_000,
     "max_image_bytes": 64 * 2**20, "image_timeout": 30.0, "max_request_bytes": 32 * 2**20,
     "max_tasks_per_request": 1000, "request_timeout": 30.0, "set_sampling": True,
+    "set_instructions": True,
     "arch": "efficientnet_lite0", "pretrained": True, "device": "auto", "initial_batch": 10,
     "step_size": 10, "budget": None, "budget_unit": "regions", "n_segments": 300,
     "slic_algorithm": "SLICO", "compactness": 10.0, "mc_samples": 20, "uncertainty": "entropy",
@@ -52,6 +54,7 @@ EVERY_VARIABLE = {
     "DBSAL_MAX_TASKS_PER_REQUEST": ("7", "max_tasks_per_request", 7),
     "DBSAL_REQUEST_TIMEOUT": ("2.5", "request_timeout", 2.5),
     "DBSAL_SET_SAMPLING": ("false", "set_sampling", False),
+    "DBSAL_SET_INSTRUCTIONS": ("0", "set_instructions", False),
     "DBSAL_ARCH": ("UNet", "arch", "unet"),
     "DBSAL_PRETRAINED": ("no", "pretrained", False),
     "DBSAL_DEVICE": ("CUDA:1", "device", "cuda:1"),
@@ -288,6 +291,30 @@ def test_choices_match_the_engine():
                           ("budget_unit", BUDGET_UNITS)):
         for choice in choices:
             assert getattr(Settings.from_env({f"DBSAL_{name.upper()}": choice}), name) == choice
+
+
+def test_the_engine_and_the_simulator_share_the_backend_defaults():
+    from dbsal_backend.scoring import Scorer
+    from dbsal_backend.simulator import SimConfig
+
+    s = Settings.model_validate({})
+    assert s.slic_params() == SlicParams()
+    assert s.recipe() == Recipe()
+    policy, bare = s.query_policy(), QueryPolicy()
+    for name in ("images", "split", "scope", "static_fraction", "class_balanced", "diversity"):
+        assert getattr(policy, name) == getattr(bare, name), name
+    # a bare policy is the plain mechanism; the backend's regions are its own choice
+    assert (bare.grouping, bare.max_regions, bare.smoothing) == ("connected", None, 0)
+    assert (policy.grouping, policy.max_regions, policy.smoothing) == ("superpixel", 40, 2)
+    cfg = SimConfig(n_classes=2)
+    assert (cfg.arch, cfg.pretrained, cfg.heuristic, cfg.mc_samples, cfg.max_side,
+            cfg.first_epochs, cfg.init_images, cfg.images_per_step, cfg.recipe) == (
+        s.arch, s.pretrained, s.uncertainty, s.mc_samples, s.max_side, s.first_epochs,
+        s.initial_batch, s.step_size, s.recipe())
+    scorer = inspect.signature(Scorer).parameters
+    assert (scorer["heuristic"].default, scorer["mc_samples"].default,
+            scorer["max_side"].default, scorer["batch_size"].default) == (
+        s.uncertainty, s.mc_samples, s.max_side, s.score_batch_size)
 
 
 def test_only_from_env_reads_the_environment(monkeypatch):

@@ -7,12 +7,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dbsal_backend import active, compute, context, simulate
+from dbsal_backend import active, compute, context, simulator
 from dbsal_backend.data import load_split
 from dbsal_backend.settings import Settings
 from dbsal_backend.training import Recipe
-from dbsal_backend.simulate import (STRATEGIES, StepRecord, aggregate, clicks_to_reach,
-                                    combine, compare_at_clicks, main)
+from dbsal_backend.simulator import (STRATEGIES, SimulatedStep, aggregate, clicks_to_reach,
+                                     combine, compare_at_clicks, main)
+from dbsal_backend.simulator import loop
 
 ROW_KEYS = {"step", "images", "regions", "corrections", "clicks", "pixels_fraction", "miou",
             "miou_std", "seeds", "regions_per_image_median", "prelabel_accuracy"}
@@ -58,7 +59,7 @@ def args(dataset, tmp_path, *extra):
 
 
 def test_the_simulator_runs_the_products_step():
-    assert simulate.active_step is active.active_step is compute.active_step
+    assert loop.active_step is active.active_step is compute.active_step
     assert context.make_compute is compute.make_compute
     default = STRATEGIES["default"]
     settings = Settings.model_validate({})
@@ -139,7 +140,7 @@ def test_the_seed_model_is_trained_once_per_setting_and_kept(dataset, tmp_path, 
     kept = tmp_path / "cache" / "seed_models"
     a = main(common + ["--out", str(tmp_path / "a.json")])
     assert len(list(kept.glob("*.pt"))) == 1
-    with caplog.at_level("INFO", logger="dbsal_backend.simulate"):
+    with caplog.at_level("INFO", logger="dbsal_backend.simulator"):
         b = main(common + ["--out", str(tmp_path / "b.json")])
     assert "seed model from" in caplog.text
     assert a["strategies"] == b["strategies"]
@@ -166,42 +167,42 @@ def test_a_longer_run_goes_on_from_where_a_shorter_one_ended(dataset, tmp_path, 
     main(common + ["--steps", "1", "--out", str(tmp_path / "short.json")])
     saved = sorted(p.name for p in (tmp_path / "cache" / "runs").glob("*.pt"))
     assert [name.split("_")[:2] for name in saved] == [["default", "6"], ["random", "6"]]
-    with caplog.at_level("INFO", logger="dbsal_backend.simulate"):
+    with caplog.at_level("INFO", logger="dbsal_backend.simulator"):
         longer = main(common + ["--steps", "3", "--out", str(tmp_path / "longer.json")])
     assert caplog.text.count("resumed after step 1") == 2
     assert _steps(longer) == _steps(whole)  # the same steps as a run made in one go
     caplog.clear()
     # a shorter run again does not go back on the longer one's file, nor resume from it
-    with caplog.at_level("INFO", logger="dbsal_backend.simulate"):
+    with caplog.at_level("INFO", logger="dbsal_backend.simulator"):
         again = main(common + ["--steps", "2", "--out", str(tmp_path / "again.json")])
     assert "resumed" not in caplog.text
     assert _steps(again) == {k: v[:3] for k, v in _steps(whole).items()}
     caplog.clear()
-    with caplog.at_level("INFO", logger="dbsal_backend.simulate"):
+    with caplog.at_level("INFO", logger="dbsal_backend.simulator"):
         main(common + ["--steps", "4", "--out", str(tmp_path / "four.json")])
     assert caplog.text.count("resumed after step 3") == 2
     # settings that change the steps are another run; a damaged file is run again
     for f in (tmp_path / "cache" / "runs").glob("*.pt"):
         f.write_bytes(b"damaged")
     caplog.clear()
-    with caplog.at_level("INFO", logger="dbsal_backend.simulate"):
+    with caplog.at_level("INFO", logger="dbsal_backend.simulator"):
         redone = main(common + ["--steps", "3", "--out", str(tmp_path / "redone.json")])
     assert "resumed" not in caplog.text and "cannot read" in caplog.text
     assert _steps(redone) == _steps(whole)
     caplog.clear()
-    with caplog.at_level("INFO", logger="dbsal_backend.simulate"):
+    with caplog.at_level("INFO", logger="dbsal_backend.simulator"):
         main(common + ["--steps", "3", "--epochs", "2", "--out", str(tmp_path / "e2.json")])
     assert "resumed" not in caplog.text
 
 
 def test_on_step_sees_every_step_when_the_run_does_not_resume(dataset, tmp_path):
-    cfg = simulate.SimConfig(n_classes=3, init_images=2, images_per_step=2, steps=2, arch="unet",
-                             pretrained=False, mc_samples=2, max_side=48,
-                             recipe=Recipe(epochs=1, batch_size=2), first_epochs=2,
-                             device="cpu", cache_dir=str(tmp_path / "cache"))
+    cfg = simulator.SimConfig(n_classes=3, init_images=2, images_per_step=2, steps=2, arch="unet",
+                              pretrained=False, mc_samples=2, max_side=48,
+                              recipe=Recipe(epochs=1, batch_size=2), first_epochs=2,
+                              device="cpu", cache_dir=str(tmp_path / "cache"))
     pool_x, pool_y, _ = load_split(str(dataset), "train", ignore_value=9)
     val_x, val_y, _ = load_split(str(dataset), "val", ignore_value=9)
-    sim = simulate.Simulation(pool_x, pool_y, val_x, val_y, cfg)
+    sim = simulator.Simulation(pool_x, pool_y, val_x, val_y, cfg)
     seen = []
 
     def look(step, model, labeled):
@@ -228,8 +229,8 @@ def test_self_labeled_fine_tunes_on_its_own_prelabels_but_not_the_seed_model(dat
     assert (STRATEGIES["default"].self_label, STRATEGIES["default"].self_label_share) == (
         recipe.self_label, recipe.self_label_share)
     used = []
-    real_fit = simulate.fit
-    monkeypatch.setattr(simulate, "fit", lambda model, images, labels, recipe, device:
+    real_fit = loop.fit
+    monkeypatch.setattr(loop, "fit", lambda model, images, labels, recipe, device:
                         used.append((recipe.epochs, recipe.self_label, recipe.self_label_share))
                         or real_fit(model, images, labels, recipe, device))
     result = main(args(dataset, tmp_path, "--strategies", "self_labeled", "class_self_labeled",
@@ -270,7 +271,7 @@ def test_a_strategy_can_query_more_images_a_step_than_the_run(dataset, tmp_path)
 
 
 def _records(points):
-    return [StepRecord(step=k, images=0, regions=0, corrections=0, clicks=c, pixels=0,
+    return [SimulatedStep(step=k, images=0, regions=0, corrections=0, clicks=c, pixels=0,
                        pixels_fraction=0.0, miou=m) for k, (c, m) in enumerate(points)]
 
 
@@ -306,7 +307,7 @@ def test_the_control_adds_no_labels_and_is_compared_step_by_step(dataset, tmp_pa
 def test_compare_at_steps_pairs_seeds_and_steps():
     runs = {"default": {0: _records([(100, 0.2), (150, 0.4)]), 1: _records([(100, 0.3), (140, 0.5)])},
             "control": {0: _records([(100, 0.2), (100, 0.25)]), 1: _records([(100, 0.3)])}}
-    (row,) = simulate.compare_at_steps(runs, "default", "control")
+    (row,) = simulator.compare_at_steps(runs, "default", "control")
     assert row["seeds"] == 1 and row["miou_difference"] == pytest.approx(0.15)
 
 

@@ -90,6 +90,7 @@ def flow(ls, sdk, backend, project, page, tmp_path_factory) -> dict:
     seed = backend.status(project.id)["seed_batch"]
     lsbrowser.open_data_manager(page, ls.url, project.id)
     first, _ = lsbrowser.label_all_tasks(page)
+    instructions = lsbrowser.dismiss_instructions(page)  # the backend's, set on connect
     for task in seed:
         sdk.annotations.create(id=task, result=annotation_result(project.truth[task]))
     backend.wait_status(project.id, lambda s: s["al_step"] == 1 and s["training_state"] == "idle",
@@ -98,6 +99,7 @@ def flow(ls, sdk, backend, project, page, tmp_path_factory) -> dict:
                if t not in seed and ours(sdk, t) and ours(sdk, t)[0]["result"]}
     lsbrowser.open_data_manager(page, ls.url, project.id)
     opened, t0 = lsbrowser.label_all_tasks(page)
+    lsbrowser.dismiss_instructions(page)
     expected = len(queried[opened]["result"]) if opened in queried else None
     usable = lsbrowser.measure_usable(page, expected or 0, timeout=USABLE_BOUND, t0=t0)
     listed = lsbrowser.count_regions(page)
@@ -110,13 +112,15 @@ def flow(ls, sdk, backend, project, page, tmp_path_factory) -> dict:
     polygon = region_one.get("type") == "polygonlabels"
     lsbrowser.set_label(page, new_label, group=1 if polygon else 0)
     annotation = lsbrowser.submit(page)
-    return {"seed": seed, "first": first, "queried": queried, "opened": opened,
+    return {"seed": seed, "first": first, "instructions": instructions, "queried": queried, "opened": opened,
             "usable": usable, "listed": listed, "shot": shot, "before": before,
             "new_label": new_label, "annotation": annotation}
 
 
 def test_label_all_tasks_opens_a_seed_task_first(flow):
     assert flow["first"] in flow["seed"]
+    # Label Studio showed the backend's instructions first (it set them on connect)
+    assert "label the whole image" in flow["instructions"]
 
 
 def test_after_the_first_step_it_opens_the_least_confident_queried_task(flow):

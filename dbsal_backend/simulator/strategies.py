@@ -1,0 +1,118 @@
+"""The simulator's strategies (:data:`STRATEGIES`; for one seed all start from the same seed set of whole images and
+the same model trained on it):
+
+``dbsal``     the paper: per-image natural-breaks split, one region per superpixel (SLICO, 300).
+``static``    the paper's static budget: the same top fraction of superpixels in every image,
+              matched to dbsal's mean fraction of the same seed (one region per superpixel).
+``merged``    dbsal with connected same-class superpixels merged into one region.
+``smoothed``  ``merged`` with the pre-labels smoothed over the superpixel graph (2 rounds).
+``coarse``    ``smoothed`` on 150 boundary-following SLIC superpixels (compactness 5).
+``step``      ``coarse`` with one natural-breaks split over all superpixels of the step.
+``balanced``  ``step`` with class-balanced superpixel scores (Cai et al. 2021).
+``capped``    dbsal with smoothed pre-labels and at most 40 regions (superpixels) per image, the
+              least confident: what Label Studio can draw quickly as polygons.
+``class``     dbsal with smoothed pre-labels and one region per predicted class (the fewest brush
+              layers: for a config without polygons).
+``default``   the backend's default settings for a config with PolygonLabels (one of the
+              above; the README says which); ``default_brush``: for BrushLabels alone.
+``self_labeled`` the default, fine-tuning on its own confident pre-labels (probability >= 0.9)
+              where nobody labeled (:attr:`~dbsal_backend.training.Recipe.self_label`).
+``class_self_labeled`` the default, fine-tuning on each class's most confident 20% of the
+              unlabeled pixels it is the pre-label of
+              (:attr:`~dbsal_backend.training.Recipe.self_label_share`).
+``diverse``   the default, querying the most uncertain image of each of ``images`` layout
+              clusters of the ``3 x images`` most uncertain (``QueryPolicy.diversity``).
+``spread``    the default asking half as much of twice as many images: 20 images a step, at
+              most 20 regions each (whatever ``--images-per-step`` says).
+``wide``      the default with 20 images a step (whatever ``--images-per-step`` says).
+``default_balanced`` the default with class-balanced superpixel scores (Cai et al. 2021;
+              ``DBSAL_CLASS_BALANCED``): the split and the 40 regions favour rare predicted
+              classes.
+``random``    random whole images.
+``control``   no new labels: the seed model fine-tuned again at every step, as the others are
+              (what the extra training alone gives; compared step by step, not by clicks).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from ..active import QueryPolicy
+from ..superpixels import SlicParams
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One way to spend labeling effort.
+
+    ``kind`` is ``"regions"`` (an active-learning step with ``policy`` on ``superpixels``),
+    ``"random"`` (whole random images), ``"none"`` (no new labels, training only) or ``"full"``
+    (the whole pool). A ``static`` policy with
+    ``match`` set takes its fraction from the named strategy's mean share of queried
+    superpixels in the same seed. ``self_label`` and ``self_label_share`` are the
+    fine-tuning's :attr:`~dbsal_backend.training.Recipe.self_label` and
+    :attr:`~dbsal_backend.training.Recipe.self_label_share` (they replace the recipe's; the
+    seed model and ``full`` train without them). ``images_per_step`` overrides the run's
+    (:attr:`SimConfig.images_per_step`) for a ``regions`` strategy.
+    """
+
+    name: str
+    kind: str = "regions"
+    policy: QueryPolicy | None = None
+    superpixels: SlicParams = field(default_factory=SlicParams)
+    match: str | None = None
+    self_label: float | None = None
+    self_label_share: float | None = None
+    images_per_step: int | None = None
+
+
+def product_default(polygons: bool = True) -> Strategy:
+    """The backend's default policy and superpixels (its settings with nothing set), for a
+    config with PolygonLabels (``default``) or with BrushLabels alone (``default_brush``)."""
+    from ..settings import Settings
+
+    defaults = Settings.model_validate({})
+    return Strategy("default" if polygons else "default_brush",
+                    policy=defaults.query_policy(polygons), superpixels=defaults.slic_params(),
+                    self_label=defaults.recipe().self_label,
+                    self_label_share=defaults.recipe().self_label_share)
+
+
+# The paper's policy, spelled out (a bare QueryPolicy's cap and smoothing, not the backend's).
+_PAPER = QueryPolicy(split="natural_breaks", scope="image", grouping="superpixel",
+                     max_regions=None, smoothing=0)
+_SLICO = SlicParams(algorithm="SLICO", n_segments=300)
+_COARSE = SlicParams(algorithm="SLIC", n_segments=150, ruler=5.0)
+
+#: The strategies the simulator knows, by name (see the module docstring).
+STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
+    Strategy("dbsal", policy=_PAPER, superpixels=_SLICO),
+    Strategy("static", policy=replace(_PAPER, split="static"), superpixels=_SLICO,
+             match="dbsal"),
+    Strategy("merged", policy=replace(_PAPER, grouping="connected"), superpixels=_SLICO),
+    Strategy("smoothed", policy=replace(_PAPER, grouping="connected", smoothing=2), superpixels=_SLICO),
+    Strategy("coarse", policy=replace(_PAPER, grouping="connected", smoothing=2), superpixels=_COARSE),
+    Strategy("step", policy=replace(_PAPER, grouping="connected", smoothing=2, scope="step"),
+             superpixels=_COARSE),
+    Strategy("balanced", policy=replace(_PAPER, grouping="connected", smoothing=2, scope="step",
+                                        class_balanced=True), superpixels=_COARSE),
+    product_default(),
+    Strategy("capped", policy=replace(_PAPER, smoothing=2, max_regions=40), superpixels=_SLICO),
+    Strategy("class", policy=replace(_PAPER, grouping="class", smoothing=2, max_regions=40),
+             superpixels=_SLICO),
+    product_default(polygons=False),
+    replace(product_default(), name="self_labeled", self_label=0.9, self_label_share=None),
+    replace(product_default(), name="class_self_labeled", self_label=None,
+            self_label_share=0.2),
+    replace(product_default(), name="diverse",
+            policy=replace(product_default().policy, diversity=3)),
+    replace(product_default(), name="spread", images_per_step=20,
+            policy=replace(product_default().policy, max_regions=20)),
+    replace(product_default(), name="wide", images_per_step=20),
+    replace(product_default(), name="default_balanced",
+            policy=replace(product_default().policy, class_balanced=True)),
+    Strategy("random", kind="random"),
+    Strategy("control", kind="none"),
+    Strategy("full", kind="full"),
+)}
+
