@@ -33,10 +33,10 @@ def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     main(sys.argv[1:])
 else:
-    from dbsal_backend.logs import configure_logging
-    from dbsal_backend.runtime import build_runtime, set_runtime
-    from dbsal_backend.server import init_app
-    from dbsal_backend.settings import Settings
+    from dbsal_backend.server.logs import configure_logging
+    from dbsal_backend.server.runtime import build_runtime, set_runtime
+    from dbsal_backend.server.app import init_app
+    from dbsal_backend.server.settings import Settings
     from model import DBSALModel
 
     settings = Settings.from_env()

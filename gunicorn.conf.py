@@ -2,14 +2,14 @@
 
 One worker process (the training scheduler and the serving models live in it; training runs in
 child processes), threads for requests, timeouts for slow or stuck clients, and JSON error
-pages (``dbsal_backend.gunicorn_worker``).
+pages (``dbsal_backend.server.gunicorn_worker``).
 """
 
 import os
 
 bind = f"{os.environ.get('HOST') or '127.0.0.1'}:{os.environ.get('PORT') or '9090'}"
 workers = 1
-worker_class = "dbsal_backend.gunicorn_worker.ThreadWorker"
+worker_class = "dbsal_backend.server.gunicorn_worker.ThreadWorker"
 threads = int(os.environ.get("THREADS") or 8)
 # The worker must check in with the master this often; requests themselves are bounded by
 # Label Studio's own timeouts (/predict: 100 s).

@@ -1,8 +1,8 @@
 """The Label Studio ML backend model: a thin ``LabelStudioMLBase`` over ``dbsal_backend``.
 
-Everything lives in the process-wide :class:`dbsal_backend.runtime.Runtime` (settings, state,
+Everything lives in the process-wide :class:`dbsal_backend.server.runtime.Runtime` (settings, state,
 service, training scheduler); a ``DBSALModel`` is a cheap handle on one project that the HTTP
-layer (``dbsal_backend.server``) builds per request.
+layer (``dbsal_backend.server.app``) builds per request.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 from label_studio_ml.model import LabelStudioMLBase
 
-from dbsal_backend.runtime import get_runtime
+from dbsal_backend.server.runtime import get_runtime
 
 
 class DBSALModel(LabelStudioMLBase):

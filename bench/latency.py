@@ -34,12 +34,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fakels import BACKEND_URL, FakeLabelStudio  # noqa: E402
 
-from dbsal_backend.checkpoints import save_checkpoint  # noqa: E402
-from dbsal_backend.data import read_image  # noqa: E402
-from dbsal_backend.networks import build_model  # noqa: E402
-from dbsal_backend.runtime import build_runtime, set_runtime  # noqa: E402
-from dbsal_backend.server import init_app  # noqa: E402
-from dbsal_backend.settings import Settings  # noqa: E402
+from dbsal_backend.engine.checkpoints import save_checkpoint  # noqa: E402
+from dbsal_backend.engine.data import read_image  # noqa: E402
+from dbsal_backend.engine.networks import build_model  # noqa: E402
+from dbsal_backend.server.runtime import build_runtime, set_runtime  # noqa: E402
+from dbsal_backend.server.app import init_app  # noqa: E402
+from dbsal_backend.server.settings import Settings  # noqa: E402
 
 CLASSES = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
            "Pedestrian", "Bicyclist"]  # fmt: skip

@@ -46,13 +46,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dbsal_backend.constants import IGNORE_INDEX  # noqa: E402
-from dbsal_backend.data import fit_side, load_split  # noqa: E402
-from dbsal_backend.regions import (SuperpixelTable, adjacent_pairs, smooth_labels,  # noqa: E402
+from dbsal_backend.engine.constants import IGNORE_INDEX  # noqa: E402
+from dbsal_backend.engine.data import fit_side, load_split  # noqa: E402
+from dbsal_backend.engine.regions import (SuperpixelTable, adjacent_pairs, smooth_labels,  # noqa: E402
                                    superpixel_table)
 from dbsal_backend.simulator import STRATEGIES, SimConfig, Simulation  # noqa: E402
-from dbsal_backend.training import Recipe  # noqa: E402
-from dbsal_backend.uncertainty import mc_dropout  # noqa: E402
+from dbsal_backend.engine.training import Recipe  # noqa: E402
+from dbsal_backend.engine.uncertainty import mc_dropout  # noqa: E402
 
 VARIANTS = ("product", "mc_mean", "majority", "soft", "soft_smoothed", "no_prior", "half_prior",
             "strong_prior", "deterministic", "flip", "smoothed_4", "deterministic_4")

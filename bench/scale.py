@@ -10,7 +10,7 @@ process (so that peak memory is that size's own):
   images fetched ahead in threads (``DBSAL_PREFETCH``), scored in batches
   (``DBSAL_SCORE_BATCH_SIZE``), ``DBSAL_SCORE_WORKERS`` batches at once, only the kept images'
   maps held, then the superpixels and regions of the queried images
-  (:class:`dbsal_backend.compute.LocalCompute`);
+  (:class:`dbsal_backend.server.compute.LocalCompute`);
 - **baseline**: the backend's path before this change, measured in the same run: the listing
   read whole, one image fetched at a time and scored alone as ``Service._score`` did (contiguous
   tensors, the head's context branch computed in every MC pass, dropout masks drawn for every
@@ -114,7 +114,7 @@ def make_project(ls_url: str, token: str, images_url: str, n: int) -> int:
 
 
 def settings_for(ls_url: str, token: str, images_url: str, model_dir: Path):
-    from dbsal_backend.settings import Settings
+    from dbsal_backend.server.settings import Settings
 
     return Settings.model_validate({
         "label_studio_url": ls_url, "label_studio_api_key": token, "model_dir": model_dir,
@@ -125,7 +125,7 @@ def build_model(settings):
     """The default model, seeded (ImageNet encoder, random head)."""
     import torch
 
-    from dbsal_backend.networks import build_model as build
+    from dbsal_backend.engine.networks import build_model as build
 
     torch.manual_seed(0)
     return build(settings.arch, 11, pretrained=True).eval()
@@ -133,7 +133,7 @@ def build_model(settings):
 
 def build_scorer(settings, model=None):
     """A Scorer at the default settings (of the default model unless ``model`` is given)."""
-    from dbsal_backend.scoring import Scorer
+    from dbsal_backend.engine.scoring import Scorer
 
     model = build_model(settings) if model is None else model
     return Scorer(model, 11, heuristic=settings.uncertainty,
@@ -146,9 +146,9 @@ def old_score(model, image, settings) -> float:
     MC dropout with the head's context in every pass and fresh masks, mean, normalise."""
     import torch
 
-    from dbsal_backend import uncertainty
-    from dbsal_backend.data import fit_side
-    from dbsal_backend.scoring import max_uncertainty
+    from dbsal_backend.engine import uncertainty
+    from dbsal_backend.engine.data import fit_side
+    from dbsal_backend.engine.scoring import max_uncertainty
 
     uncertainty._MASK_CACHE.clear()  # the masks were drawn for every image
     small = fit_side(image, settings.max_side)
@@ -164,7 +164,7 @@ def _old_head(model):
     """The model as the backend ran it before: the head's context branch in every MC pass."""
     from torch import nn
 
-    from dbsal_backend.networks import SegmenterFeatures
+    from dbsal_backend.engine.networks import SegmenterFeatures
 
     class OldHead(nn.Module):
         def __init__(self) -> None:
@@ -192,11 +192,11 @@ def measure(kind: str, ls_url: str, token: str, images_url: str, project: int, l
 
     import torch
 
-    from dbsal_backend.active import QueryPolicy
-    from dbsal_backend.compute import LocalCompute
-    from dbsal_backend.images import ImageFetcher
-    from dbsal_backend.ls_client import LabelStudioClient
-    from dbsal_backend.superpixels import SlicParams, SuperpixelCache
+    from dbsal_backend.engine.active import QueryPolicy
+    from dbsal_backend.server.compute import LocalCompute
+    from dbsal_backend.labelstudio.images import ImageFetcher
+    from dbsal_backend.labelstudio.client import LabelStudioClient
+    from dbsal_backend.engine.superpixels import SlicParams, SuperpixelCache
 
     torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -239,11 +239,11 @@ def run(kind, *args, threads: int = 1) -> dict:
 
 def ray_step(ls_url: str, token: str, images_url: str, project: int) -> dict:
     """The same step in-process and on a local Ray cluster."""
-    from dbsal_backend.active import QueryPolicy
-    from dbsal_backend.compute import LocalCompute, RayCompute, worker_settings
-    from dbsal_backend.images import ImageFetcher
-    from dbsal_backend.ls_client import LabelStudioClient
-    from dbsal_backend.superpixels import SlicParams, SuperpixelCache
+    from dbsal_backend.engine.active import QueryPolicy
+    from dbsal_backend.server.compute import LocalCompute, RayCompute, worker_settings
+    from dbsal_backend.labelstudio.images import ImageFetcher
+    from dbsal_backend.labelstudio.client import LabelStudioClient
+    from dbsal_backend.engine.superpixels import SlicParams, SuperpixelCache
 
     with tempfile.TemporaryDirectory() as tmp:
         settings = settings_for(ls_url, token, images_url, Path(tmp))
@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(ray, flush=True)
         finally:
             ls.stop()
-    from dbsal_backend.settings import Settings
+    from dbsal_backend.server.settings import Settings
 
     defaults = Settings.model_validate({})
     result = {"sizes": rows, "ray": ray, "settings": {

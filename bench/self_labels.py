@@ -6,8 +6,8 @@ On CamVid with the protocol of ``bench/camvid_al.sh`` (seed sets of 10 whole ima
 models of 120 epochs, kept in ``.sim-cache/seed_models``), the product's step 1 (strategy
 ``default``) queries 10 images and the simulated annotator answers, exactly as the simulator
 does. Then the labels the fine-tuning would get are filled as
-:func:`dbsal_backend.training.fit` fills them with ``Recipe.self_label`` set
-(:func:`~dbsal_backend.self_labels.self_labeled`, the same model, the same class weights, at the
+:func:`dbsal_backend.engine.training.fit` fills them with ``Recipe.self_label`` set
+(:func:`~dbsal_backend.engine.self_labels.self_labeled`, the same model, the same class weights, at the
 working resolution), for several thresholds, and compared with CamVid's ground truth at that
 resolution (void aside):
 
@@ -36,11 +36,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dbsal_backend.constants import IGNORE_INDEX  # noqa: E402
-from dbsal_backend.data import fit_side, resize_nearest  # noqa: E402
-from dbsal_backend.self_labels import self_labeled  # noqa: E402
+from dbsal_backend.engine.constants import IGNORE_INDEX  # noqa: E402
+from dbsal_backend.engine.data import fit_side, resize_nearest  # noqa: E402
+from dbsal_backend.engine.self_labels import self_labeled  # noqa: E402
 from dbsal_backend.simulator import STRATEGIES  # noqa: E402
-from dbsal_backend.training import class_weights  # noqa: E402
+from dbsal_backend.engine.training import class_weights  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 from prelabels import camvid_step1  # noqa: E402

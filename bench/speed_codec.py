@@ -2,12 +2,12 @@
 
     .venv/bin/python bench/speed_codec.py [--data /work/shared/data/camvid] [--repeats 5]
 
-- ``bench_rle``: :func:`dbsal_backend.rle.regions_to_rle` on every region of a SLIC label map
+- ``bench_rle``: :func:`dbsal_backend.labelstudio.rle.regions_to_rle` on every region of a SLIC label map
   vs ``label_studio_sdk.converter.brush.mask2rle`` on one boolean mask per region; also
-  :func:`~dbsal_backend.rle.rle_to_mask` vs the SDK's ``decode_rle``.
-- ``bench_slic``: :func:`dbsal_backend.superpixels.slic` (OpenCV, algorithm SLIC, ruler 10) vs
+  :func:`~dbsal_backend.labelstudio.rle.rle_to_mask` vs the SDK's ``decode_rle``.
+- ``bench_slic``: :func:`dbsal_backend.engine.superpixels.slic` (OpenCV, algorithm SLIC, ruler 10) vs
   ``skimage.segmentation.slic(compactness=10, sigma=0)`` at the same ``n_segments``, plus the
-  default SLICO setting and :class:`~dbsal_backend.superpixels.SuperpixelCache` miss and hit.
+  default SLICO setting and :class:`~dbsal_backend.engine.superpixels.SuperpixelCache` miss and hit.
 
 Every case is a dict with ``ours_ms``, ``anchor``, ``anchor_ms``, ``speedup`` (anchor / ours).
 Times are medians over the timed runs after one warm-up run (``time.perf_counter``).
@@ -32,8 +32,8 @@ from skimage.segmentation import slic as skimage_slic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dbsal_backend.rle import regions_to_rle, rle_to_mask  # noqa: E402
-from dbsal_backend.superpixels import SlicParams, SuperpixelCache, slic  # noqa: E402
+from dbsal_backend.labelstudio.rle import regions_to_rle, rle_to_mask  # noqa: E402
+from dbsal_backend.engine.superpixels import SlicParams, SuperpixelCache, slic  # noqa: E402
 
 SIZES = ((360, 480), (1024, 2048))
 

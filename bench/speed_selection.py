@@ -25,12 +25,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dbsal_backend.selection import (  # noqa: E402
+from dbsal_backend.engine.selection import (  # noqa: E402
     kmeans_split,
     natural_breaks_split,
     within_group_sse,
 )
-from dbsal_backend.uncertainty import mc_dropout  # noqa: E402
+from dbsal_backend.engine.uncertainty import mc_dropout  # noqa: E402
 
 
 def _time_ms(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
@@ -101,8 +101,8 @@ def bench_mc(height: int, width: int, n_classes: int = 11, n_samples: int = 20,
     """
     if repeats is None:
         repeats = 3 if height * width < 1_000_000 else 1
-    from dbsal_backend.devices import pick_device
-    from dbsal_backend.networks import build_model
+    from dbsal_backend.engine.devices import pick_device
+    from dbsal_backend.engine.networks import build_model
 
     device = pick_device("auto")
     model = build_model(arch, n_classes, pretrained=False).to(device)

@@ -26,9 +26,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from dbsal_backend import devices, networks, training  # noqa: E402
-from dbsal_backend.data import fit_side, load_split, resize_nearest  # noqa: E402
-from dbsal_backend.settings import Settings  # noqa: E402
+from dbsal_backend import training  # noqa: E402
+
+from dbsal_backend.engine import devices
+
+from dbsal_backend.engine import networks
+from dbsal_backend.engine.data import fit_side, load_split, resize_nearest  # noqa: E402
+from dbsal_backend.server.settings import Settings  # noqa: E402
 
 
 def main(argv=None) -> dict:

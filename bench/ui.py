@@ -48,9 +48,9 @@ import lsbrowser  # noqa: E402
 from backendproc import Backend, png_bytes, region_masks, wait_for  # noqa: E402
 from lsserver import start_label_studio  # noqa: E402
 
-from dbsal_backend.data import read_image, read_label  # noqa: E402
-from dbsal_backend.label_config import parse_label_config  # noqa: E402
-from dbsal_backend.ls_annotations import label_map_to_results  # noqa: E402
+from dbsal_backend.engine.data import read_image, read_label  # noqa: E402
+from dbsal_backend.labelstudio.label_config import parse_label_config  # noqa: E402
+from dbsal_backend.labelstudio.annotations import label_map_to_results  # noqa: E402
 
 CLASSES = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
            "Pedestrian", "Bicyclist"]  # fmt: skip

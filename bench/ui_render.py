@@ -51,8 +51,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from dbsal_backend.rle import regions_to_rle  # noqa: E402
-from dbsal_backend.superpixels import SlicParams, slic  # noqa: E402
+from dbsal_backend.labelstudio.rle import regions_to_rle  # noqa: E402
+from dbsal_backend.engine.superpixels import SlicParams, slic  # noqa: E402
 
 CLASSES = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
            "Pedestrian", "Bicyclist"]  # fmt: skip

@@ -26,8 +26,8 @@ from label_studio_sdk import LabelStudio
 from lsserver import LabelStudioServer, free_port
 from PIL import Image
 
-from dbsal_backend.polygons import polygon_to_mask
-from dbsal_backend.rle import mask_to_rle, rle_to_mask
+from dbsal_backend.labelstudio.polygons import polygon_to_mask
+from dbsal_backend.labelstudio.rle import mask_to_rle, rle_to_mask
 
 REPO = Path(__file__).resolve().parents[1]
 TITLE = "dbsal"

@@ -3,7 +3,7 @@
 :class:`FakeLabelStudio` holds projects, tasks, annotations, predictions, ML-backend rows and
 webhooks in dicts, and serves task images over real HTTP on 127.0.0.1 (so the backend's image
 fetcher runs for real). :meth:`FakeLabelStudio.client` returns an object with the methods of
-``dbsal_backend.ls_client.LabelStudioClient`` the backend calls. The real server is exercised by
+``dbsal_backend.labelstudio.client.LabelStudioClient`` the backend calls. The real server is exercised by
 the e2e suites.
 """
 
@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from dbsal_backend.label_config import parse_label_config
-from dbsal_backend.ls_annotations import label_map_to_results, select_annotations
-from dbsal_backend.ls_client import LabelStudioError
+from dbsal_backend.labelstudio.label_config import parse_label_config
+from dbsal_backend.labelstudio.annotations import label_map_to_results, select_annotations
+from dbsal_backend.labelstudio.client import LabelStudioError
 
 CONFIG = """<View>
   <Image name="image" value="$image"/>

@@ -1,4 +1,4 @@
-"""Tests for dbsal_backend.active: the I/O-free active-learning step."""
+"""Tests for dbsal_backend.engine.active: the I/O-free active-learning step."""
 
 import itertools
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from dbsal_backend.active import (
+from dbsal_backend.engine.active import (
     Candidate,
     Query,
     QueryPolicy,
@@ -17,9 +17,9 @@ from dbsal_backend.active import (
     fit_budget,
     query_candidates,
 )
-from dbsal_backend.networks import UNet
-from dbsal_backend.regions import Region
-from dbsal_backend.scoring import ScoreMap, Scorer
+from dbsal_backend.engine.networks import UNet
+from dbsal_backend.engine.regions import Region
+from dbsal_backend.engine.scoring import ScoreMap, Scorer
 
 
 def tiles(image, side=2):

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from dbsal_backend.simulator.annotator import Answer, ClickModel, SimulatedAnnotator, polygon_clicks
-from dbsal_backend.constants import IGNORE_INDEX
-from dbsal_backend.regions import Region
+from dbsal_backend.engine.constants import IGNORE_INDEX
+from dbsal_backend.engine.regions import Region
 
 # Parts of at least 32 pixels of a 24 x 40 image (960 pixels) are drawn.
 MODEL = ClickModel(tolerance=2.0, min_part=32 / 960, relabel_clicks=2, label_click=1)

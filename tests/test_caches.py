@@ -1,6 +1,6 @@
-"""Tests for dbsal_backend.caches: the bounded least-recently-used cache."""
+"""Tests for dbsal_backend.engine.caches: the bounded least-recently-used cache."""
 
-from dbsal_backend.caches import LruCache
+from dbsal_backend.engine.caches import LruCache
 
 
 def test_the_least_recently_used_entry_goes_first():

@@ -1,13 +1,13 @@
-"""Tests for dbsal_backend.checkpoints: round trips, mismatches, damaged files, atomic writes."""
+"""Tests for dbsal_backend.engine.checkpoints: round trips, mismatches, damaged files, atomic writes."""
 
 import os
 
 import pytest
 import torch
 
-from dbsal_backend import checkpoints
-from dbsal_backend.checkpoints import CheckpointMismatch, load_checkpoint, save_checkpoint
-from dbsal_backend.networks import build_model
+from dbsal_backend.engine import checkpoints
+from dbsal_backend.engine.checkpoints import CheckpointMismatch, load_checkpoint, save_checkpoint
+from dbsal_backend.engine.networks import build_model
 
 
 META = {"arch": "efficientnet_lite0", "classes": ["sky", "road", "car"],

@@ -1,9 +1,9 @@
-"""Tests for dbsal_backend.checks: the checks the edges share."""
+"""Tests for dbsal_backend.engine.checks: the checks the edges share."""
 
 import numpy as np
 import pytest
 
-from dbsal_backend.checks import MAX_ID, check_fraction, check_id, check_int, is_int, is_number
+from dbsal_backend.engine.checks import MAX_ID, check_fraction, check_id, check_int, is_int, is_number
 
 
 @pytest.mark.parametrize("value", [1, 2**63 - 1, np.int64(5), np.uint8(200)])

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from dbsal_backend.settings import Settings
+from dbsal_backend.server.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 #: read outside Settings: gunicorn.conf.py (THREADS) and torch (OMP_NUM_THREADS)

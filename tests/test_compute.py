@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from dbsal_backend.active import QueryPolicy
-from dbsal_backend.compute import LocalCompute, RayCompute
-from dbsal_backend.images import ImageFetcher
-from dbsal_backend.networks import UNet
-from dbsal_backend.scoring import Scorer
-from dbsal_backend.settings import Settings
-from dbsal_backend.superpixels import SlicParams, SuperpixelCache
-from dbsal_backend.training import Recipe
+from dbsal_backend.engine.active import QueryPolicy
+from dbsal_backend.server.compute import LocalCompute, RayCompute
+from dbsal_backend.labelstudio.images import ImageFetcher
+from dbsal_backend.engine.networks import UNet
+from dbsal_backend.engine.scoring import Scorer
+from dbsal_backend.server.settings import Settings
+from dbsal_backend.engine.superpixels import SlicParams, SuperpixelCache
+from dbsal_backend.engine.training import Recipe
 from fakels import TOKEN, FakeLabelStudio
 
 ray = pytest.importorskip("ray")

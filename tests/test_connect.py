@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from dbsal_backend.connect import SelfCheckFailed, find_backend
+from dbsal_backend.server.connect import SelfCheckFailed, find_backend
 
 
 class Listing:

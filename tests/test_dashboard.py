@@ -10,9 +10,9 @@ from html import unescape
 
 import pytest
 
-from dbsal_backend import dashboard
-from dbsal_backend.labeling_budget import Effort
-from dbsal_backend.state import QueryRecord
+from dbsal_backend.server import dashboard
+from dbsal_backend.engine.labeling_budget import Effort
+from dbsal_backend.server.state import QueryRecord
 from fakels import CONFIG
 from test_server import AUTH, auth_app, basic, ls, make_app, open_app  # noqa: F401 (fixtures)
 

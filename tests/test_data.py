@@ -1,12 +1,12 @@
-"""Tests for dbsal_backend.data: reading files, load_split, SegmentationDataset."""
+"""Tests for dbsal_backend.engine.data: reading files, load_split, SegmentationDataset."""
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from dbsal_backend.constants import IGNORE_INDEX
-from dbsal_backend.data import (
+from dbsal_backend.engine.constants import IGNORE_INDEX
+from dbsal_backend.engine.data import (
     SegmentationDataset,
     fit_side,
     load_split,

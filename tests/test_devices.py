@@ -1,10 +1,10 @@
-"""Tests for dbsal_backend.devices: which torch device a run uses."""
+"""Tests for dbsal_backend.engine.devices: which torch device a run uses."""
 
 import pytest
 import torch
 
-from dbsal_backend import devices
-from dbsal_backend.devices import pick_device
+from dbsal_backend.engine import devices
+from dbsal_backend.engine.devices import pick_device
 
 
 def test_pick_device(monkeypatch):

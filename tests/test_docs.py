@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dbsal_backend.settings import Settings, _variable
+from dbsal_backend.server.settings import Settings, _variable
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -34,7 +34,7 @@ def test_the_readme_stays_short():
 
 
 def test_the_readme_lists_every_route():
-    source = (ROOT / "dbsal_backend" / "server.py").read_text()
+    source = (ROOT / "dbsal_backend" / "server" / "app.py").read_text()
     routes = []
     for verb, path, methods in re.findall(
             r'@app\.(get|post|route)\("([^"]+)"(?:,\s*methods=\[([^\]]*)\])?\)', source):

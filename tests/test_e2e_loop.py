@@ -306,7 +306,7 @@ def test_crash_during_a_run_then_the_previous_model_serves(sdk, auth_run):
     def niced_run() -> bool:
         try:
             runs = [p for p in server.children(recursive=True)
-                    if "dbsal_backend.jobs" in " ".join(p.cmdline())]
+                    if "dbsal_backend.server.jobs" in " ".join(p.cmdline())]
             return len(runs) == 1 and runs[0].nice() == server.nice() + 10
         except psutil.Error:  # a process that just ended
             return False

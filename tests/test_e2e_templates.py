@@ -21,8 +21,8 @@ from backendproc import (CLASSES, RUN_TIMEOUT, TITLE, Backend, Project, make_pro
 from label_studio_sdk import LabelStudio
 from lsserver import LabelStudioServer, label_studio_server  # noqa: F401
 
-from dbsal_backend.label_config import parse_label_config
-from dbsal_backend.ls_annotations import label_map_to_results
+from dbsal_backend.labelstudio.label_config import parse_label_config
+from dbsal_backend.labelstudio.annotations import label_map_to_results
 
 pytestmark = pytest.mark.e2e
 

@@ -1,10 +1,10 @@
-"""Tests for dbsal_backend.files: writes that replace a file whole or not at all."""
+"""Tests for dbsal_backend.engine.files: writes that replace a file whole or not at all."""
 
 import os
 
 import pytest
 
-from dbsal_backend.files import atomic_write, atomic_write_bytes
+from dbsal_backend.engine.files import atomic_write, atomic_write_bytes
 
 
 def test_atomic_write_replaces_the_file_whole(tmp_path):

@@ -1,4 +1,4 @@
-"""Tests for dbsal_backend.gunicorn_worker: whole requests read in the event loop before a
+"""Tests for dbsal_backend.server.gunicorn_worker: whole requests read in the event loop before a
 thread gets them (slow clients hold no thread), bounded sizes, JSON errors.
 
 The framing rules are tested as pure functions; the worker runs as a real gunicorn server on
@@ -18,7 +18,7 @@ import httpx
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from dbsal_backend.gunicorn_worker import MAX_HEADER_BYTES, RequestError, RequestProgress
+from dbsal_backend.server.gunicorn_worker import MAX_HEADER_BYTES, RequestError, RequestProgress
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT = 2**20
@@ -102,7 +102,7 @@ def server():
            "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}"}
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--worker-class",
-         "dbsal_backend.gunicorn_worker.ThreadWorker", "--threads", "2", "--workers", "1",
+         "dbsal_backend.server.gunicorn_worker.ThreadWorker", "--threads", "2", "--workers", "1",
          "--bind", f"127.0.0.1:{port}", "wsgi_probe:app"],
         env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"

@@ -1,4 +1,4 @@
-"""Tests for dbsal_backend.images: which images are fetched, how, within which limits.
+"""Tests for dbsal_backend.labelstudio.images: which images are fetched, how, within which limits.
 
 Every test talks to small HTTP servers on 127.0.0.1 started here: one plays Label Studio, one an
 allowed image host, one a host that is not allowed. Each server logs the requests it received,
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dbsal_backend.images import (
+from dbsal_backend.labelstudio.images import (
     CLOUD_SCHEMES,
     MAX_REDIRECTS,
     ImageFetchError,

@@ -1,12 +1,12 @@
-"""Tests for dbsal_backend.label_config: the configs it accepts, and hostile ones it refuses."""
+"""Tests for dbsal_backend.labelstudio.label_config: the configs it accepts, and hostile ones it refuses."""
 
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dbsal_backend.constants import IGNORE_INDEX
-from dbsal_backend.label_config import (
+from dbsal_backend.engine.constants import IGNORE_INDEX
+from dbsal_backend.labelstudio.label_config import (
     EXAMPLE_LABEL_CONFIG,
     MAX_CONFIG_CHARS,
     MAX_DEPTH,

@@ -1,4 +1,4 @@
-"""Tests for dbsal_backend.label_maps: per-class pixel counts and the one class-weight function.
+"""Tests for dbsal_backend.engine.label_maps: per-class pixel counts and the one class-weight function.
 
 The weights replace two functions, ``training.class_weights`` (the loss) and
 ``active.class_balance_weights`` (class-balanced acquisition). Their code as it was is kept
@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from dbsal_backend.constants import IGNORE_INDEX
-from dbsal_backend.label_config import LabelConfigError, parse_label_config
-from dbsal_backend.label_maps import inverse_sqrt_weights, pixel_counts
-from dbsal_backend.training import class_weights
+from dbsal_backend.engine.constants import IGNORE_INDEX
+from dbsal_backend.labelstudio.label_config import LabelConfigError, parse_label_config
+from dbsal_backend.engine.label_maps import inverse_sqrt_weights, pixel_counts
+from dbsal_backend.engine.training import class_weights
 
 NO_LABELS = '<View><Image name="i" value="$image"/><BrushLabels name="b" toName="i"/></View>'
 

@@ -1,10 +1,10 @@
-"""Tests for dbsal_backend.labeling_budget: measured effort and what a limit leaves."""
+"""Tests for dbsal_backend.engine.labeling_budget: measured effort and what a limit leaves."""
 
 import json
 
 import pytest
 
-from dbsal_backend.labeling_budget import BUDGET_UNITS, Budget, Effort
+from dbsal_backend.engine.labeling_budget import BUDGET_UNITS, Budget, Effort
 
 
 def test_effort_adds_field_by_field_and_reads_any_unit():

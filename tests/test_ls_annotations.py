@@ -1,4 +1,4 @@
-"""Tests for dbsal_backend.ls_annotations."""
+"""Tests for dbsal_backend.labelstudio.annotations."""
 
 import numpy as np
 import pytest
@@ -6,15 +6,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from dbsal_backend.constants import IGNORE_INDEX
-from dbsal_backend.label_config import EXAMPLE_LABEL_CONFIG, parse_label_config
-from dbsal_backend.ls_annotations import (
+from dbsal_backend.engine.constants import IGNORE_INDEX
+from dbsal_backend.labelstudio.label_config import EXAMPLE_LABEL_CONFIG, parse_label_config
+from dbsal_backend.labelstudio.annotations import (
     AnnotationError,
     annotation_to_label_map,
     label_map_to_results,
     select_annotations,
 )
-from dbsal_backend.rle import mask_to_rle
+from dbsal_backend.labelstudio.rle import mask_to_rle
 
 CONFIG = parse_label_config(EXAMPLE_LABEL_CONFIG)
 H, W = 6, 9
@@ -248,8 +248,8 @@ def test_any_annotation_gives_a_label_map_or_an_annotation_error(results):
 
 
 def test_polygon_results_are_painted_in_order_with_the_brushes():
-    from dbsal_backend.label_config import parse_label_config
-    from dbsal_backend.polygons import polygon_to_mask
+    from dbsal_backend.labelstudio.label_config import parse_label_config
+    from dbsal_backend.labelstudio.polygons import polygon_to_mask
 
     config = parse_label_config(
         '<View><Image name="img" value="$image"/><BrushLabels name="b" toName="img">'

@@ -15,14 +15,14 @@ import pytest
 from lsserver import LabelStudioServer, free_port, label_studio_server  # noqa: F401
 from PIL import Image
 
-from dbsal_backend.active import Query
-from dbsal_backend.images import ImageFetcher, ImageFetchError
-from dbsal_backend.label_config import EXAMPLE_LABEL_CONFIG, parse_label_config
-from dbsal_backend.ls_annotations import annotation_to_label_map, select_annotations
-from dbsal_backend.ls_client import LabelStudioClient, LabelStudioError
-from dbsal_backend.ls_predictions import empty_prediction, query_prediction
-from dbsal_backend.regions import Region
-from dbsal_backend.rle import mask_to_rle
+from dbsal_backend.engine.active import Query
+from dbsal_backend.labelstudio.images import ImageFetcher, ImageFetchError
+from dbsal_backend.labelstudio.label_config import EXAMPLE_LABEL_CONFIG, parse_label_config
+from dbsal_backend.labelstudio.annotations import annotation_to_label_map, select_annotations
+from dbsal_backend.labelstudio.client import LabelStudioClient, LabelStudioError
+from dbsal_backend.labelstudio.predictions import empty_prediction, query_prediction
+from dbsal_backend.engine.regions import Region
+from dbsal_backend.labelstudio.rle import mask_to_rle
 
 CONFIG = parse_label_config(EXAMPLE_LABEL_CONFIG)
 N_IMAGES = 5

@@ -1,4 +1,4 @@
-"""Tests for dbsal_backend.ls_predictions: queries as Label Studio predictions."""
+"""Tests for dbsal_backend.labelstudio.predictions: queries as Label Studio predictions."""
 
 import json
 
@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from label_studio_sdk.converter.brush import decode_rle
 
-from dbsal_backend.active import Query
-from dbsal_backend.constants import IGNORE_INDEX
-from dbsal_backend.label_config import EXAMPLE_LABEL_CONFIG, parse_label_config
-from dbsal_backend.ls_annotations import annotation_to_label_map
-from dbsal_backend.ls_predictions import empty_prediction, query_prediction
-from dbsal_backend.regions import Region
-from dbsal_backend.rle import rle_to_mask
+from dbsal_backend.engine.active import Query
+from dbsal_backend.engine.constants import IGNORE_INDEX
+from dbsal_backend.labelstudio.label_config import EXAMPLE_LABEL_CONFIG, parse_label_config
+from dbsal_backend.labelstudio.annotations import annotation_to_label_map
+from dbsal_backend.labelstudio.predictions import empty_prediction, query_prediction
+from dbsal_backend.engine.regions import Region
+from dbsal_backend.labelstudio.rle import rle_to_mask
 
 CONFIG = parse_label_config(EXAMPLE_LABEL_CONFIG)  # 5 classes
 
@@ -103,8 +103,8 @@ POLYGON_CONFIG = parse_label_config(EXAMPLE_LABEL_CONFIG.replace(
 
 
 def test_with_polygon_labels_regions_are_polygons_that_cover_them():
-    from dbsal_backend.polygons import polygon_to_mask
-    from dbsal_backend.regions import region_map
+    from dbsal_backend.labelstudio.polygons import polygon_to_mask
+    from dbsal_backend.engine.regions import region_map
 
     sp = grid(60, 80, 20)  # 3 x 4 tiles of 20 x 20
     regions = [Region((1,), 2, 0.2, 400), Region((4, 5), 4, 0.5, 800), Region((11,), 0, 0.9, 400)]
@@ -136,8 +136,8 @@ def test_a_region_with_a_hole_stays_a_brush_mask_and_parts_become_polygons():
 
 
 def test_polygons_of_a_smaller_superpixel_map_cover_the_regions_at_the_image_size():
-    from dbsal_backend.polygons import polygon_to_mask
-    from dbsal_backend.regions import region_map
+    from dbsal_backend.labelstudio.polygons import polygon_to_mask
+    from dbsal_backend.engine.regions import region_map
 
     sp = grid(60, 80, 20)  # the map of an image four times as large (a very large image)
     regions = [Region((1,), 2, 0.2, 400), Region((4, 5), 4, 0.5, 800)]
@@ -164,8 +164,8 @@ POLYGON_ONLY = parse_label_config(
 
 
 def test_polygon_only_a_region_with_a_hole_is_one_polygon_that_leaves_the_hole_out():
-    from dbsal_backend.polygons import polygon_to_mask
-    from dbsal_backend.regions import region_map
+    from dbsal_backend.labelstudio.polygons import polygon_to_mask
+    from dbsal_backend.engine.regions import region_map
 
     sp = grid(60, 60, 20)
     ring = Region(tuple(i for i in range(9) if i != 4), 1, 0.3, 3200)

@@ -1,4 +1,4 @@
-"""Tests for dbsal_backend.metrics: the confusion matrix, IoU, mIoU and evaluate."""
+"""Tests for dbsal_backend.engine.metrics: the confusion matrix, IoU, mIoU and evaluate."""
 
 import math
 
@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from dbsal_backend.constants import IGNORE_INDEX
-from dbsal_backend.metrics import confusion_matrix, evaluate, iou_per_class, miou
+from dbsal_backend.engine.constants import IGNORE_INDEX
+from dbsal_backend.engine.metrics import confusion_matrix, evaluate, iou_per_class, miou
 
 
 def test_confusion_matrix_and_miou_by_hand():

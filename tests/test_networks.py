@@ -1,5 +1,5 @@
-"""Tests for dbsal_backend.networks (shapes, encode/decode contract, weights, names) and
-dbsal_backend.folding (inference copies with batch norms folded)."""
+"""Tests for dbsal_backend.engine.networks (shapes, encode/decode contract, weights, names) and
+dbsal_backend.engine.folding (inference copies with batch norms folded)."""
 
 import urllib.error
 
@@ -8,15 +8,15 @@ import timm
 import torch
 from torch import nn
 
-from dbsal_backend import folding
-from dbsal_backend.networks import (
+from dbsal_backend.engine import folding
+from dbsal_backend.engine.networks import (
     ARCHITECTURES,
     EncoderSegmenter,
     UNet,
     build_model,
     load_efficientnet_lite0_imagenet,
 )
-from dbsal_backend.uncertainty import MCDropout, enable_mc_dropout, shared_masks
+from dbsal_backend.engine.uncertainty import MCDropout, enable_mc_dropout, shared_masks
 
 
 def _dropouts(module: nn.Module) -> list[nn.Module]:

@@ -1,11 +1,11 @@
-"""Tests for dbsal_backend.polygons: masks to Label Studio polygons and back."""
+"""Tests for dbsal_backend.labelstudio.polygons: masks to Label Studio polygons and back."""
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis.extra.numpy import arrays
 
-from dbsal_backend.polygons import _signed_area, mask_outlines, polygon_to_mask
+from dbsal_backend.labelstudio.polygons import _signed_area, mask_outlines, polygon_to_mask
 
 
 def paint(polygons, height, width):
@@ -38,7 +38,7 @@ def test_holes_are_skipped_or_slit():
 
 
 def test_a_slit_hole_runs_the_other_way_round_so_nonzero_fill_leaves_it_empty():
-    from dbsal_backend.polygons import _slit
+    from dbsal_backend.labelstudio.polygons import _slit
 
     ring = np.array([[0, 0], [10, 0], [10, 10], [0, 10]], float)
     for hole in (np.array([[4, 4], [6, 4], [6, 6], [4, 6]], float),

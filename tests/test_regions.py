@@ -1,10 +1,10 @@
-"""Tests for dbsal_backend.regions: superpixel summaries, adjacency and regions to review."""
+"""Tests for dbsal_backend.engine.regions: superpixel summaries, adjacency and regions to review."""
 
 import numpy as np
 import pytest
 
-from dbsal_backend.active import QueryPolicy
-from dbsal_backend.regions import (
+from dbsal_backend.engine.active import QueryPolicy
+from dbsal_backend.engine.regions import (
     Region,
     adjacent_pairs,
     build_regions,
@@ -231,8 +231,8 @@ def test_class_grouping_makes_one_region_per_predicted_class():
 
 
 def test_dominant_classes_judge_each_region_by_its_most_labeled_class():
-    from dbsal_backend.constants import IGNORE_INDEX
-    from dbsal_backend.regions import dominant_classes
+    from dbsal_backend.engine.constants import IGNORE_INDEX
+    from dbsal_backend.engine.regions import dominant_classes
 
     rng = np.random.default_rng(3)
     for _ in range(50):

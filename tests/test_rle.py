@@ -1,4 +1,4 @@
-"""Tests for dbsal_backend.rle, checked against label_studio_sdk.converter.brush."""
+"""Tests for dbsal_backend.labelstudio.rle, checked against label_studio_sdk.converter.brush."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from label_studio_sdk.converter.brush import decode_rle, encode_rle, mask2rle
 
-from dbsal_backend.rle import mask_to_rle, regions_to_rle, rle_to_mask
+from dbsal_backend.labelstudio.rle import mask_to_rle, regions_to_rle, rle_to_mask
 
 SIZES = [(1, 1), (1, 9), (7, 13), (16, 16), (37, 61)]
 

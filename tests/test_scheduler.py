@@ -5,10 +5,10 @@ import threading
 
 import pytest
 
-from dbsal_backend import scheduler as scheduler_module
-from dbsal_backend.scheduler import ANNOTATION_EVENTS, START_TRAINING, TrainingScheduler
-from dbsal_backend.settings import Settings
-from dbsal_backend.state import StateStore
+from dbsal_backend.server import scheduler as scheduler_module
+from dbsal_backend.server.scheduler import ANNOTATION_EVENTS, START_TRAINING, TrainingScheduler
+from dbsal_backend.server.settings import Settings
+from dbsal_backend.server.state import StateStore
 
 WAIT = 10.0  # seconds; generous, only reached when something is broken
 

@@ -1,4 +1,4 @@
-"""Tests for dbsal_backend.scoring: MC-dropout scores of images at the working resolution."""
+"""Tests for dbsal_backend.engine.scoring: MC-dropout scores of images at the working resolution."""
 
 import copy
 import itertools
@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from dbsal_backend.constants import IGNORE_INDEX
-from dbsal_backend.data import fit_side
-from dbsal_backend.label_config import LabelConfigError, parse_label_config
-from dbsal_backend.networks import UNet
-from dbsal_backend.scoring import ScoreMap, Scorer, max_uncertainty
-from dbsal_backend.settings import Settings
-from dbsal_backend.training import Recipe
+from dbsal_backend.engine.constants import IGNORE_INDEX
+from dbsal_backend.engine.data import fit_side
+from dbsal_backend.labelstudio.label_config import LabelConfigError, parse_label_config
+from dbsal_backend.engine.networks import UNet
+from dbsal_backend.engine.scoring import ScoreMap, Scorer, max_uncertainty
+from dbsal_backend.server.settings import Settings
+from dbsal_backend.engine.training import Recipe
 
 NO_LABELS = '<View><Image name="i" value="$image"/><BrushLabels name="b" toName="i"/></View>'
 

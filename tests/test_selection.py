@@ -1,4 +1,4 @@
-"""Tests for dbsal_backend.selection: ranking, splits and baselines."""
+"""Tests for dbsal_backend.engine.selection: ranking, splits and baselines."""
 
 from fractions import Fraction
 
@@ -6,8 +6,8 @@ import jenkspy
 import numpy as np
 import pytest
 
-from dbsal_backend.active import QueryPolicy
-from dbsal_backend.selection import (
+from dbsal_backend.engine.active import QueryPolicy
+from dbsal_backend.engine.selection import (
     diverse_top,
     layout,
     SPLIT_METHODS,

@@ -1,12 +1,12 @@
-"""Tests for dbsal_backend.self_labels: confident pre-labels where nobody labeled."""
+"""Tests for dbsal_backend.engine.self_labels: confident pre-labels where nobody labeled."""
 
 import numpy as np
 import pytest
 
-from dbsal_backend.constants import IGNORE_INDEX
-from dbsal_backend.scoring import Scorer
-from dbsal_backend.self_labels import class_share_top, self_labeled
-from dbsal_backend.training import Recipe
+from dbsal_backend.engine.constants import IGNORE_INDEX
+from dbsal_backend.engine.scoring import Scorer
+from dbsal_backend.engine.self_labels import class_share_top, self_labeled
+from dbsal_backend.engine.training import Recipe
 from test_training import _tiny_unet, _trained_and_half_unlabeled, squares  # noqa: F401 (fixture)
 
 

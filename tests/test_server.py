@@ -15,10 +15,10 @@ import threading
 import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from dbsal_backend.logs import configure_logging
-from dbsal_backend.runtime import build_runtime, set_runtime
-from dbsal_backend.server import init_app
-from dbsal_backend.settings import Settings
+from dbsal_backend.server.logs import configure_logging
+from dbsal_backend.server.runtime import build_runtime, set_runtime
+from dbsal_backend.server.app import init_app
+from dbsal_backend.server.settings import Settings
 from fakels import BACKEND_URL, CONFIG, FakeLabelStudio, brush_results
 from model import DBSALModel
 

@@ -14,13 +14,13 @@ import time
 import numpy as np
 import pytest
 
-from dbsal_backend.constants import IGNORE_INDEX
-from dbsal_backend.connect import INSTRUCTIONS
-from dbsal_backend.ls_client import UNCERTAINTY_SAMPLING
-from dbsal_backend.rle import rle_to_mask
-from dbsal_backend.service import NotConnected, Service
-from dbsal_backend.settings import Settings
-from dbsal_backend.state import StateStore
+from dbsal_backend.engine.constants import IGNORE_INDEX
+from dbsal_backend.server.connect import INSTRUCTIONS
+from dbsal_backend.labelstudio.client import UNCERTAINTY_SAMPLING
+from dbsal_backend.labelstudio.rle import rle_to_mask
+from dbsal_backend.server.service import NotConnected, Service
+from dbsal_backend.server.settings import Settings
+from dbsal_backend.server.state import StateStore
 from fakels import BACKEND_URL, CONFIG, LABELS, FakeLabelStudio, brush_results
 
 SIZE = 48
@@ -83,7 +83,7 @@ def test_setup_confirms_over_the_api_then_prepares_and_seeds(tmp_path, ls):
 
 
 def test_setup_of_a_project_that_did_not_connect_registers_nothing(tmp_path, ls, monkeypatch):
-    monkeypatch.setattr("dbsal_backend.connect.CONFIRM_SECONDS", 1.5)
+    monkeypatch.setattr("dbsal_backend.server.connect.CONFIRM_SECONDS", 1.5)
     ls.add_project(2, connected=False)
     service = make_service(tmp_path, ls)
     service.setup(2, CONFIG)
@@ -96,7 +96,7 @@ def test_setup_of_a_project_that_did_not_connect_registers_nothing(tmp_path, ls,
 
 
 def test_a_bad_config_is_refused_at_setup(tmp_path, ls):
-    from dbsal_backend.label_config import LabelConfigError
+    from dbsal_backend.labelstudio.label_config import LabelConfigError
 
     with pytest.raises(LabelConfigError):
         make_service(tmp_path, ls).setup(1, "<View><Image name='i' value='$image'/></View>")
@@ -310,8 +310,8 @@ POLYGON_CONFIG = """<View>
 
 
 def test_a_polygon_only_project_trains_on_polygons_and_gets_polygon_regions(tmp_path, ls):
-    from dbsal_backend.label_config import parse_label_config
-    from dbsal_backend.ls_annotations import label_map_to_results
+    from dbsal_backend.labelstudio.label_config import parse_label_config
+    from dbsal_backend.labelstudio.annotations import label_map_to_results
 
     ls.projects[1]["label_config"] = POLYGON_CONFIG
     config = parse_label_config(POLYGON_CONFIG)

@@ -1,4 +1,4 @@
-"""Tests for dbsal_backend.settings: defaults, parsing, errors naming the variable, secrets."""
+"""Tests for dbsal_backend.server.settings: defaults, parsing, errors naming the variable, secrets."""
 
 import inspect
 import logging
@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from dbsal_backend import settings as settings_module
-from dbsal_backend.active import QueryPolicy
-from dbsal_backend.labeling_budget import Budget
-from dbsal_backend.images import origin
-from dbsal_backend.settings import Settings
-from dbsal_backend.superpixels import SlicParams
-from dbsal_backend.training import Recipe
+from dbsal_backend.server import settings as settings_module
+from dbsal_backend.engine.active import QueryPolicy
+from dbsal_backend.engine.labeling_budget import Budget
+from dbsal_backend.labelstudio.images import origin
+from dbsal_backend.server.settings import Settings
+from dbsal_backend.engine.superpixels import SlicParams
+from dbsal_backend.engine.training import Recipe
 
 # What the backend does when nothing is set (the README's settings table).
 DEFAULTS = {
@@ -229,7 +229,7 @@ def test_settings_are_frozen():
 
 
 def test_unknown_dbsal_variables_are_warned_about(caplog):
-    with caplog.at_level(logging.WARNING, logger="dbsal_backend.settings"):
+    with caplog.at_level(logging.WARNING, logger="dbsal_backend.server.settings"):
         s = Settings.from_env({"DBSAL_EPOCH": "3", "DBSAL_LABEL_STUDIO_URL": "http://x",
                                "DBSAL_EPOCHS": "4", "OTHER_THING": "1"})
     assert "DBSAL_EPOCH," in caplog.text or caplog.text.rstrip().endswith("DBSAL_EPOCH")
@@ -237,7 +237,7 @@ def test_unknown_dbsal_variables_are_warned_about(caplog):
     assert "DBSAL_EPOCHS" not in caplog.text and "OTHER_THING" not in caplog.text
     assert s.epochs == 4 and s.label_studio_url == "http://localhost:8080"
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="dbsal_backend.settings"):
+    with caplog.at_level(logging.WARNING, logger="dbsal_backend.server.settings"):
         Settings.from_env({"DBSAL_EPOCHS": "4"})
     assert caplog.text == ""
 
@@ -277,12 +277,12 @@ def test_every_accepted_value_builds_the_engine_objects():
 
 
 def test_choices_match_the_engine():
-    from dbsal_backend.active import SCOPES
-    from dbsal_backend.labeling_budget import BUDGET_UNITS
-    from dbsal_backend.networks import ARCHITECTURES
-    from dbsal_backend.selection import SPLIT_METHODS
-    from dbsal_backend.superpixels import ALGORITHMS
-    from dbsal_backend.uncertainty import HEURISTICS
+    from dbsal_backend.engine.active import SCOPES
+    from dbsal_backend.engine.labeling_budget import BUDGET_UNITS
+    from dbsal_backend.engine.networks import ARCHITECTURES
+    from dbsal_backend.engine.selection import SPLIT_METHODS
+    from dbsal_backend.engine.superpixels import ALGORITHMS
+    from dbsal_backend.engine.uncertainty import HEURISTICS
 
     assert set(settings_module.ARCHS) == set(ARCHITECTURES)
     assert set(settings_module.SLIC_ALGORITHMS) == set(ALGORITHMS)
@@ -294,7 +294,7 @@ def test_choices_match_the_engine():
 
 
 def test_the_engine_and_the_simulator_share_the_backend_defaults():
-    from dbsal_backend.scoring import Scorer
+    from dbsal_backend.engine.scoring import Scorer
     from dbsal_backend.simulator import SimConfig
 
     s = Settings.model_validate({})

@@ -7,10 +7,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dbsal_backend import active, compute, context, simulator
-from dbsal_backend.data import load_split
-from dbsal_backend.settings import Settings
-from dbsal_backend.training import Recipe
+from dbsal_backend import simulator
+
+from dbsal_backend.engine import active
+
+from dbsal_backend.server import compute
+
+from dbsal_backend.server import context
+from dbsal_backend.engine.data import load_split
+from dbsal_backend.server.settings import Settings
+from dbsal_backend.engine.training import Recipe
 from dbsal_backend.simulator import (STRATEGIES, SimulatedStep, aggregate, clicks_to_reach,
                                      combine, compare_at_clicks, main)
 from dbsal_backend.simulator import loop

@@ -1,4 +1,4 @@
-"""Tests for dbsal_backend.state: typed records, steps and queries, damage, WAL."""
+"""Tests for dbsal_backend.server.state: typed records, steps and queries, damage, WAL."""
 
 import json
 import sqlite3
@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import pytest
 
-from dbsal_backend.labeling_budget import Effort
-from dbsal_backend.state import (
+from dbsal_backend.engine.labeling_budget import Effort
+from dbsal_backend.server.state import (
     TRAINING_STATES,
     DamagedDatabase,
     DamagedRecord,

@@ -1,4 +1,4 @@
-"""Tests for dbsal_backend.superpixels (OpenCV SLIC and the on-disk cache)."""
+"""Tests for dbsal_backend.engine.superpixels (OpenCV SLIC and the on-disk cache)."""
 
 import os
 import threading
@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from dbsal_backend.superpixels import (
+from dbsal_backend.engine.superpixels import (
     MSLIC_MIN_SIDE,
     SlicParams,
     SuperpixelCache,

@@ -1,4 +1,4 @@
-"""Tests for dbsal_backend.training: the recipe, fit and the loss's class weights."""
+"""Tests for dbsal_backend.engine.training: the recipe, fit and the loss's class weights."""
 
 import math
 
@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from dbsal_backend import training
-from dbsal_backend.constants import IGNORE_INDEX
-from dbsal_backend.label_config import LabelConfigError, parse_label_config
-from dbsal_backend.metrics import evaluate
-from dbsal_backend.networks import UNet
-from dbsal_backend.training import Recipe, class_weights, fit
+from dbsal_backend.engine import training
+from dbsal_backend.engine.constants import IGNORE_INDEX
+from dbsal_backend.labelstudio.label_config import LabelConfigError, parse_label_config
+from dbsal_backend.engine.metrics import evaluate
+from dbsal_backend.engine.networks import UNet
+from dbsal_backend.engine.training import Recipe, class_weights, fit
 
 NO_LABELS = '<View><Image name="i" value="$image"/><BrushLabels name="b" toName="i"/></View>'
 

@@ -29,8 +29,8 @@ from label_studio_sdk import LabelStudio
 from lsserver import LabelStudioServer, command_line_secret, label_studio_server  # noqa: F401
 from test_dashboard import fill_project
 
-from dbsal_backend.runtime import STATE_FILE
-from dbsal_backend.state import StateStore
+from dbsal_backend.server.runtime import STATE_FILE
+from dbsal_backend.server.state import StateStore
 
 import lsbrowser
 

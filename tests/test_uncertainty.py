@@ -1,4 +1,4 @@
-"""Tests for dbsal_backend.uncertainty: MC dropout and the pixel heuristics."""
+"""Tests for dbsal_backend.engine.uncertainty: MC dropout and the pixel heuristics."""
 
 import gc
 import math
@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from dbsal_backend.networks import UNet
-from dbsal_backend.settings import Settings
-from dbsal_backend.uncertainty import (
+from dbsal_backend.engine.networks import UNet
+from dbsal_backend.server.settings import Settings
+from dbsal_backend.engine.uncertainty import (
     HEURISTICS,
     NEEDS_EXPECTED_ENTROPY,
     MCDropout,

@@ -4,10 +4,10 @@ A :class:`~dbsal_backend.simulator.annotator.SimulatedAnnotator` plays the peopl
 be measured in the currency people pay, clicks:
 ``python -m dbsal_backend.simulator --data DIR --n-classes 11 --ignore-value 11``.
 
-Every step runs the product's code: :func:`~dbsal_backend.active.active_step` with a
-:class:`~dbsal_backend.scoring.Scorer` (images at the working resolution ``max_side``,
+Every step runs the product's code: :func:`~dbsal_backend.engine.active.active_step` with a
+:class:`~dbsal_backend.engine.scoring.Scorer` (images at the working resolution ``max_side``,
 superpixels and regions at full size), the annotator answers each query at full size, and
-:func:`~dbsal_backend.training.fit` fine-tunes the model with the training :class:`Recipe`.
+:func:`~dbsal_backend.engine.training.fit` fine-tunes the model with the training :class:`Recipe`.
 The validation split is scored after every step at full size.
 
 Data layout: ``DIR/{train,val}/images/*`` and ``DIR/{train,val}/labels/<stem>.png``

@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 from scipy.ndimage import find_objects
 
-from ..constants import IGNORE_INDEX
-from ..regions import Region, dominant_classes, region_map
+from ..engine.constants import IGNORE_INDEX
+from ..engine.regions import Region, dominant_classes, region_map
 
 __all__ = ["Answer", "ClickModel", "SimulatedAnnotator", "polygon_clicks"]
 

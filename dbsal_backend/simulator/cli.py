@@ -14,8 +14,8 @@ from typing import Sequence
 import torch
 
 from .. import simulator
-from ..data import load_split
-from ..training import Recipe
+from ..engine.data import load_split
+from ..engine.training import Recipe
 from . import strategies
 from .annotator import ClickModel
 from .loop import Simulation

@@ -14,17 +14,17 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ..active import QueryPolicy, StepResult, active_step
-from ..constants import IGNORE_INDEX
-from ..data import fit_side, resize_nearest
-from ..devices import pick_device
-from ..label_maps import inverse_sqrt_weights, pixel_counts
-from ..metrics import evaluate
-from ..networks import build_model
-from ..scoring import Scorer
-from ..selection import random_images
-from ..superpixels import SlicParams, SuperpixelCache
-from ..training import class_weights, fit
+from ..engine.active import QueryPolicy, StepResult, active_step
+from ..engine.constants import IGNORE_INDEX
+from ..engine.data import fit_side, resize_nearest
+from ..engine.devices import pick_device
+from ..engine.label_maps import inverse_sqrt_weights, pixel_counts
+from ..engine.metrics import evaluate
+from ..engine.networks import build_model
+from ..engine.scoring import Scorer
+from ..engine.selection import random_images
+from ..engine.superpixels import SlicParams, SuperpixelCache
+from ..engine.training import class_weights, fit
 from .annotator import Answer, SimulatedAnnotator
 from .progress import Progress, cpu_state, save
 from .records import SimConfig, SimulatedStep, Tally, jsonable

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..files import atomic_write
+from ..engine.files import atomic_write
 from .records import SimulatedStep, Tally
 
 log = logging.getLogger(__name__)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .. import defaults
-from ..training import Recipe
+from ..engine import defaults
+from ..engine.training import Recipe
 from .annotator import Answer, ClickModel
 
 

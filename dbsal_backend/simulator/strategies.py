@@ -16,10 +16,10 @@ the same model trained on it):
 ``default``   the backend's default settings for a config with PolygonLabels (one of the
               above; the README says which); ``default_brush``: for BrushLabels alone.
 ``self_labeled`` the default, fine-tuning on its own confident pre-labels (probability >= 0.9)
-              where nobody labeled (:attr:`~dbsal_backend.training.Recipe.self_label`).
+              where nobody labeled (:attr:`~dbsal_backend.engine.training.Recipe.self_label`).
 ``class_self_labeled`` the default, fine-tuning on each class's most confident 20% of the
               unlabeled pixels it is the pre-label of
-              (:attr:`~dbsal_backend.training.Recipe.self_label_share`).
+              (:attr:`~dbsal_backend.engine.training.Recipe.self_label_share`).
 ``diverse``   the default, querying the most uncertain image of each of ``images`` layout
               clusters of the ``3 x images`` most uncertain (``QueryPolicy.diversity``).
 ``spread``    the default asking half as much of twice as many images: 20 images a step, at
@@ -37,8 +37,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from ..active import QueryPolicy
-from ..superpixels import SlicParams
+from ..engine.active import QueryPolicy
+from ..engine.superpixels import SlicParams
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,8 @@ class Strategy:
     (the whole pool). A ``static`` policy with
     ``match`` set takes its fraction from the named strategy's mean share of queried
     superpixels in the same seed. ``self_label`` and ``self_label_share`` are the
-    fine-tuning's :attr:`~dbsal_backend.training.Recipe.self_label` and
-    :attr:`~dbsal_backend.training.Recipe.self_label_share` (they replace the recipe's; the
+    fine-tuning's :attr:`~dbsal_backend.engine.training.Recipe.self_label` and
+    :attr:`~dbsal_backend.engine.training.Recipe.self_label_share` (they replace the recipe's; the
     seed model and ``full`` train without them). ``images_per_step`` overrides the run's
     (:attr:`SimConfig.images_per_step`) for a ``regions`` strategy.
     """
@@ -69,7 +69,7 @@ class Strategy:
 def product_default(polygons: bool = True) -> Strategy:
     """The backend's default policy and superpixels (its settings with nothing set), for a
     config with PolygonLabels (``default``) or with BrushLabels alone (``default_brush``)."""
-    from ..settings import Settings
+    from ..server.settings import Settings
 
     defaults = Settings.model_validate({})
     return Strategy("default" if polygons else "default_brush",
