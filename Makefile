@@ -10,7 +10,7 @@ LS_STAMP = $(LS_VENV)/.installed
 # One torch thread by default: on a small shared machine OpenMP threads spin (see README).
 export OMP_NUM_THREADS ?= 1
 
-.PHONY: venv dev ls-venv serve test test-unit test-e2e test-ui bench-speed bench-al \
+.PHONY: venv dev ls-venv serve test test-unit test-e2e test-ui bench-speed bench-al bench-peanut \
         bench-latency bench-ui bench-scale clean
 
 $(STAMP): requirements.txt requirements-nodeps.txt
@@ -63,6 +63,11 @@ bench-al: dev
 	bench/camvid_al.sh $(DATA)
 	$(PY) bench/prelabels.py --data $(DATA)
 	$(PY) bench/self_labels.py --data $(DATA)
+
+PEANUT ?= ../shared/data/peanut
+bench-peanut: dev
+	bench/peanut_al.sh $(PEANUT)
+	$(PY) bench/peanut_labels.py $(PEANUT)
 
 bench-latency: dev
 	$(PY) bench/latency.py --data $(DATA)
