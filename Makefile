@@ -11,6 +11,7 @@ LS_STAMP = $(LS_VENV)/.installed
 export OMP_NUM_THREADS ?= 1
 
 .PHONY: venv dev ls-venv serve test test-unit test-e2e test-ui test-docker bench-speed bench-al \
+        bench-peanut \
         bench-latency bench-ui bench-scale clean
 
 $(STAMP): requirements.txt requirements-nodeps.txt
@@ -76,6 +77,11 @@ bench-al: dev
 	bench/camvid_al.sh $(DATA)
 	$(PY) bench/prelabels.py --data $(DATA)
 	$(PY) bench/self_labels.py --data $(DATA)
+
+PEANUT ?= ../shared/data/peanut
+bench-peanut: dev
+	bench/peanut_al.sh $(PEANUT)
+	$(PY) bench/peanut_labels.py $(PEANUT)
 
 bench-latency: dev
 	$(PY) bench/latency.py --data $(DATA)

@@ -10,29 +10,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data/camvid}
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
-sim() {  # sim DIR FIRST_EPOCHS NAME SEEDS... -- STRATEGIES...   (the 4-step protocol)
-  local dir=$1 first=$2 name=$3; shift 3
-  run "$dir" "$name" --first-epochs "$first" --images-per-step 10 --steps 4 --epochs 20 "$@"
-}
-long() {  # long DIR NAME STEPS IMAGES_PER_STEP EPOCHS SEEDS... -- STRATEGIES...   (long protocols)
-  local dir=$1 name=$2 steps=$3 k=$4 epochs=$5; shift 5
-  run "$dir" "$name" --first-epochs 120 --images-per-step "$k" --steps "$steps" --epochs "$epochs" "$@"
-}
-run() {  # run DIR NAME OPTIONS... SEEDS... -- STRATEGIES...
-  local dir=bench/results/$1 name=$2; shift 2
-  local opts=(); while [[ "$1" == --* ]]; do opts+=("$1" "$2"); shift 2; done
-  local seeds=(); while [ "$1" != "--" ]; do seeds+=("$1"); shift; done; shift
-  mkdir -p "$dir"
-  [ -f "$dir/$name.json" ] || .venv/bin/python -m dbsal_backend.simulator --data "$DATA" \
-    --n-classes 11 --ignore-value 11 --max-side 240 --init-images 10 --full-epochs 40 \
-    --mc-samples 20 "${opts[@]}" --seeds "${seeds[@]}" --strategies "$@" \
-    --out "$dir/$name.json"
-}
-combine() {  # combine DIR OUT
-  .venv/bin/python -m dbsal_backend.simulator --data "$DATA" --n-classes 11 --default default \
-    --combine bench/results/$1/*.json --out "$2" --plot "${2%.json}.png"
-}
+AL_CLASSES=(--n-classes 11 --ignore-value 11)
+source bench/al_lib.sh  # sim, long, run, combine (AL_ONLY=NAME runs one part)
 # The protocol of the results: the seed model trained 120 epochs (DBSAL_FIRST_EPOCHS), seeds
 # 0-2 of the product default, its baselines and the no-new-labels control; full supervision
 # (40 epochs over the whole pool: its run does not depend on the seed model).

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Label efficiency on the Peanut crop/weed fields, in annotator clicks (bench/results/peanut_al.json):
+# the product's default on a second domain, with CamVid's 4-step protocol (bench/camvid_al.sh).
+#   bench/peanut_al.sh [DATA_DIR]      (default ../shared/data/peanut; about 1.7 hours a seed on 2 cores)
+#   AL_ONLY="s0_a" bench/peanut_al.sh  (one part, each under an hour; then the combined JSON)
+# The pool is Peanut train (280 images of 720x960), val (60) is scored after each step; 3 classes
+# (background, crop, weed), no void. The model sees images at max side 240 (180x240; superpixels,
+# regions and clicks at full size); EfficientNet-Lite0 (ImageNet weights); a seed set of 10 whole
+# images trained 120 epochs (DBSAL_FIRST_EPOCHS), then 4 steps of 10 images, fine-tuning 20
+# epochs a step, MC dropout T = 20, entropy. Full supervision: 40 epochs over the whole pool.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${1:-../shared/data/peanut}
+AL_CLASSES=(--n-classes 3)
+source bench/al_lib.sh  # sim, long, run, combine
+# In the order of the results: seed 0's default, random and control, then the paper's dbsal and
+# its matched static budget, then full supervision (its run does not depend on the seed model),
+# then seeds 1 and 2 the same way.
+sim peanut_al 120 s0_a 0 -- default random control
+sim peanut_al 120 s0_b 0 -- dbsal static
+sim peanut_al 120 full 0 -- full
+for seed in 1 2; do
+  sim peanut_al 120 "s${seed}_a" "$seed" -- default random control
+  sim peanut_al 120 "s${seed}_b" "$seed" -- dbsal static
+done
+combine peanut_al bench/results/peanut_al.json
