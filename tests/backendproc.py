@@ -116,8 +116,47 @@ def wait_for(condition: Callable[[], Any], timeout: float, what: str,
 # ---------------------------------------------------------------------------- the backend
 
 
+class StatusPolling:
+    """``/status`` reads and waits, for anything with ``url``, ``auth`` and ``log_tail()`` (the
+    backend as a process here, or in a container)."""
+
+    url: str
+    auth: tuple[str, str] | None
+
+    def log_tail(self, n_chars: int = 6000) -> str:
+        raise NotImplementedError
+
+    def status(self, project: int) -> dict | None:
+        """``GET /status?project=P``; None while the project is not connected (404)."""
+        response = httpx.get(f"{self.url}/status", params={"project": project}, auth=self.auth,
+                             timeout=30)
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return response.json()
+
+    def wait_status(self, project: int, condition: Callable[[dict], bool], what: str,
+                    timeout: float = EVENT_TIMEOUT, seen: list | None = None,
+                    allow_error: bool = False) -> dict:
+        """Poll ``/status`` until ``condition(status)``; every status read goes into ``seen``."""
+        last: dict[str, Any] = {}
+
+        def check() -> dict | None:
+            status = self.status(project) or {}
+            last["status"] = status
+            if seen is not None:
+                seen.append(status)
+            if status.get("last_error") and not allow_error:
+                pytest.fail(f"backend reports an error while waiting for {what}: "
+                            f"{status['last_error']}\n{self.log_tail()}", pytrace=False)
+            return status if status and condition(status) else None
+
+        return wait_for(check, timeout, what,
+                        lambda: f"last status: {last.get('status')}\n{self.log_tail()}")
+
+
 @dataclass
-class Backend:
+class Backend(StatusPolling):
     """The backend as a subprocess (gunicorn), its log in a file; ``failure_logs()`` is
     attached to failing reports by ``tests/conftest.py``."""
 
@@ -192,32 +231,6 @@ class Backend:
     def post(self, path: str, **kwargs: Any) -> httpx.Response:
         return httpx.post(f"{self.url}{path}", auth=self.auth, timeout=100, **kwargs)
 
-    def status(self, project: int) -> dict | None:
-        """``GET /status?project=P``; None while the project is not connected (404)."""
-        response = self.get("/status", params={"project": project})
-        if response.status_code == 404:
-            return None
-        response.raise_for_status()
-        return response.json()
-
-    def wait_status(self, project: int, condition: Callable[[dict], bool], what: str,
-                    timeout: float = EVENT_TIMEOUT, seen: list | None = None,
-                    allow_error: bool = False) -> dict:
-        """Poll ``/status`` until ``condition(status)``; every status read goes into ``seen``."""
-        last: dict[str, Any] = {}
-
-        def check() -> dict | None:
-            status = self.status(project) or {}
-            last["status"] = status
-            if seen is not None:
-                seen.append(status)
-            if status.get("last_error") and not allow_error:
-                pytest.fail(f"backend reports an error while waiting for {what}: "
-                            f"{status['last_error']}\n{self.log_tail()}", pytrace=False)
-            return status if status and condition(status) else None
-
-        return wait_for(check, timeout, what,
-                        lambda: f"last status: {last.get('status')}\n{self.log_tail()}")
 
 
 def start_backend(name: str, ls: LabelStudioServer, api_key: str, tmp: Path,

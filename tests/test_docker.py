@@ -27,14 +27,13 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-from backendproc import (CLASSES, EVENT_TIMEOUT, RUN_TIMEOUT, SETTINGS, START_TIMEOUT, TITLE,
-                         Project, annotation_result, connect, make_project, ours, region_masks,
-                         wait_for)
+from backendproc import (CLASSES, RUN_TIMEOUT, SETTINGS, START_TIMEOUT, TITLE,
+                         Project, StatusPolling, annotation_result, connect, make_project, ours,
+                         region_masks, wait_for)
 from label_studio_sdk import LabelStudio
 from lsserver import (LabelStudioServer, command_line_secret, free_port,  # noqa: F401
                       label_studio_server)
@@ -75,7 +74,7 @@ def podman(*args: str, timeout: float = 60, check: bool = True) -> subprocess.Co
                           check=check)
 
 
-class Container:
+class Container(StatusPolling):
     """The image running the backend (gunicorn) on 127.0.0.1:``port`` of the host's network."""
 
     def __init__(self, ls: LabelStudioServer, tmp: Path) -> None:
@@ -137,31 +136,6 @@ class Container:
     def failure_logs(self) -> list[tuple[str, str]]:
         return [(f"container {self.name} log (tail)", self.logs()[-8000:]),
                 ("Label Studio log (tail)", self.ls.log_tail(3000))]
-
-    def status(self, project: int) -> dict | None:
-        response = httpx.get(f"{self.url}/status", params={"project": project}, auth=self.auth,
-                             timeout=30)
-        if response.status_code == 404:
-            return None
-        response.raise_for_status()
-        return response.json()
-
-    def wait_status(self, project: int, condition, what: str, timeout: float = EVENT_TIMEOUT,
-                    seen: list | None = None) -> dict:
-        last: dict[str, Any] = {}
-
-        def check() -> dict | None:
-            status = self.status(project) or {}
-            last["status"] = status
-            if seen is not None:
-                seen.append(status)
-            if status.get("last_error"):
-                pytest.fail(f"backend reports an error while waiting for {what}: "
-                            f"{status['last_error']}\n{self.log_tail()}", pytrace=False)
-            return status if status and condition(status) else None
-
-        return wait_for(check, timeout, what,
-                        lambda: f"last status: {last.get('status')}\n{self.log_tail()}")
 
 
 def record(name: str, value: float | str) -> None:
