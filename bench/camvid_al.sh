@@ -31,6 +31,8 @@ for seed in 0 1 2; do
   sim camvid_al 120 "s${seed}_f" "$seed" -- class_self_labeled
   # class-balanced superpixel scores in the default (DBSAL_CLASS_BALANCED=true)
   sim camvid_al 120 "s${seed}_g" "$seed" -- default_balanced
+  # dominant-class answers (Cai et al. 2021): keep or relabel each region, never repaint
+  sim camvid_al 120 "s${seed}_h" "$seed" -- dominant
 done
 sim camvid_al 120 full 0 -- full
 combine camvid_al bench/results/camvid_al.json

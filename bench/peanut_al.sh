@@ -19,8 +19,11 @@ source bench/al_lib.sh  # sim, long, run, combine
 sim peanut_al 120 s0_a 0 -- default random control
 sim peanut_al 120 s0_b 0 -- dbsal static
 sim peanut_al 120 full 0 -- full
+# dominant-class answers (Cai et al. 2021): keep or relabel each region, never repaint
+sim peanut_al 120 s0_c 0 -- dominant
 for seed in 1 2; do
   sim peanut_al 120 "s${seed}_a" "$seed" -- default random control
   sim peanut_al 120 "s${seed}_b" "$seed" -- dbsal static
+  sim peanut_al 120 "s${seed}_c" "$seed" -- dominant
 done
 combine peanut_al bench/results/peanut_al.json

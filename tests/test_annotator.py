@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from dbsal_backend.simulator.annotator import Answer, ClickModel, SimulatedAnnotator, polygon_clicks
+from dbsal_backend.simulator.annotator import (Answer, ClickModel, SimulatedAnnotator, cai_clicks,
+                                              polygon_clicks)
 from dbsal_backend.engine.constants import IGNORE_INDEX
 from dbsal_backend.engine.regions import Region
 
@@ -152,6 +153,24 @@ def test_many_regions_at_once_add_up():
     merged = review([Region((0, 1), 0, 0.5, 400)])
     assert (merged.prelabels_judged, merged.corrections, merged.clicks) == (1, 0, 5)
     np.testing.assert_array_equal(merged.labels[SP == 1], 1)
+
+
+def test_dominant_answers_never_repaint():
+    annotator = SimulatedAnnotator(3, MODEL)
+    for label, clicks in ((0, 0), (1, MODEL.relabel_clicks)):
+        answer = annotator.review(TRUTH, SP, [Region((2,), label, 0.5, 400)], repaint=False)
+        assert (answer.clicks, answer.corrections, answer.pixels) == (clicks, label, 400 - 8)
+        band = (SP == 2) & (TRUTH != IGNORE_INDEX)
+        np.testing.assert_array_equal(answer.labels[band], 0)  # the class-1 square too
+        np.testing.assert_array_equal(answer.labels[~band], IGNORE_INDEX)
+
+
+def test_cai_clicks_charge_one_click_per_region_instead_of_the_relabels():
+    regions = [Region((0,), 0, 0.5, 200), Region((1,), 2, 0.4, 200), Region((2,), 0, 0.3, 400),
+               Region((3,), 1, 0.1, 160)]
+    answer = review(regions)  # 1 relabel (2 clicks) and one repainted square (5)
+    assert cai_clicks(answer.clicks, answer.regions, answer.corrections, MODEL) == 4 + 5
+    assert cai_clicks(30, 0, 0, MODEL) == 30  # a whole image is the same either way
 
 
 @pytest.mark.parametrize("kwargs", [{"tolerance": -1.0}, {"tolerance": float("nan")},

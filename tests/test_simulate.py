@@ -21,7 +21,8 @@ from dbsal_backend.simulator import (STRATEGIES, SimulatedStep, aggregate, click
                                      combine, compare_at_clicks, main)
 from dbsal_backend.simulator import loop
 
-ROW_KEYS = {"step", "images", "regions", "corrections", "clicks", "pixels_fraction", "miou",
+ROW_KEYS = {"step", "images", "regions", "corrections", "clicks", "cai_clicks",
+            "pixels_fraction", "miou",
             "miou_std", "seeds", "regions_per_image_median", "prelabel_accuracy"}
 
 
@@ -274,6 +275,39 @@ def test_a_strategy_can_query_more_images_a_step_than_the_run(dataset, tmp_path)
     assert [r["images"] for r in result["strategies"]["wide"]] == [2, 10]
     assert [r["images"] for r in result["strategies"]["default"]] == [2, 4, 6]
     assert result["settings"]["strategies"]["wide"]["images_per_step"] == 20
+
+
+def test_dominant_answers_are_the_default_without_repaints(dataset, tmp_path):
+    assert STRATEGIES["dominant"] == replace(STRATEGIES["default"], name="dominant",
+                                             answers="dominant")
+    with pytest.raises(ValueError, match="answers"):
+        replace(STRATEGIES["default"], answers="paint")
+    result = main(args(dataset, tmp_path, "--strategies", "default", "dominant", "--seeds", "0",
+                       "--out", str(tmp_path / "dominant.json")))
+    runs = result["runs"]
+    for a, b in zip(runs["default"]["0"][1:2], runs["dominant"]["0"][1:2]):
+        # the same first queries (the same model); dominant answers cost only the relabels
+        assert (a["regions"], a["corrections"]) == (b["regions"], b["corrections"])
+        seed_clicks = runs["default"]["0"][0]["clicks"]
+        assert b["clicks"] == seed_clicks + 2 * b["corrections"] <= a["clicks"]
+        assert b["pixels"] == a["pixels"]
+
+
+def test_cai_clicks_price_each_region_asked_at_one_click(dataset, tmp_path):
+    result = main(args(dataset, tmp_path, "--strategies", "default", "random", "--seeds", "0",
+                       "--out", str(tmp_path / "cai.json")))
+    for name, by_seed in result["runs"].items():
+        for r in by_seed["0"]:
+            assert r["cai_clicks"] == r["clicks"] - 2 * r["corrections"] + r["regions"]
+    assert [r["cai_clicks"] for r in result["strategies"]["random"]] == \
+        [r["clicks"] for r in result["strategies"]["random"]]  # no regions: the same clicks
+    # Records from before cai_clicks was kept get it when results are combined.
+    old = json.loads((tmp_path / "cai.json").read_text())
+    for by_seed in old["runs"].values():
+        for r in by_seed["0"]:
+            del r["cai_clicks"]
+    again = combine([old])
+    assert again["strategies"] == result["strategies"]
 
 
 def _records(points):

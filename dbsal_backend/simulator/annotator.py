@@ -13,7 +13,9 @@ The cost model (after Cai et al., CVPR 2021, who price polygon annotation by its
   is kept for free; a wrong one is relabeled with ``relabel_clicks`` (select the region, click
   the label). Where the region also holds other classes, each part of them of at least
   ``min_part`` of the image is repainted as a polygon, priced as above and labeled exactly;
-  smaller parts keep the region's label (the label noise a person leaves).
+  smaller parts keep the region's label (the label noise a person leaves). With dominant-class
+  answers (Cai et al.: ``repaint=False``) nothing is repainted: the whole region takes its
+  dominant class, whatever else it holds.
 - Void pixels (the data set's unlabelled class) stay unlabeled and cost nothing.
 """
 
@@ -29,7 +31,7 @@ from scipy.ndimage import find_objects
 from ..engine.constants import IGNORE_INDEX
 from ..engine.regions import Region, dominant_classes, region_map
 
-__all__ = ["Answer", "ClickModel", "SimulatedAnnotator", "polygon_clicks"]
+__all__ = ["Answer", "ClickModel", "SimulatedAnnotator", "cai_clicks", "polygon_clicks"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,14 @@ class Answer:
     prelabels_judged: int = 0
 
 
+def cai_clicks(clicks: int, regions: int, corrections: int, model: ClickModel) -> int:
+    """The same answers priced by Cai et al.'s convention (CVPR 2021): one click per region
+    asked, right pre-label or not, instead of 0 for a kept pre-label and
+    ``model.relabel_clicks`` for a wrong one; polygons (whole images, repainted parts) cost
+    what they cost here. Exact for any :class:`Answer` or cumulative tally of them."""
+    return int(clicks - model.relabel_clicks * corrections + model.label_click * regions)
+
+
 def polygon_clicks(mask: np.ndarray, model: ClickModel,
                    image_pixels: int | None = None) -> tuple[int, np.ndarray]:
     """Clicks to draw ``mask`` as polygons, and the parts drawn (a bool mask).
@@ -130,8 +140,9 @@ class SimulatedAnnotator:
         return Answer(labels, clicks=int(clicks), pixels=int((truth != IGNORE_INDEX).sum()))
 
     def review(self, truth: np.ndarray, superpixels: np.ndarray,
-               regions: Sequence[Region]) -> Answer:
-        """Check each pre-labeled region: keep, relabel, repaint the wrong parts."""
+               regions: Sequence[Region], repaint: bool = True) -> Answer:
+        """Check each pre-labeled region: keep or relabel it and, with ``repaint``, repaint
+        the parts of other classes (without: the region's dominant class everywhere in it)."""
         labels = np.full(truth.shape, IGNORE_INDEX, dtype=np.uint8)
         answer = Answer(labels, regions=len(regions))
         index = region_map(superpixels, list(regions))
@@ -153,7 +164,7 @@ class SimulatedAnnotator:
                 answer.clicks += self.clicks.relabel_clicks
             given = labels[window]
             given[valid] = dominant
-            for c in np.unique(true[valid]):
+            for c in (np.unique(true[valid]) if repaint else ()):
                 if c == dominant:
                     continue
                 cost, drawn = polygon_clicks(valid & (true == c), self.clicks, truth.size)

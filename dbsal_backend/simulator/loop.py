@@ -25,7 +25,7 @@ from ..engine.scoring import Scorer
 from ..engine.selection import random_images
 from ..engine.superpixels import SlicParams, SuperpixelCache
 from ..engine.training import class_weights, fit
-from .annotator import Answer, SimulatedAnnotator
+from .annotator import Answer, SimulatedAnnotator, cai_clicks
 from .progress import Progress, cpu_state, save
 from .records import SimConfig, SimulatedStep, Tally, jsonable
 from .strategies import Strategy
@@ -142,7 +142,9 @@ class Simulation:
         return SimulatedStep(step=step, images=tally.images, regions=tally.regions,
                           corrections=tally.corrections, clicks=tally.clicks, pixels=tally.pixels,
                           pixels_fraction=tally.pixels / self.total_pixels, miou=miou,
-                          seconds=round(time.perf_counter() - t0, 1), **extra)
+                          seconds=round(time.perf_counter() - t0, 1),
+                          cai_clicks=cai_clicks(tally.clicks, tally.regions, tally.corrections,
+                                                self.cfg.clicks), **extra)
 
     # -- strategies ---------------------------------------------------------------------------
     def run(self, strategy: Strategy, seed: int,
@@ -275,7 +277,7 @@ class Simulation:
                  "prelabels_judged": 0}
         for query in result.queries:
             answer = self.annotator.review(self.pool_labels[query.key], query.superpixels,
-                                           query.regions)
+                                           query.regions, repaint=strategy.answers == "repaint")
             labeled[query.key] = answer.labels
             tally.add(answer)
             extra["regions_per_image"].append(len(query.regions))

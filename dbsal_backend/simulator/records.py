@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..engine import defaults
 from ..engine.training import Recipe
-from .annotator import Answer, ClickModel
+from .annotator import Answer, ClickModel, cai_clicks
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,9 @@ class SimConfig:
 @dataclass
 class SimulatedStep:
     """One step of one strategy and seed. Counts are cumulative (seed set included) except
-    ``prelabels_*`` and ``regions_per_image``, which describe this step's queries."""
+    ``prelabels_*`` and ``regions_per_image``, which describe this step's queries.
+    ``cai_clicks`` is ``clicks`` under Cai et al.'s convention (:func:`.annotator.cai_clicks`;
+    ``None`` in records from before it was kept: :func:`with_cai_clicks` fills it)."""
 
     step: int
     images: int
@@ -48,6 +50,7 @@ class SimulatedStep:
     prelabels_right: int = 0
     prelabels_judged: int = 0
     seconds: float = 0.0
+    cai_clicks: int | None = None
 
     @property
     def prelabel_accuracy(self) -> float | None:
@@ -69,6 +72,12 @@ class Tally:
         self.clicks += answer.clicks
         self.pixels += answer.pixels
 
+def with_cai_clicks(step: SimulatedStep, clicks: ClickModel) -> SimulatedStep:
+    """``step`` with :attr:`SimulatedStep.cai_clicks` (computed when missing)."""
+    if step.cai_clicks is not None:
+        return step
+    return replace(step, cai_clicks=cai_clicks(step.clicks, step.regions, step.corrections,
+                                               clicks))
 
 
 def jsonable(value):

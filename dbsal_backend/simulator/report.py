@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from .annotator import ClickModel
-from .records import SimulatedStep
+from .records import SimulatedStep, with_cai_clicks
 
 
 def _interp(xs: Sequence[float], ys: Sequence[float], x: float) -> float | None:
@@ -37,6 +37,8 @@ def aggregate(runs: dict[str, dict[int, list[SimulatedStep]]]) -> dict[str, list
                 "regions": float(np.mean([r.regions for r in recs])),
                 "corrections": float(np.mean([r.corrections for r in recs])),
                 "clicks": float(np.mean([r.clicks for r in recs])),
+                "cai_clicks": (float(np.mean([r.cai_clicks for r in recs]))
+                               if all(r.cai_clicks is not None for r in recs) else None),
                 "pixels_fraction": float(np.mean([r.pixels_fraction for r in recs])),
                 "miou": float(np.mean([r.miou for r in recs])),
                 "miou_std": float(np.std([r.miou for r in recs])),
@@ -181,7 +183,7 @@ def results(runs: dict[str, dict[int, list[SimulatedStep]]], settings: dict, def
         full = strategies["full"][0]
         reach = clicks_to_reach(strategies[default], 0.9 * full["miou"])
         result["full_supervision"] = {
-            "miou": full["miou"], "clicks": full["clicks"],
+            "miou": full["miou"], "clicks": full["clicks"], "cai_clicks": full["cai_clicks"],
             "clicks_for_90_percent": reach,
             "share_of_full_clicks": reach / full["clicks"] if reach is not None else None}
     return result
@@ -204,9 +206,11 @@ def combine(documents: list[dict], default: str | None = None) -> dict:
                      if k not in ("seeds", "strategies") and v != base["settings"].get(k)}}
         for d in documents]
     for document in documents:
+        clicks = ClickModel(**document["settings"]["clicks"])
         for name, by_seed in document["runs"].items():
             for seed, records in by_seed.items():
-                runs.setdefault(name, {})[int(seed)] = [SimulatedStep(**r) for r in records]
+                runs.setdefault(name, {})[int(seed)] = [
+                    with_cai_clicks(SimulatedStep(**r), clicks) for r in records]
     return results(runs, settings, default, base["cost_model"], base["title"])
 
 
@@ -217,7 +221,9 @@ def cost_model_text(clicks: ClickModel) -> str:
             f"region: 0 clicks if the pre-label is the true dominant class, else "
             f"{clicks.relabel_clicks}; every part of another class >= "
             f"{100 * clicks.min_part:g}% of the image inside it repainted as a polygon (priced "
-            f"as above); void pixels cost nothing")
+            f"as above); void pixels cost nothing. cai_clicks: the same answers priced as Cai "
+            f"et al. (CVPR 2021) do, {clicks.label_click} click per region asked (right "
+            f"pre-label or not) instead of 0 or {clicks.relabel_clicks}, polygons as above")
 
 
 def summary(result: dict) -> str:

@@ -28,6 +28,9 @@ the same model trained on it):
 ``default_balanced`` the default with class-balanced superpixel scores (Cai et al. 2021;
               ``DBSAL_CLASS_BALANCED``): the split and the 40 regions favour rare predicted
               classes.
+``dominant``  the default with dominant-class answers (Cai et al. 2021): a person keeps or
+              relabels each region and never repaints; the region's other classes are trained
+              on as its class (the label noise this costs is in the results).
 ``random``    random whole images.
 ``control``   no new labels: the seed model fine-tuned again at every step, as the others are
               (what the extra training alone gives; compared step by step, not by clicks).
@@ -39,6 +42,10 @@ from dataclasses import dataclass, field, replace
 
 from ..engine.active import QueryPolicy
 from ..engine.superpixels import SlicParams
+
+
+#: How a person answers a queried region (:attr:`Strategy.answers`).
+ANSWERS = ("repaint", "dominant")
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,9 @@ class Strategy:
     fine-tuning's :attr:`~dbsal_backend.engine.training.Recipe.self_label` and
     :attr:`~dbsal_backend.engine.training.Recipe.self_label_share` (they replace the recipe's; the
     seed model and ``full`` train without them). ``images_per_step`` overrides the run's
-    (:attr:`SimConfig.images_per_step`) for a ``regions`` strategy.
+    (:attr:`SimConfig.images_per_step`) for a ``regions`` strategy. ``answers`` is how a
+    person answers a region: ``"repaint"`` (keep or relabel it, repaint the parts of other
+    classes) or ``"dominant"`` (keep or relabel it, nothing more).
     """
 
     name: str
@@ -64,6 +73,11 @@ class Strategy:
     self_label: float | None = None
     self_label_share: float | None = None
     images_per_step: int | None = None
+    answers: str = "repaint"
+
+    def __post_init__(self) -> None:
+        if self.answers not in ANSWERS:
+            raise ValueError(f"answers must be one of {ANSWERS}, got {self.answers!r}")
 
 
 def product_default(polygons: bool = True) -> Strategy:
@@ -111,6 +125,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     replace(product_default(), name="wide", images_per_step=20),
     replace(product_default(), name="default_balanced",
             policy=replace(product_default().policy, class_balanced=True)),
+    replace(product_default(), name="dominant", answers="dominant"),
     Strategy("random", kind="random"),
     Strategy("control", kind="none"),
     Strategy("full", kind="full"),
