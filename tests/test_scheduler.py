@@ -100,6 +100,17 @@ def test_annotation_events_count_up_to_the_threshold():
     assert sched.notify(1, "ANNOTATIONS_DELETED") == "counted"
 
 
+def test_the_caller_can_name_the_threshold_of_an_event():
+    runs = []
+    sched = TrainingScheduler(runs.append, train_after=5)
+    assert [sched.notify(1, "ANNOTATION_CREATED", 3) for _ in range(3)] == \
+        ["counted", "counted", "started"]
+    assert sched.wait_idle(1, timeout=10) and runs == [1]
+    assert sched.notify(1, "ANNOTATION_CREATED", 0) == "counted"  # 0: no run from counting
+    assert sched.notify(1, "START_TRAINING", 0) == "started"
+    assert sched.wait_idle(1, timeout=10) and runs == [1, 1]
+
+
 def test_every_annotation_event_counts_and_others_are_ignored():
     run = FakeRun()
     run.release.set()

@@ -220,6 +220,47 @@ def test_webhooks_count_and_start_training(open_app, ls):
     assert client.get("/is_training?project=1").get_json()["is_training"] is False
 
 
+def test_the_first_run_waits_for_the_whole_seed_batch(tmp_path):
+    """DBSAL_TRAIN_AFTER counts toward later runs; the first model learns from the whole start
+    (the seed batch), as the simulator's seed model does."""
+    fake = FakeLabelStudio(n_tasks=6)
+    app, runtime = make_app(tmp_path, fake, initial_batch=3, train_after=2)
+    try:
+        connect(runtime)
+        client = app.test_client()
+        with runtime.service.client_factory() as c:
+            runtime.service.seed(c, 1)
+        seed = list(runtime.state.get(1).seed_batch)
+        assert len(seed) == 3
+        before = client.get("/status?project=1").get_json()
+        assert before["train_after"] == 3
+        assert "after 3 annotations (the whole seed batch)" in before["what_to_do"]
+        answers = []
+        for tid in seed:
+            fake.annotate(tid, brush_results(fake.truth[tid]))
+            answers.append(client.post("/webhook", json={
+                "action": "ANNOTATION_CREATED", "project": {"id": 1},
+                "task": {"id": tid}}).get_json()["training"])
+        assert answers == ["counted", "counted", "started"]
+        assert runtime.scheduler.wait_idle(1, timeout=120)
+        after = client.get("/status?project=1").get_json()
+        assert after["al_step"] == 1 and after["train_after"] == 2  # DBSAL_TRAIN_AFTER from now
+        assert runtime.service.train_after(1) == 2
+    finally:
+        runtime.scheduler.shutdown(timeout=60)
+        set_runtime(None)
+        fake.close()
+    only_on_request, rt = make_app(tmp_path / "zero", FakeLabelStudio(n_tasks=4), train_after=0)
+    try:
+        connect(rt)
+        assert rt.service.train_after(1) == 0  # only Start Training, before the model too
+        assert "starts on Start Training" in only_on_request.test_client().get(
+            "/status?project=1").get_json()["what_to_do"]
+    finally:
+        rt.scheduler.shutdown(timeout=60)
+        set_runtime(None)
+
+
 def test_logs_hold_no_bodies_and_no_credentials(tmp_path, ls, capsys):
     app, runtime = make_app(tmp_path, ls, basic_auth_user=AUTH[0], basic_auth_pass=AUTH[1],
                             log_level="DEBUG")

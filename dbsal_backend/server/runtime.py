@@ -67,7 +67,7 @@ class Runtime:
         """A Label Studio event for a connected project: the service notes what it changes,
         the scheduler counts it toward the next run."""
         self.service.event(project, action, task)
-        return self.scheduler.notify(project, action)
+        return self.scheduler.notify(project, action, self.service.train_after(project))
 
     def training(self, project: int) -> dict[str, Any]:
         """What ``/is_training`` answers, from the project's record alone."""
@@ -86,12 +86,12 @@ class Runtime:
             "training_state": record.training_state,
             "follow_up_run": runs["follow_up"],
             "annotations_since_run": record.annotations_since_run,
-            "train_after": self.settings.train_after,
+            "train_after": self.service.train_after(project),
             "last_error": record.last_error,
             "last_trained": (datetime.fromtimestamp(record.last_trained, timezone.utc).isoformat()
                              if record.last_trained else None),
             **self.service.status(project),
-            "what_to_do": _advice(record, self.settings),
+            "what_to_do": _advice(record, self.service.train_after(project)),
         }
 
     def health(self) -> dict[str, Any]:
@@ -162,8 +162,9 @@ def build_runtime(settings: Settings, client_factory: Callable[[], Any] | None =
     return Runtime(settings, state, service, scheduler, problems)
 
 
-def _advice(record, settings: Settings) -> str:
-    """One sentence for the person reading ``/status``."""
+def _advice(record, train_after: int) -> str:
+    """One sentence for the person reading ``/status`` (``train_after``: the annotations that
+    start the project's next run)."""
     if record.training_state == "failed" and record.last_error:
         return f"the last run failed ({record.last_error[:200]}); fix the cause, then press " \
                f"Start Training in the project's Model settings"
@@ -171,8 +172,10 @@ def _advice(record, settings: Settings) -> str:
         return "the first model is training on the tasks labeled so far; its regions follow " \
                "when it is done: keep labeling the seed tasks meanwhile"
     if record.checkpoint is None:
-        return "label the seed tasks completely (Label All Tasks serves them first); training " \
-               f"starts after {settings.train_after} annotations or on Start Training"
+        start = (f"after {train_after} annotations (the whole seed batch) or on Start Training"
+                 if train_after else "on Start Training")
+        return "label the seed tasks completely (Label All Tasks serves them first); the " \
+               f"first training run starts {start}"
     if record.training_state in ("queued", "running"):
         return "a training run is going; keep labeling: the current model still makes regions"
     return "press Label All Tasks: check each region (keep, relabel or repaint); areas " \

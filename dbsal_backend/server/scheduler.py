@@ -4,7 +4,9 @@ Label Studio sends a webhook per annotation and expects an answer within a secon
 takes minutes. :class:`TrainingScheduler` answers at once and runs ``run_fn(project)`` in a
 background thread:
 
-- annotation events (:data:`ANNOTATION_EVENTS`) are counted; the ``train_after``-th starts a run;
+- annotation events (:data:`ANNOTATION_EVENTS`) are counted; the ``train_after``-th starts a run
+  (the caller may name another threshold per event: the backend's first run waits for the
+  whole seed batch);
 - ``START_TRAINING`` starts a run at once;
 - while a run is going, events that would start one mark a single follow-up run instead, which
   starts when the current run ends (ten events during a run give one follow-up, not ten);
@@ -107,8 +109,9 @@ class TrainingScheduler:
         self._cond = threading.Condition()
         self._closed = False
 
-    def notify(self, project: Hashable, event: str) -> str:
-        """Take one Label Studio event for ``project``.
+    def notify(self, project: Hashable, event: str, train_after: int | None = None) -> str:
+        """Take one Label Studio event for ``project``; ``train_after`` replaces the
+        scheduler's threshold for this event (``0``: it starts no run).
 
         Returns
         -------
@@ -127,7 +130,8 @@ class TrainingScheduler:
                 wants_run = True
             else:
                 p.pending_events += 1
-                wants_run = self.train_after > 0 and p.pending_events >= self.train_after
+                after = self.train_after if train_after is None else train_after
+                wants_run = after > 0 and p.pending_events >= after
             if p.state == "queued":  # the run has not started: it will see this event
                 outcome = "queued"
             elif p.state == "running":

@@ -107,6 +107,17 @@ class Service:
         if action == "TASKS_CREATED" and record.checkpoint is None:
             seed_batch.seed_in_background(self.context, project)
 
+    def train_after(self, project: int) -> int:
+        """Annotation events that start the project's next run: before its first model, the
+        whole seed batch (the first model learns from the start the simulator measured, not
+        from half of it); after, ``DBSAL_TRAIN_AFTER``. ``0`` (only Start Training) either
+        way when ``DBSAL_TRAIN_AFTER`` is 0."""
+        after = self.context.settings.train_after
+        record = self.require(project)
+        if after and record.checkpoint is None and record.seed_batch:
+            return len(record.seed_batch)
+        return after
+
     def status(self, project: int) -> dict[str, Any]:
         """What the backend knows of a project (the ``service`` part of ``/status``)."""
         record = self.require(project)

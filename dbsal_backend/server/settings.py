@@ -188,7 +188,8 @@ class Settings(BaseSettings):
                                       "where nobody labeled and their probability is at least "
                                       "this; none: off.")
     max_side: int = Field(defaults.MAX_SIDE, ge=16, description="Longer image side for training and scoring.")
-    train_after: int = Field(5, ge=0, description="Annotation events that start a run; 0: only "
+    train_after: int = Field(5, ge=0, description="Annotation events that start a run (the "
+                                                  "first run: the whole seed batch); 0: only "
                                                   "Start Training.")
     model_title: str = Field("dbsal", min_length=1, description="The backend's title in Label "
                                                                 "Studio and its predictions' "
