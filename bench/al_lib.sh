@@ -30,9 +30,9 @@ run() {  # run DIR NAME OPTIONS... SEEDS... -- STRATEGIES...
     --mc-samples 20 "${opts[@]}" --seeds "${seeds[@]}" --strategies "$@" \
     --out "$dir/$name.json"
 }
-combine() {  # combine DIR OUT   (the runs of DIR that finished)
-  local files=(bench/results/$1/*.json)
+combine() {  # combine DIR OUT [OPTIONS...]   (the runs of DIR that finished; default: default)
+  local files=(bench/results/$1/*.json) out=$2; shift 2
   [ -e "${files[0]}" ] || return 0
   "$PY" -m dbsal_backend.simulator --data "$DATA" "${AL_CLASSES[@]:0:2}" --default default \
-    --combine "${files[@]}" --out "$2" --plot "${2%.json}.png"
+    --combine "${files[@]}" --out "$out" --plot "${out%.json}.png" "$@"
 }

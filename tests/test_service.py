@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from dbsal_backend.engine.constants import IGNORE_INDEX
-from dbsal_backend.server.connect import INSTRUCTIONS
+from dbsal_backend.server.connect import instructions
 from dbsal_backend.labelstudio.client import UNCERTAINTY_SAMPLING
 from dbsal_backend.labelstudio.rle import rle_to_mask
 from dbsal_backend.server.service import NotConnected, Service
@@ -71,7 +71,8 @@ def test_setup_confirms_over_the_api_then_prepares_and_seeds(tmp_path, ls):
     record = service.state.get(1)
     assert record.connected and record.label_config == CONFIG and record.title == "dbsal"
     assert ls.projects[1]["sampling"] == UNCERTAINTY_SAMPLING
-    assert ls.projects[1]["expert_instruction"] == INSTRUCTIONS  # shown before labeling
+    # shown before labeling; brush layers (a region per class) are repainted
+    assert ls.projects[1]["expert_instruction"] == instructions("repaint")
     assert ls.projects[1]["show_instruction"] is True
     seed = list(record.seed_batch)
     assert len(seed) == 3
@@ -336,4 +337,28 @@ def test_a_projects_own_instructions_are_kept_and_the_setting_turns_ours_off(tmp
     ls.projects[1]["expert_instruction"] = ""
     connected(make_service(tmp_path / "b", ls, set_instructions=False))
     assert ls.projects[1]["expert_instruction"] == ""
-    assert "Areas without a region need nothing" in INSTRUCTIONS
+    for answers in ("dominant", "repaint"):
+        assert "Areas without a region need nothing" in instructions(answers)
+    assert "Never redraw parts" in instructions("dominant")
+    assert "redraw that part" in instructions("repaint")
+
+
+POLYGONS = CONFIG.replace("BrushLabels", "PolygonLabels")
+
+
+@pytest.mark.parametrize("config, changes, answers", [
+    (POLYGONS, {}, "dominant"),  # polygons: a region is one superpixel, one class each
+    (POLYGONS, {"regions": "connected"}, "repaint"),  # larger regions are repainted
+    (POLYGONS, {"answers": "repaint"}, "repaint"),
+    (CONFIG, {}, "repaint"),  # brush alone: a region is a whole predicted class
+    (CONFIG, {"answers": "dominant"}, "dominant"),
+])
+def test_the_instructions_ask_for_the_answers_the_regions_suit(tmp_path, ls, config, changes,
+                                                                answers):
+    ls.projects[1]["expert_instruction"] = ""
+    ls.projects[1]["label_config"] = config
+    try:
+        connected(make_service(tmp_path, ls, **changes))
+        assert ls.projects[1]["expert_instruction"] == instructions(answers)
+    finally:
+        ls.projects[1]["label_config"] = CONFIG

@@ -253,9 +253,9 @@ def test_self_labeled_fine_tunes_on_its_own_prelabels_but_not_the_seed_model(dat
 
 
 def test_diverse_is_the_default_with_diverse_images(dataset, tmp_path):
-    default, diverse = STRATEGIES["default"], STRATEGIES["diverse"]
+    default, diverse = STRATEGIES["repaint"], STRATEGIES["diverse"]
     assert diverse.policy.diversity == 3 and default.policy.diversity == 1
-    assert replace(diverse, name="default",
+    assert replace(diverse, name="repaint",
                    policy=replace(diverse.policy, diversity=1)) == default
     result = main(args(dataset, tmp_path, "--strategies", "diverse", "--seeds", "0",
                        "--images-per-step", "2", "--out", str(tmp_path / "diverse.json")))
@@ -265,7 +265,7 @@ def test_diverse_is_the_default_with_diverse_images(dataset, tmp_path):
 
 
 def test_a_strategy_can_query_more_images_a_step_than_the_run(dataset, tmp_path):
-    default = STRATEGIES["default"]
+    default = STRATEGIES["repaint"]
     assert STRATEGIES["wide"] == replace(default, name="wide", images_per_step=20)
     assert STRATEGIES["spread"] == replace(default, name="spread", images_per_step=20,
                                            policy=replace(default.policy, max_regions=20))
@@ -277,20 +277,24 @@ def test_a_strategy_can_query_more_images_a_step_than_the_run(dataset, tmp_path)
     assert result["settings"]["strategies"]["wide"]["images_per_step"] == 20
 
 
-def test_dominant_answers_are_the_default_without_repaints(dataset, tmp_path):
-    assert STRATEGIES["dominant"] == replace(STRATEGIES["default"], name="dominant",
-                                             answers="dominant")
+def test_the_default_answers_regions_with_their_dominant_class(dataset, tmp_path):
+    """The product's default (one superpixel a region) asks for dominant-class answers;
+    ``repaint`` is the same queries answered with repaints."""
+    assert STRATEGIES["default"].answers == "dominant" == STRATEGIES["dominant"].answers
+    assert STRATEGIES["dominant"] == replace(STRATEGIES["default"], name="dominant")
+    assert STRATEGIES["repaint"] == replace(STRATEGIES["default"], name="repaint",
+                                            answers="repaint")
+    assert STRATEGIES["default_brush"].answers == "repaint"  # a region is a whole class
     with pytest.raises(ValueError, match="answers"):
         replace(STRATEGIES["default"], answers="paint")
-    result = main(args(dataset, tmp_path, "--strategies", "default", "dominant", "--seeds", "0",
+    result = main(args(dataset, tmp_path, "--strategies", "repaint", "dominant", "--seeds", "0",
                        "--out", str(tmp_path / "dominant.json")))
     runs = result["runs"]
-    for a, b in zip(runs["default"]["0"][1:2], runs["dominant"]["0"][1:2]):
-        # the same first queries (the same model); dominant answers cost only the relabels
-        assert (a["regions"], a["corrections"]) == (b["regions"], b["corrections"])
-        seed_clicks = runs["default"]["0"][0]["clicks"]
-        assert b["clicks"] == seed_clicks + 2 * b["corrections"] <= a["clicks"]
-        assert b["pixels"] == a["pixels"]
+    a, b = runs["repaint"]["0"][1], runs["dominant"]["0"][1]
+    # the same first queries (the same model); dominant answers cost only the relabels
+    assert (a["regions"], a["corrections"]) == (b["regions"], b["corrections"])
+    assert b["clicks"] == runs["repaint"]["0"][0]["clicks"] + 2 * b["corrections"] <= a["clicks"]
+    assert b["pixels"] == a["pixels"]
 
 
 def test_cai_clicks_price_each_region_asked_at_one_click(dataset, tmp_path):
@@ -308,6 +312,15 @@ def test_cai_clicks_price_each_region_asked_at_one_click(dataset, tmp_path):
             del r["cai_clicks"]
     again = combine([old])
     assert again["strategies"] == result["strategies"]
+    # Runs can be combined under new names (an earlier default under the name it has now).
+    renamed = main(["--combine", str(tmp_path / "cai.json"), "--data", "x", "--n-classes", "3",
+                    "--rename", "default=repaint", "random=default", "--default", "default",
+                    "--out", str(tmp_path / "renamed.json")])
+    assert set(renamed["strategies"]) == {"repaint", "default"}
+    assert renamed["strategies"]["repaint"] == result["strategies"]["default"]
+    assert renamed["settings"]["renamed"] == {"default": "repaint", "random": "default"}
+    assert renamed["settings"]["strategies"]["default"]["kind"] == "random"
+    assert list(renamed["at_equal_clicks"]["differences"]) == ["repaint"]
 
 
 def _records(points):

@@ -50,6 +50,10 @@ STATIC_FRACTION = 0.275
 CLASS_BALANCED = False
 #: The backend's regions: ``auto`` (one per superpixel with PolygonLabels, else one per class).
 REGIONS = "auto"
+#: What annotators are asked to do with a region (one of
+#: :data:`~dbsal_backend.engine.regions.ANSWERS`, or ``auto``: ``dominant`` for regions of one
+#: superpixel, ``repaint`` for larger ones).
+ANSWERS = "auto"
 #: The backend's cap on regions per queried image.
 MAX_REGIONS = 40
 #: The backend's rounds of pre-label smoothing over the superpixel graph.
@@ -69,4 +73,4 @@ LR = 1e-3
 #: Inverse-frequency class weights in the loss.
 CLASS_WEIGHTED = True
 #: Longer image side for training and scoring.
-MAX_SIDE = 512
+MAX_SIDE = 240

@@ -20,9 +20,15 @@ from scipy.sparse.csgraph import connected_components
 
 from .constants import IGNORE_INDEX
 
-__all__ = ["GROUPINGS", "Region", "SuperpixelTable", "adjacent_pairs", "build_regions",
+__all__ = ["ANSWERS", "GROUPINGS", "Region", "SuperpixelTable", "adjacent_pairs", "build_regions",
            "dominant_classes", "region_map",
            "smooth_labels", "superpixel_table"]
+
+
+#: What a person does with a queried region: ``dominant`` (keep its pre-label or give the whole
+#: region the class that covers most of it; Cai et al. 2021) or ``repaint`` (that, and repaint
+#: the parts of other classes inside it).
+ANSWERS = ("dominant", "repaint")
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,8 @@ from .state import ProjectRecord
 if TYPE_CHECKING:
     from .context import ServiceContext
 
-__all__ = ["INSTANCE_ID", "Connections", "SelfCheckFailed", "find_backend", "prepare_project"]
+__all__ = ["INSTANCE_ID", "Connections", "SelfCheckFailed", "find_backend", "instructions",
+           "prepare_project"]
 
 #: Seconds a listed backend URL gets to answer ``/health`` when the backend looks for itself.
 SELF_CHECK_TIMEOUT = 10.0
@@ -97,31 +98,41 @@ def find_backend(client: LabelStudioClient, project: int, instance_id: str,
     return None
 
 
-#: The annotators' instructions (README "For annotators"), as Label Studio's project
-#: instructions: shown before labeling when a project has none of its own.
-INSTRUCTIONS = (
-    "<h3>Labeling with the model's help</h3>"
-    "<p>Press <b>Label All Tasks</b>: tasks come in the order that teaches the model most.</p>"
-    "<ul>"
-    "<li><b>A task without regions</b> (shown as 0%): label the whole image, every object, "
-    "then Submit.</li>"
-    "<li><b>A task with regions</b>: the model marked only the areas it is unsure about, each "
-    "with its guess. Right label: keep it. Wrong label: select the region in the list, then "
-    "click the right label. Part of a region is another class: redraw that part.</li>"
-    "<li><b>Areas without a region need nothing</b>: the model is sure there. Then Submit.</li>"
-    "</ul>"
-)
+#: What a person does with a region, by :data:`~dbsal_backend.engine.regions.ANSWERS`.
+_REGION_ANSWERS = {
+    "dominant": "Right label: keep it. Wrong label: select the region in the list, then click "
+                "the class that covers most of it. Never redraw parts: one class per region.",
+    "repaint": "Right label: keep it. Wrong label: select the region in the list, then click "
+               "the right label. Part of a region is another class: redraw that part.",
+}
+
+
+def instructions(answers: str) -> str:
+    """The annotators' instructions (README "For annotators") as Label Studio's project
+    instructions, shown before labeling; ``answers`` is what a person does with a region."""
+    return (
+        "<h3>Labeling with the model's help</h3>"
+        "<p>Press <b>Label All Tasks</b>: tasks come in the order that teaches the model most.</p>"
+        "<ul>"
+        "<li><b>A task without regions</b> (shown as 0%): label the whole image, every object, "
+        "then Submit.</li>"
+        "<li><b>A task with regions</b>: the model marked only the areas it is unsure about, "
+        f"each with its guess. {_REGION_ANSWERS[answers]}</li>"
+        "<li><b>Areas without a region need nothing</b>: the model is sure there. Then "
+        "Submit.</li>"
+        "</ul>"
+    )
 
 
 def prepare_project(client: LabelStudioClient, project: int, backend_url: str,
                     set_sampling: bool, auth: tuple[str, str] | None,
-                    set_instructions: bool = False) -> list[str]:
-    """Set the project's sampling, its instructions (when it has none) and the webhook's auth
-    header; returns what was changed."""
+                    instructions: str | None = None) -> list[str]:
+    """Set the project's sampling, its ``instructions`` (when given and it has none) and the
+    webhook's auth header; returns what was changed."""
     done = []
     fields = client.get_project(project)
-    if set_instructions and not (fields.get("expert_instruction") or "").strip():
-        client.update_project(project, expert_instruction=INSTRUCTIONS, show_instruction=True)
+    if instructions and not (fields.get("expert_instruction") or "").strip():
+        client.update_project(project, expert_instruction=instructions, show_instruction=True)
         logger.info("project %d: annotators' instructions set (DBSAL_SET_INSTRUCTIONS=false "
                     "leaves them out)", project)
         done.append("instructions")
@@ -231,9 +242,11 @@ class Connections:
                              last_error="the project no longer lists this backend")
             return None
         schema = client.get_project(project).get("label_config") or ""
-        parse_label_config(schema)
+        config = parse_label_config(schema)
+        answers = settings.answers_for(polygons=config.polygon_name is not None)
         done = prepare_project(client, project, backend["url"], settings.set_sampling,
-                               settings.auth, settings.set_instructions)
+                               settings.auth,
+                               instructions(answers) if settings.set_instructions else None)
         record = state.update(project, connected=True, label_config=schema,
                               title=backend.get("title") or settings.model_title)
         logger.info("project %d connected (backend %r%s)", project, record.title,

@@ -178,8 +178,8 @@ def _advice(record, train_after: int) -> str:
                f"first training run starts {start}"
     if record.training_state in ("queued", "running"):
         return "a training run is going; keep labeling: the current model still makes regions"
-    return "press Label All Tasks: check each region (keep, relabel or repaint); areas " \
-           "without a region need nothing"
+    return "press Label All Tasks: check each region as the project's instructions say; " \
+           "areas without a region need nothing"
 
 
 _runtime: Runtime | None = None

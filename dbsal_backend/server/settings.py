@@ -23,7 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from ..engine import defaults
 from ..engine.active import SCOPES, QueryPolicy
 from ..engine.labeling_budget import BUDGET_UNITS, Budget
-from ..engine.regions import GROUPINGS
+from ..engine.regions import ANSWERS, GROUPINGS
 from ..engine.selection import SPLIT_METHODS
 from ..engine.networks import ARCHITECTURES
 from ..engine.superpixels import ALGORITHMS, SlicParams
@@ -166,6 +166,12 @@ class Settings(BaseSettings):
                             "group of one predicted class), class (all of one class: the fewest "
                             "brush layers), or auto: superpixel when the config has "
                             "PolygonLabels (polygons draw fast), else class.")
+    answers: Annotated[Literal[("auto",) + ANSWERS], Lower] = Field(  # type: ignore
+        defaults.ANSWERS, description="What annotators are asked to do with a region (the "
+                            "project's instructions): dominant (keep its label or give the whole "
+                            "region the class covering most of it), repaint (also repaint the "
+                            "parts of other classes), or auto: dominant when a region is one "
+                            "superpixel, else repaint.")
     class_balanced: bool = Field(defaults.CLASS_BALANCED, description="Weight superpixel scores by class rarity.")
     max_regions: Annotated[int | None, BeforeValidator(_unlimited)] = Field(
         defaults.MAX_REGIONS, ge=1, description="Most regions per queried image (the least confident); none: "
@@ -187,7 +193,9 @@ class Settings(BaseSettings):
         None, gt=0, le=1, description="Fine-tuning trains also on the model's own pre-labels "
                                       "where nobody labeled and their probability is at least "
                                       "this; none: off.")
-    max_side: int = Field(defaults.MAX_SIDE, ge=16, description="Longer image side for training and scoring.")
+    max_side: int = Field(defaults.MAX_SIDE, ge=16, description="Longer image side for training "
+                          "and scoring (the size the results were measured at; time grows with "
+                          "the pixels).")
     train_after: int = Field(5, ge=0, description="Annotation events that start a run (the "
                                                   "first run: the whole seed batch); 0: only "
                                                   "Start Training.")
@@ -285,6 +293,13 @@ class Settings(BaseSettings):
                            static_fraction=self.static_fraction, grouping=grouping,
                            class_balanced=self.class_balanced, max_regions=self.max_regions,
                            smoothing=self.smoothing, diversity=self.diversity)
+
+    def answers_for(self, polygons: bool = True) -> str:
+        """What annotators do with a region (``DBSAL_ANSWERS``, ``auto`` resolved for the
+        project's config: ``polygons`` as in :meth:`query_policy`)."""
+        if self.answers != "auto":
+            return self.answers
+        return "dominant" if self.query_policy(polygons).grouping == "superpixel" else "repaint"
 
     def slic_params(self) -> SlicParams:
         return SlicParams(algorithm=self.slic_algorithm, n_segments=self.n_segments,

@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=SimConfig.cache_dir)
     p.add_argument("--out", default="simulation.json")
     p.add_argument("--plot", default=None, help="PNG (default: next to --out)")
+    p.add_argument("--rename", nargs="+", default=[], metavar="OLD=NEW",
+                   help="with --combine: strategies under new names (recorded in the settings)")
     p.add_argument("--replot", action="store_true", help="only redraw the plot of --out")
     p.add_argument("--combine", nargs="+", metavar="JSON",
                    help="merge the runs of earlier results files into --out (no simulation)")
@@ -77,7 +79,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         plot(result["strategies"], args.plot or out.with_suffix(".png"), result.get("title", ""))
         return result
     if args.combine:
-        result = combine([json.loads(Path(f).read_text()) for f in args.combine], args.default)
+        rename = dict(r.split("=", 1) for r in args.rename)
+        result = combine([json.loads(Path(f).read_text()) for f in args.combine], args.default,
+                         rename)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1))
         plot(result["strategies"], args.plot or out.with_suffix(".png"), result["title"])

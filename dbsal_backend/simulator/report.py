@@ -189,12 +189,17 @@ def results(runs: dict[str, dict[int, list[SimulatedStep]]], settings: dict, def
     return result
 
 
-def combine(documents: list[dict], default: str | None = None) -> dict:
+def combine(documents: list[dict], default: str | None = None,
+            rename: dict[str, str] | None = None) -> dict:
     """One results document from several runs' (same settings but the seeds and strategies).
 
-    The settings are those of the first run of the default strategy (of the first run when none
-    has it); ``combined_from`` says, per run, which settings differ from them."""
+    ``rename`` gives strategies new names (old name to new, applied before anything else and
+    recorded as ``settings["renamed"]``): e.g. the runs of an earlier default under the name it
+    has now. The settings are those of the first run of the default strategy (of the first run
+    when none has it); ``combined_from`` says, per run, which settings differ from them."""
     runs: dict[str, dict[int, list[SimulatedStep]]] = {}
+    if rename:
+        documents = [_renamed(d, rename) for d in documents]
     default = default or documents[0]["default_strategy"]
     base = next((d for d in documents if default in d["runs"]), documents[0])
     settings = dict(base["settings"])
@@ -205,6 +210,8 @@ def combine(documents: list[dict], default: str | None = None) -> dict:
          "differs": {k: v for k, v in d["settings"].items()
                      if k not in ("seeds", "strategies") and v != base["settings"].get(k)}}
         for d in documents]
+    if rename:
+        settings["renamed"] = dict(rename)
     for document in documents:
         clicks = ClickModel(**document["settings"]["clicks"])
         for name, by_seed in document["runs"].items():
@@ -212,6 +219,16 @@ def combine(documents: list[dict], default: str | None = None) -> dict:
                 runs.setdefault(name, {})[int(seed)] = [
                     with_cai_clicks(SimulatedStep(**r), clicks) for r in records]
     return results(runs, settings, default, base["cost_model"], base["title"])
+
+
+def _renamed(document: dict, rename: dict[str, str]) -> dict:
+    """``document`` with its strategies renamed (runs, settings and default)."""
+    new = lambda name: rename.get(name, name)  # noqa: E731
+    settings = dict(document["settings"])
+    settings["strategies"] = {new(k): {**v, "name": new(k)}
+                              for k, v in settings["strategies"].items()}
+    return {**document, "settings": settings, "default_strategy": new(document["default_strategy"]),
+            "runs": {new(k): v for k, v in document["runs"].items()}}
 
 
 def cost_model_text(clicks: ClickModel) -> str:

@@ -31,6 +31,9 @@ the same model trained on it):
 ``dominant``  the default with dominant-class answers (Cai et al. 2021): a person keeps or
               relabels each region and never repaints; the region's other classes are trained
               on as its class (the label noise this costs is in the results).
+``repaint``   the default with repainting answers: keep or relabel each region and repaint the
+              parts of other classes in it (the variants above, ``self_labeled`` to
+              ``default_balanced``, are variants of it: what they were measured with).
 ``random``    random whole images.
 ``control``   no new labels: the seed model fine-tuned again at every step, as the others are
               (what the extra training alone gives; compared step by step, not by clicks).
@@ -41,11 +44,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ..engine.active import QueryPolicy
+from ..engine.regions import ANSWERS
 from ..engine.superpixels import SlicParams
-
-
-#: How a person answers a queried region (:attr:`Strategy.answers`).
-ANSWERS = ("repaint", "dominant")
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class Strategy:
     self_label: float | None = None
     self_label_share: float | None = None
     images_per_step: int | None = None
-    answers: str = "repaint"
+    answers: str = "repaint"  # a bare strategy: what the earlier results were measured with
 
     def __post_init__(self) -> None:
         if self.answers not in ANSWERS:
@@ -89,7 +89,8 @@ def product_default(polygons: bool = True) -> Strategy:
     return Strategy("default" if polygons else "default_brush",
                     policy=defaults.query_policy(polygons), superpixels=defaults.slic_params(),
                     self_label=defaults.recipe().self_label,
-                    self_label_share=defaults.recipe().self_label_share)
+                    self_label_share=defaults.recipe().self_label_share,
+                    answers=defaults.answers_for(polygons))
 
 
 # The paper's policy, spelled out (a bare QueryPolicy's cap and smoothing, not the backend's).
@@ -97,6 +98,9 @@ _PAPER = QueryPolicy(split="natural_breaks", scope="image", grouping="superpixel
                      max_regions=None, smoothing=0)
 _SLICO = SlicParams(algorithm="SLICO", n_segments=300)
 _COARSE = SlicParams(algorithm="SLIC", n_segments=150, ruler=5.0)
+# The default with repainting answers: the strategies measured as variants of the default before
+# dominant-class answers were measured keep the answers they were measured with.
+_REPAINT = replace(product_default(), name="repaint", answers="repaint")
 
 #: The strategies the simulator knows, by name (see the module docstring).
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
@@ -115,17 +119,16 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     Strategy("class", policy=replace(_PAPER, grouping="class", smoothing=2, max_regions=40),
              superpixels=_SLICO),
     product_default(polygons=False),
-    replace(product_default(), name="self_labeled", self_label=0.9, self_label_share=None),
-    replace(product_default(), name="class_self_labeled", self_label=None,
-            self_label_share=0.2),
-    replace(product_default(), name="diverse",
-            policy=replace(product_default().policy, diversity=3)),
-    replace(product_default(), name="spread", images_per_step=20,
-            policy=replace(product_default().policy, max_regions=20)),
-    replace(product_default(), name="wide", images_per_step=20),
-    replace(product_default(), name="default_balanced",
-            policy=replace(product_default().policy, class_balanced=True)),
+    replace(_REPAINT, name="self_labeled", self_label=0.9, self_label_share=None),
+    replace(_REPAINT, name="class_self_labeled", self_label=None, self_label_share=0.2),
+    replace(_REPAINT, name="diverse", policy=replace(_REPAINT.policy, diversity=3)),
+    replace(_REPAINT, name="spread", images_per_step=20,
+            policy=replace(_REPAINT.policy, max_regions=20)),
+    replace(_REPAINT, name="wide", images_per_step=20),
+    replace(_REPAINT, name="default_balanced",
+            policy=replace(_REPAINT.policy, class_balanced=True)),
     replace(product_default(), name="dominant", answers="dominant"),
+    _REPAINT,
     Strategy("random", kind="random"),
     Strategy("control", kind="none"),
     Strategy("full", kind="full"),
