@@ -199,6 +199,14 @@ def namespace(d: dict) -> dict:
                                   r["clicks"])) is not None]
         return float(np.mean(diffs))
 
+    def run_of(side, epochs):         # a train_time.json run
+        return next(r for r in d["runs"] if (r["max_side"], r["first_epochs"]) == (side, epochs))
+
+    def step_cost(name, seeds_of, step=1):  # a step's clicks, mean over the seeds of seeds_of
+        seeds = sorted(d["runs"][seeds_of], key=int)
+        return float(np.mean([runs(name, s)[step]["clicks"] - runs(name, s)[step - 1]["clicks"]
+                              for s in seeds]))
+
     full = d.get("full_supervision", {})
 
     def per_region(width):            # seconds a brush region adds to a page load (ui_render)
@@ -210,7 +218,7 @@ def namespace(d: dict) -> dict:
         return float(np.interp(clicks, [r["clicks"] for r in rows], [r["miou"] for r in rows]))
 
     return {**globals(), "d": d, "S": S, "col": col, "pm": pm, "D": D, "SD": SD, "M": M,
-            "cost": cost, "runs": runs, "seed_diff": seed_diff, "full": full, "at": at,
+            "cost": cost, "runs": runs, "seed_diff": seed_diff, "step_cost": step_cost, "run_of": run_of, "full": full, "at": at,
             "reach": _reach, "per_region": per_region, "np": np}
 
 
@@ -231,8 +239,58 @@ def _comparison(label, other):
             f"({{join(D('eqt', '{other}'), sg)}}) |")
 
 
+def _answers_section():
+    """The paragraphs of docs/results.md's section on the default (dominant-class answers), as
+    (results file, template) in order: the section is these, rendered, one after the other."""
+    out = []
+    for name, title in (("camvid", "CamVid"), ("peanut", "Peanut")):
+        f = f"{name}_al_answers.json"
+        out += [
+            (f, f"**{title}** (seeds of the default: {{join(sorted(d['runs']['default'], key=int), str, ', ')}}; "
+                f"the others: {{join(sorted(d['runs']['random'], key=int), str, ', ')}}), after the seed set and steps 1..4:"),
+            (f, "| strategy | clicks | Cai et al.'s count | mIoU (%) | pre-labels right, step 1 |\n|---|---|---|---|---|"),
+            *[(f, f"| {label} | {{join(col('{o}', 'clicks'), k, ' / ')}} | "
+                  f"{{join(col('{o}', 'cai_clicks'), k, ' / ')}} | {{join(S('{o}'), pm, ' / ')}} | "
+                  f"{{pc(S('{o}')[1]['prelabel_accuracy'])}}% |")
+              for o, label in (("default", "**default**: dominant-class answers"),
+                               ("repaint", "`repaint`: the same regions, repainted"),
+                               ("dbsal", "`dbsal`, the paper"), ("static", "`static`, matched to dbsal"))],
+            (f, "| `random` whole images | {join(col('random', 'clicks'), k, ' / ')} | "
+                "{join(col('random', 'cai_clicks'), k, ' / ')} | {join(S('random'), pm, ' / ')} | — |"),
+            (f, "| `control`: no new labels | {k(S('control')[1]['clicks'])} (every step) | — | "
+                "{join(S('control'), pm, ' / ')} | — |"),
+            (f, "| `full` supervision | {k(full['clicks'])} | {k(full['cai_clicks'])} | {mi(full['miou'])} (one run) | — |"),
+            (f, "`default` minus the other at equal clicks, mean over steps 1-4 (per step), and the same "
+                "with each curve started from the control's point (the same training):"),
+            (f, "| `default` minus | at equal clicks | at equal clicks and training |\n|---|---|---|"),
+            *[(f, f"| `{o}` | **{{sg(M('eq', '{o}'))}}** ({{join(D('eq', '{o}'), sg)}}) | "
+                  f"**{{sg(M('eqt', '{o}'))}}** ({{join(D('eqt', '{o}'), sg)}}) |")
+              for o in ("repaint", "random", "dbsal", "static")],
+            (f, "The default beats the control by {join([r['miou_difference'] for r in d['against_control']], sg)} "
+                "at steps 1-4. At step 1 it asks the same regions as `repaint` (the same model): "
+                "repainting was {pc(1 - step_cost('default', 'default') / step_cost('repaint', 'default'))}% "
+                "of that step's clicks ({step_cost('repaint', 'default'):.0f} against "
+                "{step_cost('default', 'default'):.0f}, mean over the default's seeds)."
+                + (" The default passes 90% of full supervision's mIoU at "
+                   "{k(full['clicks_for_90_percent'])} clicks ({pc(full['share_of_full_clicks'], 1)}% of "
+                   "the pool's) and ends at {pc(S('default')[-1]['miou'] / full['miou'])}% with "
+                   "{pc(S('default')[-1]['clicks'] / full['clicks'], 1)}%." if name == "peanut" else
+                   " After 4 steps it is at {pc(S('default')[-1]['miou'] / full['miou'])}% of full "
+                   "supervision's mIoU with {pc(S('default')[-1]['clicks'] / full['clicks'], 1)}% of "
+                   "the pool's clicks.")),
+        ]
+    return out
+
+
+ANSWERS_SECTION = _answers_section()
 _LONG = "docs/results.md"
 FIGURES = [
+    *[("docs/results.md", f, text) for f, text in ANSWERS_SECTION],
+    ("docs/simulator.md", "answer_noise.json",
+     "a 2-pixel band removed {pc(1 - d['peanut']['2']['kept'])}% (Peanut) and "
+     "{pc(1 - d['camvid']['2']['kept'])}% (CamVid) of the labeled pixels but cut the wrong ones only "
+     "from {pc(d['peanut']['0']['wrong'], 1)}% to {pc(d['peanut']['2']['wrong'], 1)}% and from "
+     "{pc(d['camvid']['0']['wrong'], 1)}% to {pc(d['camvid']['2']['wrong'], 1)}%"),
     # ---- the 4-step protocol (camvid_al.json)
     *[("docs/results.md", "camvid_al.json", _row(name) + " " + _region_cells(name)[2:])
       for name in ("default", "dbsal", "static", "self_labeled", "class_self_labeled",
@@ -500,39 +558,53 @@ FIGURES = [
      "{f1([r['seconds_median'] for r in d['results'] if r['variant'] == 'main' and r['regions'] == 40 and r['width'] == 2048][0])} s at 1024x2048); 40\n"
      "simplified polygons cost about 1 s in all (medians "
      "{join([r['seconds_median'] for r in d['results'] if r['variant'] == 'polygons_simplified'], f1, ' s and ')} s)"),
-    # ---- the README's results
-    ("README.md", "peanut_al.json",
-     "4-step protocol, seeds {join(d['settings']['seeds'], str, '-')}): "
-     "{sg(np.mean([seed_diff('default', 'random', s) for s in d['settings']['seeds']]))} ± "
-     "{mi(np.std([seed_diff('default', 'random', s) for s in d['settings']['seeds']]))} mIoU over "
-     "random whole images at equal clicks, {sg(M('eq', 'dbsal'))} over `dbsal` and "
-     "{sg(M('eq', 'static'))} over `static` (seed 0 only), 90% of full at "
-     "{pc(full['share_of_full_clicks'], 1)}% of the pool's clicks."),
-    ("README.md", "camvid_al_long20.json",
-     "| {k(S('default')[-1]['clicks'])} | {k(S('default')[-1]['cai_clicks'])} | "
-     "{pm(S('default')[-1])} | — |"),
-    ("README.md", "camvid_al_long20.json",
-     "| {k(full['clicks'])} | {k(full['cai_clicks'])} | {mi(full['miou'])} | — |"),
-    *[("README.md", "camvid_al_long20.json",
+    # ---- the README's results (the default on both data sets: *_al_answers.json)
+    *[("README.md", f"{name}_al_answers.json", (label if name == "camvid" else "") +
        f"| {{k(S('{o}')[-1]['clicks'])}} | {{k(S('{o}')[-1]['cai_clicks'])}} | {{pm(S('{o}')[-1])}} | "
-       f"{{sg(M('eq', '{o}'))}} ({{sg(M('eqt', '{o}'))}}) |") for o in ("dbsal", "static", "random")],
+       + ("—" if o == "default" else f"{{sg(M('eq', '{o}'))}} ({{sg(M('eqt', '{o}'))}})") + " |")
+      for o, label in (("default", "with its class "), ("repaint", "(the default before) "),
+                       ("dbsal", "high group of each image "), ("static", "matched to `dbsal` "),
+                       ("random", "`random` whole images "))
+      for name in ("camvid", "peanut")],
+    *[("README.md", f"{name}_al_answers.json", "| {k(full['clicks'])} | {k(full['cai_clicks'])} | "
+       "{mi(full['miou'])} | — |") for name in ("camvid", "peanut")],
+    ("README.md", "camvid_al_answers.json",
+     "seeds {join(sorted(d['runs']['default'], key=int), str, ', ')} for the default on CamVid"),
+    ("README.md", "peanut_al_answers.json",
+     "{join(sorted(d['runs']['default'], key=int), str, ', ')} on Peanut"),
+    ("README.md", "peanut_al_answers.json",
+     "On Peanut the default passes 90% of full supervision's mIoU at "
+     "{pc(full['share_of_full_clicks'], 1)}% of the pool's clicks and ends at "
+     "{pc(S('default')[-1]['miou'] / full['miou'])}% with {pc(S('default')[-1]['clicks'] / full['clicks'], 1)}%;"),
+    ("README.md", "camvid_al_answers.json",
+     "on CamVid its 4 steps end at {pc(S('default')[-1]['miou'] / full['miou'])}% with "
+     "{pc(S('default')[-1]['clicks'] / full['clicks'], 1)}%."),
     ("README.md", "camvid_al_long20.json",
-     "one click per region looked at, the default's {k(S('default')[-1]['regions'])}\nregions"),
-    ("README.md", "camvid_al_long20.json",
-     "reaches 90% of full supervision's mIoU at {k(full['clicks_for_90_percent'])} clicks, "
-     "{pc(full['share_of_full_clicks'], 1)}% of the\npool's (narrowly: one seed of three peaks at "
-     "{pc(max(r['miou'] for r in runs('default', 2)) / full['miou'], 1)}%)"),
+     "reached 90% of full at {k(full['clicks_for_90_percent'])} clicks, "
+     "{pc(full['share_of_full_clicks'], 1)}% of the pool's"),
     ("README.md", "camvid_al_long20.json",
      "its default reached 90% of full supervision's mIoU with {pc(full['share_of_full_clicks'], 1)}% of the"),
-    ("README.md", "camvid_al.json",
-     "Its step-1 pre-labels are {pc(S('default')[1]['prelabel_accuracy'])}% right on the\n4-step protocol"),
+    ("README.md", "camvid_al_answers.json",
+     "Step-1 pre-labels are right for {pc(S('default')[1]['prelabel_accuracy'])}% of the regions"),
+    ("README.md", "peanut_al_answers.json",
+     "and {pc(S('default')[1]['prelabel_accuracy'])}% (Peanut)"),
     ("README.md", "ui.json",
      "({f1(np.median([t['seconds'] for t in d['projects'][0]['stream'] if t['queried']]))} s median until a queried "
      "task with {d['projects'][0]['regions_per_queried_task_median']:.0f} regions is usable at 360x480)"),
     # ---- how it works (train_time.json, prelabels.json)
     ("docs/how-it-works.md", "train_time.json",
-     "takes about {d['first_run_minutes']:.0f} minutes ({span(d['epoch_seconds'], f1)} s an epoch"),
-    ("docs/how-it-works.md", "train_time.json", "20 epochs about {d['later_run_minutes']:.0f}\n   minutes"),
+     "trains in {(r := run_of(240, 120))['train_seconds'] / 60:.1f} minutes and its step (MC dropout over the "
+     "{r['scored']} other images, superpixels and regions of {r['queried']}) takes {r['step_seconds']:.0f} s: "
+     "the first regions come {r['minutes']:.1f} minutes after the last seed answer"),
+    ("docs/how-it-works.md", "train_time.json",
+     "At max side 512 (the images' own 360x480) the same run would take about "
+     "{run_of(512, 120)['minutes']:.0f} minutes; 30 epochs there take as long as 120 at 240 and give a "
+     "worse first model ({mi(run_of(512, 30)['miou'])} against {mi(run_of(240, 120)['miou'])} mIoU on CamVid val)"),
+    *[("docs/results.md", "train_time.json",
+       f"| {{(r := d['runs'][{i}])['size'][0]}}x{{r['size'][1]}} (max side {{r['max_side']}}), "
+       f"{{r['first_epochs']}} epochs | {{r['train_seconds'] / 60:.1f}} min"
+       f"{{' (extrapolated)' if r['extrapolated'] else ''}} | {{r['step_seconds']:.0f}} s | "
+       f"**{{r['minutes']:.1f}} min** | {{'—' if r['miou'] is None else mi(r['miou'])}} |") for i in range(4)],
     ("docs/how-it-works.md", "prelabels.json",
      "(on CamVid {pc(d['pooled_accuracy']['product'])}% of step 1's regions\n   right, against "
      "{pc(d['pooled_accuracy']['mc_mean'])}% for the MC mean"),
