@@ -612,7 +612,8 @@ FIGURES = [
     ("README.md", "camvid_al_answers.json",
      "seeds {join(sorted(d['runs']['default'], key=int), str, ', ')} for the default on CamVid"),
     ("README.md", "peanut_al_answers.json",
-     "{join(sorted(d['runs']['default'], key=int), str, ', ')} on Peanut"),
+     "for the default on CamVid and {join(sorted(d['runs']['default'], key=int), str, ', ')} on Peanut "
+     "({join(sorted(d['runs']['dbsal'], key=int), str, ', ')} for the others)"),
     ("README.md", "peanut_al_answers.json",
      "On Peanut the default passes 90% of full supervision's mIoU at "
      "{pc(full['share_of_full_clicks'], 1)}% of the pool's clicks and ends at "
@@ -623,7 +624,7 @@ FIGURES = [
     ("README.md", "camvid_al_long20.json",
      "reached 90% of full at {k(full['clicks_for_90_percent'])} clicks, "
      "{pc(full['share_of_full_clicks'], 1)}% of the pool's"),
-    ("README.md", "camvid_al_long20.json",
+    ("README.md", "peanut_al_answers.json",
      "its default reached 90% of full supervision's mIoU with {pc(full['share_of_full_clicks'], 1)}% of the"),
     ("README.md", "camvid_al_answers.json",
      "Step-1 pre-labels are right for {pc(S('default')[1]['prelabel_accuracy'])}% of the regions"),
