@@ -210,6 +210,8 @@ def test_label_all_tasks_opens_a_queried_polygon_task_whose_regions_render(brows
     browsed = need_browser(browsed)
     # the backend's instructions, shown by Label Studio before labeling starts
     assert "Areas without a region need nothing" in (browsed["instructions"] or "")
+    # polygons: a region is one superpixel, answered with one class (DBSAL_ANSWERS=auto)
+    assert "Never redraw parts: one class per region" in browsed["instructions"]
     queried = browsed["queried"]
     least = min(queried, key=lambda t: (queried[t]["score"], t))
     assert browsed["opened"] == least

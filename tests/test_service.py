@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from dbsal_backend.engine.constants import IGNORE_INDEX
-from dbsal_backend.server.connect import instructions
+from dbsal_backend.server.connect import annotator_instructions as instructions
 from dbsal_backend.labelstudio.client import UNCERTAINTY_SAMPLING
 from dbsal_backend.labelstudio.rle import rle_to_mask
 from dbsal_backend.server.service import NotConnected, Service

@@ -35,8 +35,8 @@ from .state import ProjectRecord
 if TYPE_CHECKING:
     from .context import ServiceContext
 
-__all__ = ["INSTANCE_ID", "Connections", "SelfCheckFailed", "find_backend", "instructions",
-           "prepare_project"]
+__all__ = ["INSTANCE_ID", "Connections", "SelfCheckFailed", "annotator_instructions",
+           "find_backend", "prepare_project"]
 
 #: Seconds a listed backend URL gets to answer ``/health`` when the backend looks for itself.
 SELF_CHECK_TIMEOUT = 10.0
@@ -107,7 +107,7 @@ _REGION_ANSWERS = {
 }
 
 
-def instructions(answers: str) -> str:
+def annotator_instructions(answers: str) -> str:
     """The annotators' instructions (README "For annotators") as Label Studio's project
     instructions, shown before labeling; ``answers`` is what a person does with a region."""
     return (
@@ -244,9 +244,9 @@ class Connections:
         schema = client.get_project(project).get("label_config") or ""
         config = parse_label_config(schema)
         answers = settings.answers_for(polygons=config.polygon_name is not None)
+        text = annotator_instructions(answers) if settings.set_instructions else None
         done = prepare_project(client, project, backend["url"], settings.set_sampling,
-                               settings.auth,
-                               instructions(answers) if settings.set_instructions else None)
+                               settings.auth, text)
         record = state.update(project, connected=True, label_config=schema,
                               title=backend.get("title") or settings.model_title)
         logger.info("project %d connected (backend %r%s)", project, record.title,
