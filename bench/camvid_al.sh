@@ -76,6 +76,8 @@ for seed in 0 1 2; do
   long camvid_al_long20/parts "default_s${seed}_5" 5 20 20 "$seed" -- repaint
   long camvid_al_long20/parts "default_s${seed}_8" 8 20 20 "$seed" -- repaint
   long camvid_al_long20 "default_s${seed}" 11 20 20 "$seed" -- repaint
+  # today's default (dominant-class answers), the first 5 steps (about half an hour a seed)
+  long camvid_al_long20 "dominant_s${seed}" 5 20 20 "$seed" -- dominant
   long camvid_al_long20 "random_s${seed}" 5 10 20 "$seed" -- random
   long camvid_al_long20 "control_s${seed}" 11 20 20 "$seed" -- control
   # the paper's split and its matched static budget: 4 steps of 20 images reach about the
@@ -84,3 +86,4 @@ for seed in 0 1 2; do
 done
 cp bench/results/camvid_al/full.json bench/results/camvid_al_long20/full.json
 combine camvid_al_long20 bench/results/camvid_al_long20.json --rename repaint=default
+combine camvid_al_long20 bench/results/camvid_al_long20_answers.json --rename default=repaint dominant=default
