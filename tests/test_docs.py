@@ -319,14 +319,14 @@ def _goals_24():
             + " (4-step protocol) |"),
         (lg, "| (CamVid, the long protocol's first 5 steps, the goal's protocol) | {sg(M('eq', 'random'))}; "
              "{sg(M('eqt', 'random'))} at equal clicks and training |" + " " + verdict % {'o': 'random', 't': 0.05}
-             + " (2 seeds, 5 of 11 steps) |"),
+             + " ({len(d['runs']['default'])} seeds, 5 of 11 steps) |"),
         (p, "| (Peanut) | Peanut: {sg(M('eq', 'random'))}; {sg(M('eqt', 'random'))} at equal clicks and "
             "training |" + " " + verdict % {'o': 'random', 't': 0.05} + " |"),
         (c, "| default ≥ `dbsal` + 3 mIoU at equal clicks | CamVid: {sg(M('eq', 'dbsal'))}; "
             "{sg(M('eqt', 'dbsal'))} at equal clicks and training |" + " " + verdict % {'o': 'dbsal', 't': 0.03} + " |"),
         (lg, "| (CamVid, the long protocol's first 5 steps) | {sg(M('eq', 'dbsal'))}; "
              "{sg(M('eqt', 'dbsal'))} at equal clicks and training |" + " " + verdict % {'o': 'dbsal', 't': 0.03}
-             + " (2 seeds; `dbsal` ran 4 steps there) |"),
+             + " ({len(d['runs']['default'])} seeds; `dbsal` ran 4 steps there) |"),
         (p, "| (Peanut) | Peanut: {sg(M('eq', 'dbsal'))}; {sg(M('eqt', 'dbsal'))} at equal clicks and "
             "training |" + " " + verdict % {'o': 'dbsal', 't': 0.03} + " |"),
         (c, "| ≤ 40 regions per queried image (median) | {col('default', 'regions_per_image_median', slice(1, None))[0]:g} "
@@ -653,7 +653,7 @@ FIGURES = [
      "{pc(S('default')[-1]['clicks'] / full['clicks'], 1)}%, and the first 5 steps"),
     ("README.md", "camvid_al_long20_answers.json",
      "and the first 5 steps of its long protocol (20 images a step, seeds "
-     "{join(sorted(d['runs']['default'], key=int), str, '-')}) at {pc(S('default')[-1]['miou'] / full['miou'])}% with "
+     "{join(sorted(d['runs']['default'], key=int), str, ', ')}) at {pc(S('default')[-1]['miou'] / full['miou'])}% with "
      "{pc(S('default')[-1]['clicks'] / full['clicks'], 1)}%, {sg(M('eq', 'random'))} mIoU over random whole images "
      "and {sg(M('eq', 'dbsal'))} over `dbsal` at equal clicks"),
     ("README.md", "peanut_al_answers.json",
