@@ -72,6 +72,7 @@ class Tally:
         self.clicks += answer.clicks
         self.pixels += answer.pixels
 
+
 def with_cai_clicks(step: SimulatedStep, clicks: ClickModel) -> SimulatedStep:
     """``step`` with :attr:`SimulatedStep.cai_clicks` (computed when missing)."""
     if step.cai_clicks is not None:

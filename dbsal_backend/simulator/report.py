@@ -236,9 +236,9 @@ def cost_model_text(clicks: ClickModel) -> str:
             f"the image, the vertices of its outline after cv2.approxPolyDP (tolerance "
             f"{clicks.tolerance} px at full size) + {clicks.label_click} label click; reviewed "
             f"region: 0 clicks if the pre-label is the true dominant class, else "
-            f"{clicks.relabel_clicks}; every part of another class >= "
+            f"{clicks.relabel_clicks}; with repainting answers, every part of another class >= "
             f"{100 * clicks.min_part:g}% of the image inside it repainted as a polygon (priced "
-            f"as above); void pixels cost nothing. cai_clicks: the same answers priced as Cai "
+            f"as above), with dominant-class answers nothing more; void pixels cost nothing. cai_clicks: the same answers priced as Cai "
             f"et al. (CVPR 2021) do, {clicks.label_click} click per region asked (right "
             f"pre-label or not) instead of 0 or {clicks.relabel_clicks}, polygons as above")
 
