@@ -79,6 +79,7 @@ class Runtime:
         """Everything ``/status`` shows for a connected project."""
         record = self.service.require(project)
         runs = self.scheduler.status(project)
+        after = self.service.train_after(project)
         return {
             "project": project,
             "connected": record.connected,
@@ -86,12 +87,12 @@ class Runtime:
             "training_state": record.training_state,
             "follow_up_run": runs["follow_up"],
             "annotations_since_run": record.annotations_since_run,
-            "train_after": self.service.train_after(project),
+            "train_after": after,
             "last_error": record.last_error,
             "last_trained": (datetime.fromtimestamp(record.last_trained, timezone.utc).isoformat()
                              if record.last_trained else None),
             **self.service.status(project),
-            "what_to_do": _advice(record, self.service.train_after(project)),
+            "what_to_do": _advice(record, after),
         }
 
     def health(self) -> dict[str, Any]:
