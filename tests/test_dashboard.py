@@ -32,7 +32,7 @@ def fill_project(state, project: int = 1, title: str = "dbsal", **changes) -> No
     task = 100
     for step, regions, median, prelabels in STEPS:
         queries = [QueryRecord(task + k, step, "slico-20", ((1, (1, 2), 0.8),)) for k in range(3)]
-        state.record_step(project, step, queries, {q.task_id: 0.5 for q in queries},
+        state.record_step(project, step, queries,
                           {"scored": 12, "skipped": 0, "queried": 3, "regions": regions,
                            "regions_per_image_median": median, "labeled_tasks": 3 + 3 * step,
                            "model_version": f"{title}-{step}-abc"},

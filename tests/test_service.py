@@ -7,7 +7,6 @@ Label Studio is exercised by the e2e suites.
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import threading
 import time
 
@@ -115,6 +114,9 @@ def test_the_loop_seed_train_query_answer_and_measure(tmp_path, ls):
     first = service.run(1)  # no annotation yet: the seed batch
     seed = first["seed_batch"]
     label_seed(ls, seed)
+    compute, steps = service.context.compute, []  # the step's scores, as computed
+    step = compute.step
+    compute.step = lambda *args, **kwargs: steps.append(step(*args, **kwargs)) or steps[-1]
     result = service.run(1)
     assert result["trained_on"] == 3 and result["step"] == 1
     record = service.state.get(1)
@@ -122,11 +124,9 @@ def test_the_loop_seed_train_query_answer_and_measure(tmp_path, ls):
     assert record.spent.images == 3 and record.spent.pixels == 3 * SIZE * SIZE
     queried = [t for t in ls.tasks if ours(ls, t)]
     assert 1 <= len(queried) <= 2 and not set(queried) & set(seed)
-    db = sqlite3.connect(service.settings.model_dir / "state.sqlite3")  # the step's scores
-    ranked = db.execute("SELECT task_id, score FROM priorities WHERE project_id=1").fetchall()
-    db.close()
-    assert len(ranked) == len(ls.tasks) - len(seed)  # every unlabeled task was scored
-    unqueried_scores = [s for t, s in ranked if t not in queried]
+    (ranked,) = [s.priorities for s in steps]
+    assert len(ranked) == len(ls.tasks) - len(seed) == result["scored"]  # every unlabeled task
+    unqueried_scores = [s for t, s in ranked.items() if t not in queried]
     for tid in queried:
         prediction = ours(ls, tid)[0]
         regions = prediction["result"]

@@ -40,18 +40,12 @@ def raw(db, sql, *args):
         conn.close()
 
 
-def priorities(db, project):
-    """The last step's ``(task, score)`` as ``record_step`` stored them, most uncertain first."""
-    return raw(db, "SELECT task_id, score FROM priorities WHERE project_id=? "
-                   "ORDER BY score DESC, task_id", project)
-
-
 # ---------------------------------------------------------------- projects
 
 
 def test_an_empty_store(db, store):
     assert store.projects() == [] and store.get(1) is None
-    assert store.queries(1) == {} and priorities(db, 1) == [] and store.steps(1) == []
+    assert store.queries(1) == {} and store.steps(1) == []
     assert store.prelabel_accuracy(1) == {}
 
 
@@ -127,11 +121,11 @@ def test_training_states():
 
 def test_projects_are_independent(db, store):
     store.update(1, al_step=1)
-    store.record_step(1, 1, [QueryRecord(10, 1, "k", ((0, (1,), 0.5),))], {10: 0.5}, {"n": 1})
+    store.record_step(1, 1, [QueryRecord(10, 1, "k", ((0, (1,), 0.5),))], {"n": 1})
     store.update(2, al_step=5)
-    assert store.queries(2) == {} and priorities(db, 2) == [] and store.steps(2) == []
+    assert store.queries(2) == {} and store.steps(2) == []
     assert store.projects() == [1, 2] and store.get(1).al_step == 1
-    assert priorities(db, 1) == [(10, 0.5)] and store.get(2).al_step == 5
+    assert len(store.queries(1)) == len(store.steps(1)) == 1 and store.get(2).al_step == 5
 
 
 # ---------------------------------------------------------------- steps and queries
@@ -141,19 +135,16 @@ def _query(task, step, *regions):
     return QueryRecord(task, step, "slic-key", tuple(regions))
 
 
-def test_record_step_stores_queries_priorities_history_and_changes(db, store):
+def test_record_step_stores_queries_history_and_changes(db, store):
     queries = [_query(10, 1, (2, (4, 5), 0.25), (0, (7,), 0.5)), _query(11, 1)]
-    record = store.record_step(1, 1, queries, {10: 0.9, 11: 0.4, 12: 0.9},
-                               {"queried": 2, "regions": 2}, model_version="v1")
+    record = store.record_step(1, 1, queries, {"queried": 2, "regions": 2}, model_version="v1")
     assert (record.al_step, record.model_version) == (1, "v1")
     assert store.queries(1) == {10: queries[0], 11: queries[1]}
-    assert priorities(db, 1) == [(10, 0.9), (12, 0.9), (11, 0.4)]  # ties: smaller task first
     (step,) = store.steps(1)
     assert isinstance(step, StepRecord)
     assert (step.step, step.details) == (1, {"queried": 2, "regions": 2}) and step.finished_at > 0
-    # The next step replaces the priorities and the queries of the same tasks, keeps the others.
-    store.record_step(1, 2, [_query(11, 2, (1, (3,), 0.75))], {12: 0.1}, {"queried": 1})
-    assert priorities(db, 1) == [(12, 0.1)]
+    # The next step replaces the queries of the same tasks, keeps the others.
+    store.record_step(1, 2, [_query(11, 2, (1, (3,), 0.75))], {"queried": 1})
     assert store.queries(1)[10] == queries[0]
     assert store.queries(1)[11] == _query(11, 2, (1, (3,), 0.75))
     assert [s.step for s in store.steps(1)] == [1, 2]
@@ -161,15 +152,15 @@ def test_record_step_stores_queries_priorities_history_and_changes(db, store):
 
 
 def test_record_step_is_all_or_nothing(db, store):
-    store.record_step(1, 1, [_query(10, 1)], {10: 0.5}, {})
+    store.record_step(1, 1, [_query(10, 1)], {})
     with pytest.raises(ValueError):
-        store.record_step(1, 2, [_query(11, 2)], {11: 0.5}, {}, training_state="sleeping")
+        store.record_step(1, 2, [_query(11, 2)], {}, training_state="sleeping")
     with pytest.raises(TypeError):
-        store.record_step(1, 2, [_query(11, 2)], {11: 0.5}, {"x": object()})
+        store.record_step(1, 2, [_query(11, 2)], {"x": object()})
     with pytest.raises(TypeError):  # a query that cannot be stored refuses the whole step
-        store.record_step(1, 2, [_query(11, 2, (0, (1,), object()))], {11: 0.5}, {})
+        store.record_step(1, 2, [_query(11, 2, (0, (1,), object()))], {})
     assert store.queries(1) == {10: _query(10, 1)}
-    assert priorities(db, 1) == [(10, 0.5)] and [s.step for s in store.steps(1)] == [1]
+    assert [s.step for s in store.steps(1)] == [1]
 
 
 def test_add_queries_and_answers(store):
@@ -185,8 +176,8 @@ def test_add_queries_and_answers(store):
 
 
 def test_prelabel_accuracy_per_step(store):
-    store.record_step(1, 1, [_query(10, 1), _query(11, 1), _query(12, 1)], {}, {})
-    store.record_step(1, 2, [_query(20, 2), _query(21, 2)], {}, {})
+    store.record_step(1, 1, [_query(10, 1), _query(11, 1), _query(12, 1)], {})
+    store.record_step(1, 2, [_query(20, 2), _query(21, 2)], {})
     store.set_prelabels(1, 10, 3, 4)
     store.set_prelabels(1, 11, 1, 4)
     store.mark_answered(1, [12])  # answered, not measured: not counted
@@ -232,6 +223,13 @@ def test_a_file_that_is_not_a_database(tmp_path):
     assert f"mv {path} {path}.damaged" in message and "start again" in message
 
 
+def test_an_earlier_file_loses_its_unread_table_of_scores(db):
+    StateStore(db).close()
+    raw(db, "CREATE TABLE priorities (project_id INTEGER, task_id INTEGER, score REAL)")
+    StateStore(db).close()
+    assert raw(db, "SELECT name FROM sqlite_master WHERE name='priorities'") == []
+
+
 def test_a_newer_schema_is_refused_with_advice(db):
     StateStore(db).close()
     raw(db, "PRAGMA user_version=99")
@@ -249,7 +247,7 @@ def test_wal_mode_and_a_second_store_sees_the_writes(db, store):
     other = StateStore(db)
     try:
         assert other.get(1).model_version == "x"
-        other.record_step(1, 1, [_query(5, 1)], {5: 0.5}, {"by": "other"})
+        other.record_step(1, 1, [_query(5, 1)], {"by": "other"})
         other.update(1, model_version="y")
     finally:
         other.close()
@@ -264,7 +262,7 @@ def test_threads_write_without_losing_anything(db, store):
     def work(project):
         try:
             for i in range(1, n_writes + 1):
-                store.record_step(project, i, [_query(i, i)], {i: float(i)}, {"i": i})
+                store.record_step(project, i, [_query(i, i)], {"i": i})
                 store.mark_answered(project, [i])
                 assert store.get(project).al_step == i
         except Exception as exc:  # noqa: BLE001 - reported below
@@ -281,9 +279,8 @@ def test_threads_write_without_losing_anything(db, store):
         assert len(store.queries(project, answered=True)) == n_writes
         assert [s.details for s in store.steps(project)] == [{"i": i}
                                                              for i in range(1, n_writes + 1)]
-        assert priorities(db, project) == [(n_writes, float(n_writes))]
 
 
 def test_json_details_are_plain_json(store):
-    store.record_step(1, 1, [], {}, {"median": None, "list": [1, 2]})
+    store.record_step(1, 1, [], {"median": None, "list": [1, 2]})
     assert json.loads(json.dumps(store.steps(1)[0].details)) == {"median": None, "list": [1, 2]}

@@ -4,8 +4,8 @@ What survives a restart: whether a project is confirmed as connected, its label 
 version and checkpoint (a path relative to ``MODEL_DIR``, so a copied folder serves its own
 models), the active-learning step, the training state and last error, the seed batch, the
 annotation events since the last run, the labeling effort measured at the last run, each task's
-last query (its regions and, once answered, how many pre-labels were right), the last step's
-priorities and a history of steps.
+last query (its regions and, once answered, how many pre-labels were right) and a history of
+steps. A step's task scores live in Label Studio (the predictions' scores), not here.
 
 One connection guarded by a lock serves every thread; the database runs in WAL mode with a busy
 timeout, so a training job in another process writes while the server reads. Every write is one
@@ -37,6 +37,8 @@ __all__ = ["DamagedDatabase", "DamagedRecord", "ProjectRecord", "QueryRecord", "
 TRAINING_STATES = ("idle", "queued", "running", "failed")
 
 SCHEMA_VERSION = 2
+# Files written before 2026-12-06 also hold a table of the last step's task scores that nothing
+# read; opening one drops it.
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS projects (
@@ -66,12 +68,6 @@ CREATE TABLE IF NOT EXISTS queries (
     prelabels_judged INTEGER,
     PRIMARY KEY (project_id, task_id)
 );
-CREATE TABLE IF NOT EXISTS priorities (
-    project_id INTEGER NOT NULL,
-    task_id INTEGER NOT NULL,
-    score REAL NOT NULL,
-    PRIMARY KEY (project_id, task_id)
-);
 CREATE TABLE IF NOT EXISTS steps (
     project_id INTEGER NOT NULL,
     step INTEGER NOT NULL,
@@ -79,6 +75,7 @@ CREATE TABLE IF NOT EXISTS steps (
     details TEXT NOT NULL,
     PRIMARY KEY (project_id, step)
 );
+DROP TABLE IF EXISTS priorities
 """
 
 class DamagedRecord(RuntimeError):
@@ -337,21 +334,17 @@ class StateStore:
                                "updated_at=? WHERE project_id=?",
                                (error, time.time(), project))
 
-    # -- steps, queries, priorities --------------------------------------------------------------
+    # -- steps and queries --------------------------------------------------------------------------
     def record_step(self, project: int, step: int, queries: Iterable[QueryRecord],
-                    priorities: Mapping[int, float], details: Mapping[str, Any],
-                    **changes: Any) -> ProjectRecord:
+                    details: Mapping[str, Any], **changes: Any) -> ProjectRecord:
         """Record a finished step in one transaction: its queries (replacing earlier queries of
-        the same tasks), the new priorities, the history entry, ``al_step`` and ``changes``."""
+        the same tasks), the history entry, ``al_step`` and ``changes``."""
         pid = project
         rows = _query_rows(pid, queries)
-        ranked = [(pid, t, float(s)) for t, s in priorities.items()]
         encoded = _encode_changes(dict(al_step=step, **changes))
         history = json.dumps(dict(details))
         with self._transaction():
             self._conn.executemany(_INSERT_QUERY, rows)
-            self._conn.execute("DELETE FROM priorities WHERE project_id=?", (pid,))
-            self._conn.executemany("INSERT INTO priorities VALUES (?, ?, ?)", ranked)
             self._conn.execute("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?)",
                                (pid, step, time.time(), history))
             self._upsert(pid, encoded)

@@ -175,7 +175,6 @@ def _step(context: ServiceContext, client, fetcher, record: ProjectRecord, confi
         publish.replace(client, project, title, {})
         log.info("project %d: the labeling budget is spent; no new regions", project)
         return {"step": record.al_step, "budget_spent": True}
-    by_id = {t["id"]: t for t in unlabeled}
     skipped: list[int] = []
 
     def skip(task: int, exc: Exception) -> None:
@@ -198,7 +197,5 @@ def _step(context: ServiceContext, client, fetcher, record: ProjectRecord, confi
                "labeled_tasks": len(labeled), "model_version": record.model_version}
     context.state.record_step(project, step,
                               [QueryRecord.of(q, step, context.slic.key())
-                               for q in result.queries],
-                              {k: v for k, v in result.priorities.items() if k in by_id},
-                              details)
+                               for q in result.queries], details)
     return {"step": step, **details}
