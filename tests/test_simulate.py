@@ -17,9 +17,10 @@ from dbsal_backend.server import context
 from dbsal_backend.engine.data import load_split
 from dbsal_backend.server.settings import Settings
 from dbsal_backend.engine.training import Recipe
-from dbsal_backend.simulator import (STRATEGIES, SimulatedStep, aggregate, clicks_to_reach,
-                                     combine, compare_at_clicks, main)
+from dbsal_backend.simulator import (STRATEGIES, SimConfig, SimulatedStep, Simulation, aggregate,
+                                     clicks_to_reach, combine, compare_at_clicks, main)
 from dbsal_backend.simulator import loop
+from dbsal_backend.engine.selection import random_images
 
 ROW_KEYS = {"step", "images", "regions", "corrections", "clicks", "cai_clicks",
             "pixels_fraction", "miou",
@@ -295,6 +296,38 @@ def test_the_default_answers_regions_with_their_dominant_class(dataset, tmp_path
     assert (a["regions"], a["corrections"]) == (b["regions"], b["corrections"])
     assert b["clicks"] == runs["repaint"]["0"][0]["clicks"] + 2 * b["corrections"] <= a["clicks"]
     assert b["pixels"] == a["pixels"]
+
+
+def test_a_cheaper_start_is_part_of_the_runs_seed_set(dataset, tmp_path):
+    """``seed5`` is the default from the first 5 images of the run's seed set (here: 1 of 2);
+    the run's own seed set is the one every other strategy starts from."""
+    assert STRATEGIES["seed5"] == replace(STRATEGIES["default"], name="seed5", init_images=5)
+    with pytest.raises(ValueError, match="init_images"):
+        replace(STRATEGIES["default"], init_images=0)
+    pool, _, _ = load_split(dataset, "train", ignore_value=9)
+    sim = Simulation(pool, [np.zeros(p.shape[:2], np.uint8) for p in pool], pool[:1],
+                     [np.zeros(pool[0].shape[:2], np.uint8)], SimConfig(n_classes=3, init_images=4))
+    for seed in (0, 1, 2):
+        run_set = sim.seed_set(seed)
+        assert len(run_set) == 4 and run_set == sorted(random_images(
+            list(range(10)), 4, np.random.default_rng(seed)))  # as it always was
+        assert set(sim.seed_set(seed, 2)) < set(run_set) and len(sim.seed_set(seed, 2)) == 2
+        assert len(sim.seed_set(seed, 6)) == 6
+    with pytest.raises(ValueError, match="at least one"):
+        sim.seed_set(0, 0)
+    # a run: the seed model of the smaller seed set is its own, the steps as the default's
+    cheap = replace(STRATEGIES["seed5"], name="seed1", init_images=1)
+    sim = Simulation(*load_split(dataset, "train", ignore_value=9)[:2],
+                     *load_split(dataset, "val", ignore_value=9)[:2],
+                     SimConfig(n_classes=3, init_images=2, images_per_step=2, steps=1,
+                               arch="unet", pretrained=False, first_epochs=1, max_side=48,
+                               mc_samples=2, device="cpu", cache_dir=str(tmp_path / "c"),
+                               recipe=Recipe(epochs=1, batch_size=2)))
+    full_start = sim.run(STRATEGIES["dominant"], 0)
+    cheap_start = sim.run(cheap, 0)
+    assert (full_start[0].images, cheap_start[0].images) == (2, 1)
+    assert 0 < cheap_start[0].clicks < full_start[0].clicks
+    assert cheap_start[1].images == 3 and cheap_start[1].regions > 0
 
 
 def test_cai_clicks_price_each_region_asked_at_one_click(dataset, tmp_path):

@@ -52,14 +52,20 @@ class Simulation:
         self.total_pixels = int(sum((lbl != IGNORE_INDEX).sum() for lbl in self.pool_labels))
         self._whole = [None] * len(self.pool_images)
         self._caches: dict[SlicParams, SuperpixelCache] = {}
-        self._seed_models: dict[int, tuple[dict, float]] = {}
+        self._seed_models: dict[tuple[int, ...], tuple[dict, float]] = {}  # by seed, images
         self._mean_fraction: dict[tuple[str, int], float] = {}
 
     # -- pieces -------------------------------------------------------------------------------
-    def seed_set(self, seed: int) -> list[int]:
-        """The seed set of ``seed``: ``init_images`` random pool images."""
+    def seed_set(self, seed: int, images: int | None = None) -> list[int]:
+        """The seed set of ``seed``: ``images`` (default ``init_images``) random pool images;
+        a smaller seed set is the first ``images`` of the same draw (a subset of the run's)."""
+        images = self.cfg.init_images if images is None else images
+        if images < 1:
+            raise ValueError(f"a seed set needs at least one image, got {images}")
         rng = np.random.default_rng(seed)
-        return sorted(random_images(list(range(len(self.pool_images))), self.cfg.init_images, rng))
+        drawn = random_images(list(range(len(self.pool_images))),
+                              max(images, self.cfg.init_images), rng)
+        return sorted(drawn[:images])
 
     def whole(self, index: int) -> Answer:
         """The annotator's answer for a whole pool image (cached: it never changes)."""
@@ -97,13 +103,14 @@ class Simulation:
     def _seed_model(self, seed: int, labeled: dict[int, np.ndarray]):
         """The model trained on the seed set and its mIoU, trained once per seed (and kept in
         ``cache_dir/seed_models``, keyed by everything it depends on, for later runs)."""
-        if seed not in self._seed_models:
+        key = (seed, *sorted(labeled))
+        if key not in self._seed_models:
             path = Path(self.cfg.cache_dir) / "seed_models" / f"{self._seed_key(seed, labeled)}.pt"
             saved = None
             if path.exists():
                 try:
                     saved = torch.load(path, map_location="cpu", weights_only=True)
-                    self._seed_models[seed] = (saved["state"], float(saved["miou"]))
+                    self._seed_models[key] = (saved["state"], float(saved["miou"]))
                     log.info("seed %d: seed model from %s", seed, path)
                 except Exception as exc:  # a damaged file is trained again and replaced
                     log.warning("seed %d: cannot read %s (%s); training again", seed, path, exc)
@@ -111,9 +118,9 @@ class Simulation:
             if saved is None:
                 model = self.train(self.new_model(seed), labeled, seed, self.cfg.first_epochs)
                 state = cpu_state(model)
-                self._seed_models[seed] = (state, self.evaluate(model))
-                save(path, {"state": state, "miou": self._seed_models[seed][1]})
-        state, miou0 = self._seed_models[seed]
+                self._seed_models[key] = (state, self.evaluate(model))
+                save(path, {"state": state, "miou": self._seed_models[key][1]})
+        state, miou0 = self._seed_models[key]
         model = self.new_model(seed)
         model.load_state_dict(state)
         return model.to(self.device).eval(), miou0
@@ -167,7 +174,7 @@ class Simulation:
                               cfg.full_epochs or cfg.first_epochs)
             return [self._record(0, tally, self.evaluate(model), t0)]
 
-        model, labeled, tally, miou0 = self.seed_start(seed)
+        model, labeled, tally, miou0 = self.seed_start(seed, strategy.init_images)
         records = [self._record(0, tally, miou0, t0)]
         log.info("%s seed %d step 0: mIoU %.4f, %d clicks", strategy.name, seed, miou0,
                  tally.clicks)
@@ -237,13 +244,13 @@ class Simulation:
             policy = replace(policy, static_fraction=self._mean_fraction[key])
         return policy
 
-    def seed_start(self, seed: int) -> tuple[torch.nn.Module, dict[int, np.ndarray], Tally,
-                                             float]:
+    def seed_start(self, seed: int, images: int | None = None
+                   ) -> tuple[torch.nn.Module, dict[int, np.ndarray], Tally, float]:
         """What every strategy of ``seed`` starts from: the seed model, the seed set's labels,
-        their cost and the model's mIoU."""
+        their cost and the model's mIoU (``images``: a smaller seed set, see :meth:`seed_set`)."""
         tally = Tally()
         labeled: dict[int, np.ndarray] = {}
-        for i in self.seed_set(seed):
+        for i in self.seed_set(seed, images):
             answer = self.whole(i)
             labeled[i] = answer.labels
             tally.add(answer)

@@ -1,5 +1,5 @@
-"""The simulator's strategies (:data:`STRATEGIES`; for one seed all start from the same seed set of whole images and
-the same model trained on it):
+"""The simulator's strategies (:data:`STRATEGIES`; for one seed all start from the same seed set
+of whole images and the same model trained on it, but ``seed5``, which starts from part of it):
 
 ``dbsal``     the paper: per-image natural-breaks split, one region per superpixel (SLICO, 300).
 ``static``    the paper's static budget: the same top fraction of superpixels in every image,
@@ -31,6 +31,8 @@ the same model trained on it):
 ``dominant``  the default with dominant-class answers (Cai et al. 2021): a person keeps or
               relabels each region and never repaints; the region's other classes are trained
               on as its class (the label noise this costs is in the results).
+``seed5``     the default from a cheaper start: 5 whole images in the seed set (the first 5 of
+              the run's seed set, ``--init-images``), its seed model trained on them alone.
 ``repaint``   the default with repainting answers: keep or relabel each region and repaint the
               parts of other classes in it (the variants above, ``self_labeled`` to
               ``default_balanced``, are variants of it: what they were measured with).
@@ -62,7 +64,8 @@ class Strategy:
     seed model and ``full`` train without them). ``images_per_step`` overrides the run's
     (:attr:`SimConfig.images_per_step`) for a ``regions`` strategy. ``answers`` is how a
     person answers a region: ``"repaint"`` (keep or relabel it, repaint the parts of other
-    classes) or ``"dominant"`` (keep or relabel it, nothing more).
+    classes) or ``"dominant"`` (keep or relabel it, nothing more). ``init_images`` makes the
+    seed set smaller than the run's (:attr:`SimConfig.init_images`): its first ``init_images``.
     """
 
     name: str
@@ -74,10 +77,13 @@ class Strategy:
     self_label_share: float | None = None
     images_per_step: int | None = None
     answers: str = "repaint"  # a bare strategy: what the earlier results were measured with
+    init_images: int | None = None
 
     def __post_init__(self) -> None:
         if self.answers not in ANSWERS:
             raise ValueError(f"answers must be one of {ANSWERS}, got {self.answers!r}")
+        if self.init_images is not None and self.init_images < 1:
+            raise ValueError(f"init_images must be >= 1, got {self.init_images!r}")
 
 
 def product_default(polygons: bool = True) -> Strategy:
@@ -128,6 +134,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     replace(_REPAINT, name="default_balanced",
             policy=replace(_REPAINT.policy, class_balanced=True)),
     replace(product_default(), name="dominant", answers="dominant"),
+    replace(product_default(), name="seed5", init_images=5),
     _REPAINT,
     Strategy("random", kind="random"),
     Strategy("control", kind="none"),
