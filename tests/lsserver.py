@@ -298,3 +298,17 @@ def label_studio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[La
             pytest.fail(str(exc), pytrace=False)
     yield _session_server
     _session_server.stop()
+
+
+@pytest.fixture(scope="module")
+def ls(label_studio_server: LabelStudioServer) -> LabelStudioServer:
+    """The session's Label Studio, under the short name the e2e modules use."""
+    return label_studio_server
+
+
+@pytest.fixture(scope="module")
+def sdk(ls: LabelStudioServer):
+    """An SDK client of it, with the admin's token."""
+    from label_studio_sdk import LabelStudio
+
+    return LabelStudio(base_url=ls.url, api_key=ls.token)

@@ -34,9 +34,8 @@ import pytest
 from backendproc import (CLASSES, RUN_TIMEOUT, SETTINGS, START_TIMEOUT, TITLE,
                          Project, StatusPolling, annotation_result, connect, make_project, ours,
                          region_masks, wait_for)
-from label_studio_sdk import LabelStudio
 from lsserver import (LabelStudioServer, command_line_secret, free_port,  # noqa: F401
-                      label_studio_server)
+                      label_studio_server, ls, sdk)
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = os.environ.get("DBSAL_DOCKER_IMAGE") or "localhost/dbsal:test"
@@ -147,16 +146,6 @@ def record(name: str, value: float | str) -> None:
 
 
 # ---------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def ls(label_studio_server: LabelStudioServer) -> LabelStudioServer:  # noqa: F811
-    return label_studio_server
-
-
-@pytest.fixture(scope="module")
-def sdk(ls: LabelStudioServer) -> LabelStudio:
-    return LabelStudio(base_url=ls.url, api_key=ls.token)
 
 
 @pytest.fixture(scope="module")

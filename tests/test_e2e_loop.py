@@ -28,8 +28,7 @@ import pytest
 from backendproc import (BRUSH_CONFIG, CLASSES, RUN_TIMEOUT, SIZE, TITLE, Backend, Project,
                          annotation_result, connect, make_project, next_task, ours,
                          region_masks, start_backend, tasks_as_sent, wait_for)
-from label_studio_sdk import LabelStudio
-from lsserver import LabelStudioServer, label_studio_server  # noqa: F401
+from lsserver import LabelStudioServer, label_studio_server, ls, sdk  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
@@ -42,16 +41,6 @@ AUTH = ("ls-robot", "correct-horse-battery")
 
 
 # ---------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def ls(label_studio_server: LabelStudioServer) -> LabelStudioServer:  # noqa: F811
-    return label_studio_server
-
-
-@pytest.fixture(scope="module")
-def sdk(ls: LabelStudioServer) -> LabelStudio:
-    return LabelStudio(base_url=ls.url, api_key=ls.token)
 
 
 @pytest.fixture(scope="module")

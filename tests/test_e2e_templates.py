@@ -18,8 +18,7 @@ import numpy as np
 import pytest
 from backendproc import (CLASSES, RUN_TIMEOUT, TITLE, Backend, Project, make_project, ours,
                          region_masks, start_backend)
-from label_studio_sdk import LabelStudio
-from lsserver import LabelStudioServer, label_studio_server  # noqa: F401
+from lsserver import label_studio_server, ls, sdk  # noqa: F401
 
 from dbsal_backend.labelstudio.label_config import parse_label_config
 from dbsal_backend.labelstudio.annotations import label_map_to_results
@@ -52,16 +51,6 @@ def results(config: str, truth: np.ndarray, where: np.ndarray | None = None) -> 
     """The ground truth as the template's own tool stores it (polygons or brush masks)."""
     labels = truth if where is None else np.where(where, truth, 255).astype(np.uint8)
     return label_map_to_results(labels, parse_label_config(config))
-
-
-@pytest.fixture(scope="module")
-def ls(label_studio_server: LabelStudioServer) -> LabelStudioServer:  # noqa: F811
-    return label_studio_server
-
-
-@pytest.fixture(scope="module")
-def sdk(ls: LabelStudioServer) -> LabelStudio:
-    return LabelStudio(base_url=ls.url, api_key=ls.token)
 
 
 @pytest.fixture(scope="module")

@@ -25,8 +25,7 @@ from backendproc import (CLASSES, RUN_TIMEOUT, Backend, Project, annotation_resu
                          make_project, ours, png_bytes, start_backend, synthetic_scene,
                          wait_for)
 from fakels import CONFIG
-from label_studio_sdk import LabelStudio
-from lsserver import LabelStudioServer, command_line_secret, label_studio_server  # noqa: F401
+from lsserver import command_line_secret, label_studio_server, ls, sdk  # noqa: F401
 from test_dashboard import fill_project
 
 from dbsal_backend.server.runtime import STATE_FILE
@@ -44,16 +43,6 @@ if BROWSER is None:
 USABLE_BOUND = 60.0  # seconds; the product's limits (3 s, 6 s) are measured by bench/ui.py
 UI_SETTINGS = {"DBSAL_MAX_SIDE": "96", "DBSAL_STEP_SIZE": "2", "DBSAL_INITIAL_BATCH": "3",
                "DBSAL_N_SEGMENTS": "150"}
-
-
-@pytest.fixture(scope="module")
-def ls(label_studio_server: LabelStudioServer) -> LabelStudioServer:  # noqa: F811
-    return label_studio_server
-
-
-@pytest.fixture(scope="module")
-def sdk(ls) -> LabelStudio:
-    return LabelStudio(base_url=ls.url, api_key=ls.token)
 
 
 @pytest.fixture(scope="module")
