@@ -31,7 +31,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from _camvid import BRUSH, CLASSES, POLYGONS  # noqa: E402
 from fakels import BACKEND_URL, FakeLabelStudio  # noqa: E402
 
 from dbsal_backend.engine.checkpoints import save_checkpoint  # noqa: E402
@@ -41,13 +43,6 @@ from dbsal_backend.server.runtime import build_runtime, set_runtime  # noqa: E40
 from dbsal_backend.server.app import init_app  # noqa: E402
 from dbsal_backend.server.settings import Settings  # noqa: E402
 
-CLASSES = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
-           "Pedestrian", "Bicyclist"]  # fmt: skip
-LABELS = "".join(f'<Label value="{c}"/>' for c in CLASSES)
-BRUSH = ('<View><Image name="image" value="$image"/><BrushLabels name="tag" toName="image">'
-         + LABELS + "</BrushLabels></View>")
-POLYGONS = BRUSH.replace("</View>", f'<PolygonLabels name="poly" toName="image">{LABELS}'
-                                    "</PolygonLabels></View>")
 
 
 def main(argv: list[str] | None = None) -> dict:

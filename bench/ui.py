@@ -43,8 +43,10 @@ from label_studio_sdk import LabelStudio
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import lsbrowser  # noqa: E402
+from _camvid import BRUSH, CLASSES, POLYGONS, VOID  # noqa: E402
 from backendproc import Backend, png_bytes, region_masks, wait_for  # noqa: E402
 from lsserver import start_label_studio  # noqa: E402
 
@@ -52,14 +54,6 @@ from dbsal_backend.engine.data import read_image, read_label  # noqa: E402
 from dbsal_backend.labelstudio.label_config import parse_label_config  # noqa: E402
 from dbsal_backend.labelstudio.annotations import label_map_to_results  # noqa: E402
 
-CLASSES = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
-           "Pedestrian", "Bicyclist"]  # fmt: skip
-LABELS = "".join(f'<Label value="{c}"/>' for c in CLASSES)
-BRUSH = ('<View><Image name="image" value="$image" zoom="true"/>'
-         f'<BrushLabels name="tag" toName="image">{LABELS}</BrushLabels></View>')
-POLYGONS = BRUSH.replace("</View>", f'<PolygonLabels name="poly" toName="image">{LABELS}'
-                                    "</PolygonLabels></View>")
-VOID = 11
 
 
 def scenes(data: Path, n: int, size: tuple[int, int]) -> list[tuple[np.ndarray, np.ndarray]]:

@@ -50,21 +50,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from _camvid import BRUSH, CLASSES  # noqa: E402
 from dbsal_backend.labelstudio.rle import regions_to_rle  # noqa: E402
 from dbsal_backend.engine.superpixels import SlicParams, slic  # noqa: E402
 
-CLASSES = ["Sky", "Building", "Pole", "Road", "Pavement", "Tree", "SignSymbol", "Fence", "Car",
-           "Pedestrian", "Bicyclist"]  # fmt: skip
-CONFIG = (
-    '<View><Image name="image" value="$image" zoom="true"/>'
-    '<BrushLabels name="tag" toName="image">'
-    + "".join(f'<Label value="{c}"/>' for c in CLASSES)
-    + "</BrushLabels></View>"
-)
-CONFIG_MAXWIDTH = CONFIG.replace('zoom="true"', 'zoom="true" maxWidth="640px"')
-CONFIG_POLYGON = CONFIG.replace("BrushLabels", "PolygonLabels")
-CONFIGS = {"brush": CONFIG, "brush_maxwidth640": CONFIG_MAXWIDTH, "polygon": CONFIG_POLYGON}
+CONFIGS = {"brush": BRUSH,
+           "brush_maxwidth640": BRUSH.replace('zoom="true"', 'zoom="true" maxWidth="640px"'),
+           "polygon": BRUSH.replace("BrushLabels", "PolygonLabels")}
 MODEL_VERSION = "dbsal"
 
 
