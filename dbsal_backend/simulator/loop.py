@@ -57,14 +57,12 @@ class Simulation:
 
     # -- pieces -------------------------------------------------------------------------------
     def seed_set(self, seed: int, images: int | None = None) -> list[int]:
-        """The seed set of ``seed``: ``images`` (default ``init_images``) random pool images;
-        a smaller seed set is the first ``images`` of the same draw (a subset of the run's)."""
-        images = self.cfg.init_images if images is None else images
-        if images < 1:
+        """The seed set of ``seed``: ``init_images`` random pool images, or the first ``images``
+        of the same draw when that is fewer (a strategy's seed set is part of the run's)."""
+        if images is not None and images < 1:
             raise ValueError(f"a seed set needs at least one image, got {images}")
         rng = np.random.default_rng(seed)
-        drawn = random_images(list(range(len(self.pool_images))),
-                              max(images, self.cfg.init_images), rng)
+        drawn = random_images(list(range(len(self.pool_images))), self.cfg.init_images, rng)
         return sorted(drawn[:images])
 
     def whole(self, index: int) -> Answer:

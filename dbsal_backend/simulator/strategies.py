@@ -65,7 +65,8 @@ class Strategy:
     (:attr:`SimConfig.images_per_step`) for a ``regions`` strategy. ``answers`` is how a
     person answers a region: ``"repaint"`` (keep or relabel it, repaint the parts of other
     classes) or ``"dominant"`` (keep or relabel it, nothing more). ``init_images`` makes the
-    seed set smaller than the run's (:attr:`SimConfig.init_images`): its first ``init_images``.
+    seed set smaller than the run's (:attr:`SimConfig.init_images`): its first ``init_images``
+    (never more than the run's).
     """
 
     name: str
@@ -87,8 +88,9 @@ class Strategy:
 
 
 def product_default(polygons: bool = True) -> Strategy:
-    """The backend's default policy and superpixels (its settings with nothing set), for a
-    config with PolygonLabels (``default``) or with BrushLabels alone (``default_brush``)."""
+    """The backend's default policy, superpixels, answers and seed batch (its settings with
+    nothing set), for a config with PolygonLabels (``default``) or with BrushLabels alone
+    (``default_brush``)."""
     from ..server.settings import Settings
 
     defaults = Settings.model_validate({})
@@ -96,7 +98,7 @@ def product_default(polygons: bool = True) -> Strategy:
                     policy=defaults.query_policy(polygons), superpixels=defaults.slic_params(),
                     self_label=defaults.recipe().self_label,
                     self_label_share=defaults.recipe().self_label_share,
-                    answers=defaults.answers_for(polygons))
+                    answers=defaults.answers_for(polygons), init_images=defaults.initial_batch)
 
 
 # The paper's policy, spelled out (a bare QueryPolicy's cap and smoothing, not the backend's).
@@ -105,8 +107,9 @@ _PAPER = QueryPolicy(split="natural_breaks", scope="image", grouping="superpixel
 _SLICO = SlicParams(algorithm="SLICO", n_segments=300)
 _COARSE = SlicParams(algorithm="SLIC", n_segments=150, ruler=5.0)
 # The default with repainting answers: the strategies measured as variants of the default before
-# dominant-class answers were measured keep the answers they were measured with.
-_REPAINT = replace(product_default(), name="repaint", answers="repaint")
+# dominant-class answers were measured keep the answers they were measured with, and the run's
+# seed set (init_images None: all of it), as every strategy measured before ``seed5``.
+_REPAINT = replace(product_default(), name="repaint", answers="repaint", init_images=None)
 
 #: The strategies the simulator knows, by name (see the module docstring).
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
@@ -133,7 +136,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     replace(_REPAINT, name="wide", images_per_step=20),
     replace(_REPAINT, name="default_balanced",
             policy=replace(_REPAINT.policy, class_balanced=True)),
-    replace(product_default(), name="dominant", answers="dominant"),
+    replace(product_default(), name="dominant", answers="dominant", init_images=None),
     replace(product_default(), name="seed5", init_images=5),
     _REPAINT,
     Strategy("random", kind="random"),
