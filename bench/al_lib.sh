@@ -30,8 +30,10 @@ run() {  # run DIR NAME OPTIONS... SEEDS... -- STRATEGIES...
     --mc-samples 20 "${opts[@]}" --seeds "${seeds[@]}" --strategies "$@" \
     --out "$dir/$name.json"
 }
-combine() {  # combine DIR OUT [OPTIONS...]   (the runs of DIR that finished; default: default)
-  local files=(bench/results/$1/*.json) out=$2; shift 2
+combine() {  # combine "DIR..." OUT [OPTIONS...]   (the runs of the DIRs that finished; default: default)
+  local files=() out=$2 dir
+  for dir in $1; do files+=(bench/results/$dir/*.json); done
+  shift 2
   [ -e "${files[0]}" ] || return 0
   "$PY" -m dbsal_backend.simulator --data "$DATA" "${AL_CLASSES[@]:0:2}" --default default \
     --combine "${files[@]}" --out "$out" --plot "${out%.json}.png" "$@"

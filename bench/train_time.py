@@ -2,12 +2,14 @@
 the first model is worth: the backend's first run, as it runs it, on this machine's CPU.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/train_time.py [--data ../shared/data/camvid]
-        [--seeds 0] [--candidates 240:120 240:60 512:30] [--threads 1]
+        [--seeds 0] [--candidates 240:120 240:60 512:30] [--start-images 5] [--threads 1]
         [--out bench/results/train_time.json]
 
-The start is the simulator's seed set (``--seeds``: 10 random CamVid training images, the
-same as ``bench/camvid_al.sh``'s), labeled whole; the rest of the pool (357 images at 360x480)
-is unlabeled. For each candidate ``MAX_SIDE:FIRST_EPOCHS`` (``DBSAL_MAX_SIDE``,
+The start is the simulator's (``--seeds``): the first ``--start-images`` (default: the backend's
+``DBSAL_INITIAL_BATCH``) of the 10 random CamVid training images of ``bench/camvid_al.sh``'s
+seed set, labeled whole; the rest of the pool is unlabeled. ``train_time.json`` was measured
+with ``--start-images 10`` (the start before the cheaper one), ``train_time_start.json`` with
+the default. For each candidate ``MAX_SIDE:FIRST_EPOCHS`` (``DBSAL_MAX_SIDE``,
 ``DBSAL_FIRST_EPOCHS``; the other settings are the backend's defaults), the first run is timed
 as the backend runs it: the network from ImageNet weights, trained on the start
 (:func:`~dbsal_backend.engine.training.fit`), then the step
@@ -106,6 +108,8 @@ def main(argv=None) -> dict:
     p.add_argument("--candidates", nargs="+", default=["240:120", "240:60", "512:30"],
                    help="MAX_SIDE:FIRST_EPOCHS; a leading ~ extrapolates from timed epochs")
     p.add_argument("--timed-epochs", type=int, default=3)
+    p.add_argument("--start-images", type=int, default=None,
+                   help="whole images of the start (default: DBSAL_INITIAL_BATCH)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--out", default="bench/results/train_time.json")
     args = p.parse_args(argv)
@@ -116,18 +120,20 @@ def main(argv=None) -> dict:
     device = pick_device("cpu")
     pool_x, pool_y, _ = load_split(args.data, "train", ignore_value=VOID)
     val_x, val_y, _ = load_split(args.data, "val", ignore_value=VOID)
-    seed_sets = Simulation(pool_x, pool_y, val_x, val_y, SimConfig(n_classes=N_CLASSES))
+    seed_sets = Simulation(pool_x, pool_y, val_x, val_y,
+                           SimConfig(n_classes=N_CLASSES, init_images=10))
+    start_images = args.start_images or settings.initial_batch
     out = Path(args.out)
     result = {"runs": [], "settings": {
         "data": args.data, "pool_images": len(pool_x), "val_images": len(val_x),
         "image_size": list(pool_x[0].shape[:2]), "arch": settings.arch,
-        "start_images": settings.initial_batch, "mc_samples": settings.mc_samples,
+        "start_images": start_images, "mc_samples": settings.mc_samples,
         "step_images": settings.step_size, "batch_size": settings.batch_size,
         "device": str(device), "torch_threads": torch.get_num_threads(),
         "machine": platform.machine(), "cpus": __import__("os").cpu_count(),
         "torch": torch.__version__}}
     for seed in args.seeds:
-        start = seed_sets.seed_set(seed)
+        start = seed_sets.seed_set(seed, start_images)
         for candidate in args.candidates:
             extrapolate = candidate.startswith("~")
             side, epochs = (int(v) for v in candidate.lstrip("~").split(":"))

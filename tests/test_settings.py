@@ -24,7 +24,7 @@ DEFAULTS = {
     "max_image_bytes": 64 * 2**20, "image_timeout": 30.0, "max_request_bytes": 32 * 2**20,
     "max_tasks_per_request": 1000, "request_timeout": 30.0, "set_sampling": True,
     "set_instructions": True,
-    "arch": "efficientnet_lite0", "pretrained": True, "device": "auto", "initial_batch": 10,
+    "arch": "efficientnet_lite0", "pretrained": True, "device": "auto", "initial_batch": 5,
     "step_size": 10, "budget": None, "budget_unit": "regions", "n_segments": 300,
     "slic_algorithm": "SLICO", "compactness": 10.0, "mc_samples": 20, "uncertainty": "entropy",
     "split": "natural_breaks", "split_scope": "image", "static_fraction": 0.275,

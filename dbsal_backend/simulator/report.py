@@ -238,8 +238,8 @@ def cost_model_text(clicks: ClickModel) -> str:
             f"region: 0 clicks if the pre-label is the true dominant class, else "
             f"{clicks.relabel_clicks}; with repainting answers, every part of another class >= "
             f"{100 * clicks.min_part:g}% of the image inside it repainted as a polygon (priced "
-            f"as above), with dominant-class answers nothing more; void pixels cost nothing. cai_clicks: the same answers priced as Cai "
-            f"et al. (CVPR 2021) do, {clicks.label_click} click per region asked (right "
+            f"as above), with dominant-class answers nothing more; void pixels cost nothing. "
+            f"cai_clicks: the same answers priced as Cai et al. (CVPR 2021) do, {clicks.label_click} click per region asked (right "
             f"pre-label or not) instead of 0 or {clicks.relabel_clicks}, polygons as above")
 
 
