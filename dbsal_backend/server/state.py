@@ -334,7 +334,7 @@ class StateStore:
                                "updated_at=? WHERE project_id=?",
                                (error, time.time(), project))
 
-    # -- steps and queries --------------------------------------------------------------------------
+    # -- steps and queries ---------------------------------------------------------------------
     def record_step(self, project: int, step: int, queries: Iterable[QueryRecord],
                     details: Mapping[str, Any], **changes: Any) -> ProjectRecord:
         """Record a finished step in one transaction: its queries (replacing earlier queries of

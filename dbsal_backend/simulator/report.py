@@ -239,8 +239,9 @@ def cost_model_text(clicks: ClickModel) -> str:
             f"{clicks.relabel_clicks}; with repainting answers, every part of another class >= "
             f"{100 * clicks.min_part:g}% of the image inside it repainted as a polygon (priced "
             f"as above), with dominant-class answers nothing more; void pixels cost nothing. "
-            f"cai_clicks: the same answers priced as Cai et al. (CVPR 2021) do, {clicks.label_click} click per region asked (right "
-            f"pre-label or not) instead of 0 or {clicks.relabel_clicks}, polygons as above")
+            f"cai_clicks: the same answers priced as Cai et al. (CVPR 2021) do, "
+            f"{clicks.label_click} click per region asked (right pre-label or not) instead of 0 "
+            f"or {clicks.relabel_clicks}, polygons as above")
 
 
 def summary(result: dict) -> str:

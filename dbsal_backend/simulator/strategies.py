@@ -1,5 +1,6 @@
 """The simulator's strategies (:data:`STRATEGIES`; for one seed all start from the same seed set
-of whole images and the same model trained on it, but ``seed5``, which starts from part of it):
+of whole images and the same model trained on it, but ``default`` and ``seed5``, which start from
+its first 5, the backend's seed batch, and a model trained on those):
 
 ``dbsal``     the paper: per-image natural-breaks split, one region per superpixel (SLICO, 300).
 ``static``    the paper's static budget: the same top fraction of superpixels in every image,
