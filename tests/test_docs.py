@@ -136,6 +136,11 @@ def join(values, fn, sep: str = ", ") -> str:
     return sep.join(fn(v) for v in values)
 
 
+def opt(fn):
+    """``fn`` for a value that may be missing (None: '—')."""
+    return lambda x: "—" if x is None else fn(x)
+
+
 def span(values, fn, sep: str = "-") -> str:
     values = list(values)
     return f"{fn(min(values))}{sep}{fn(max(values))}"
@@ -197,7 +202,10 @@ def namespace(d: dict) -> dict:
         diffs = [r["miou"] - v for r in runs(ref, seed)[1:]
                  if (v := _interp([t["clicks"] for t in theirs], [t["miou"] for t in theirs],
                                   r["clicks"])) is not None]
-        return float(np.mean(diffs))
+        return float(np.mean(diffs)) if diffs else None  # None: the curves do not overlap
+
+    def reach_seed(name, seed, share):  # clicks at which a seed's curve reaches share of full
+        return _reach(runs(name, seed), share * full["miou"])
 
     def run_of(side, epochs):         # a train_time.json run
         return next(r for r in d["runs"] if (r["max_side"], r["first_epochs"]) == (side, epochs))
@@ -218,7 +226,7 @@ def namespace(d: dict) -> dict:
         return float(np.interp(clicks, [r["clicks"] for r in rows], [r["miou"] for r in rows]))
 
     return {**globals(), "d": d, "S": S, "col": col, "pm": pm, "D": D, "SD": SD, "M": M,
-            "cost": cost, "runs": runs, "seed_diff": seed_diff, "step_cost": step_cost, "run_of": run_of, "full": full, "at": at,
+            "cost": cost, "runs": runs, "seed_diff": seed_diff, "reach_seed": reach_seed, "step_cost": step_cost, "run_of": run_of, "full": full, "at": at,
             "reach": _reach, "per_region": per_region, "np": np}
 
 
@@ -335,14 +343,16 @@ def _start_section():
             (f, "| at equal clicks | " + " | ".join(
                 f"**{{sg(M('eq', '{o}'))}}** ({{len(D('eq', '{o}'))}})"
                 for o in ("seed10", "repaint", "random", "dbsal", "static")) + " |"),
-            (f, "Per seed, the default minus `seed10` at equal clicks is "
-                "{join([seed_diff('default', 'seed10', s) for s in sorted(d['runs']['default'], key=int)], sg)}, "
-                "minus random whole images "
-                "{join([seed_diff('default', 'random', s) for s in sorted(d['runs']['default'], key=int)], sg)}. "
+            (f, f"Per seed ({_seeds('default')}), the default reaches {pc(level)}% of full at "
+                f"{{join([reach_seed('default', s, {level}) for s in sorted(d['runs']['default'], key=int)], opt(k))}} "
+                f"clicks, `seed10` at "
+                f"{{join([reach_seed('seed10', s, {level}) for s in sorted(d['runs']['default'], key=int)], opt(k))}} "
+                f"(— : not within its steps); the default minus `seed10` at equal clicks is "
+                f"{{join([seed_diff('default', 'seed10', s) for s in sorted(d['runs']['default'], key=int)], opt(sg))}} "
+                f"(— : the curves do not overlap). "
                 "Its first model (5 whole images, {k(S('default')[0]['clicks'])} clicks) scores "
                 "{mi(S('default')[0]['miou'])} mIoU against `seed10`'s {mi(S('seed10')[0]['miou'])} "
-                "({k(S('seed10')[0]['clicks'])} clicks); at those clicks the default stands at "
-                "{mi(at(S('default'), S('seed10')[0]['clicks']))}. It ends at "
+                "({k(S('seed10')[0]['clicks'])} clicks). It ends at "
                 "{pc(S('default')[-1]['miou'] / full['miou'])}% of full supervision's mIoU with "
                 "{pc(S('default')[-1]['clicks'] / full['clicks'], 1)}% of the pool's clicks"
                 "{', passing 90% at ' + pc(full['share_of_full_clicks'], 1) + '%' if full.get('share_of_full_clicks') else ''}."),
@@ -447,8 +457,8 @@ README_START_AFTER = [
      "(the curve flattens: the model's plateau) and its step-1 pre-labels "
      "({pc(S('default')[1]['prelabel_accuracy'])}% right: a first model from 5 images);"),
     ("peanut_al_start.json",
-     "on Peanut the +5 margin over random whole images ({sg(M('eq', 'random'))} where the curves overlap; "
-     "they are flat after a few steps). All results and the browser waits: "
+     "on Peanut the +5 margin over random whole images ({sg(M('eq', 'random'))} at the "
+     "{len(D('eq', 'random'))} steps where the curves overlap; they are flat after a few steps). All results and the browser waits: "
      "[docs/results.md](docs/results.md)."),
 ]
 START_SECTION = _start_section()
