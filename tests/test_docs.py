@@ -222,12 +222,15 @@ def namespace(d: dict) -> dict:
                 if r["variant"] == "main" and r["width"] == width}
         return (main[40] - main[0]) / 40
 
+    def U(i, pick):                   # the seconds of a ui.json project's stream tasks that pick
+        return [t["seconds"] for t in d["projects"][i]["stream"] if pick(t)]
+
     def at(rows, clicks):             # a curve's mIoU at some clicks
         return float(np.interp(clicks, [r["clicks"] for r in rows], [r["miou"] for r in rows]))
 
     return {**globals(), "d": d, "S": S, "col": col, "pm": pm, "D": D, "SD": SD, "M": M,
             "cost": cost, "runs": runs, "seed_diff": seed_diff, "reach_seed": reach_seed, "step_cost": step_cost, "run_of": run_of, "full": full, "at": at,
-            "reach": _reach, "per_region": per_region, "np": np}
+            "reach": _reach, "per_region": per_region, "U": U, "np": np}
 
 
 def _row(name):
@@ -463,6 +466,28 @@ README_START_AFTER = [
      "[docs/results.md](docs/results.md)."),
 ]
 START_SECTION = _start_section()
+
+
+def _ui_row(i, config):
+    """A row of docs/results.md's table of bench/ui.py's projects (``d['projects'][i]``)."""
+    def cell(pick, count=False):  # median (range) of the stream's seconds that pick selects
+        return ("{'—' if not (v := U(%d, %s)) else f1(np.median(v)) + "
+                "(' (' + span(v, f1) + ')' if len(v) > 1 else '')%s}"
+                % (i, pick, " + f', {len(v)} tasks'" if count else ""))
+    during = cell("lambda t: t['queried'] and t['run_going']")
+    demand = cell("lambda t: not t['queried']", count=True)
+    return (f"| {config} | {{(p := d['projects'][{i}])['size']}} | "
+            "{p['regions_per_queried_task_median']:.0f} | "
+            f"**{{f1(np.median(q := U({i}, lambda t: t['queried'])))}}** ({{span(q, f1)}}), "
+            f"{{len(q)}} tasks | {during} | {demand} | "
+            "{pc(p['prelabel_accuracy'])}% | "
+            "{'seed task' if p['label_all_tasks']['before_first_step']['is_seed_task'] else 'another task'} / "
+            "{'least confident queried' if p['label_all_tasks']['after_first_step']['is_least_confident_queried'] else 'another task'} | "
+            "{p['first_step_seconds']:.0f} s |")
+
+
+UI_ROWS = [_ui_row(i, c) for i, c in enumerate(["Brush and Polygon", "Brush and Polygon",
+                                                "Brush alone", "Brush alone"])]
 ANSWERS_SECTION = _answers_section()
 GOALS_24 = _goals_24()
 _LONG = "docs/results.md"
@@ -719,28 +744,25 @@ FIGURES = [
      "mIoU against the product's fine-tuned model) and the fine-tuned model 60\nmore epochs "
      "({sg(d['summary']['4']['warm_more_minus_warm']['mean'])} ± {mi(d['summary']['4']['warm_more_minus_warm']['std'])})"),
     # ---- what an annotator waits for (ui.json, ui_render_regions_quiet.json)
-    *[("docs/results.md", "ui.json",
-       f"| {{(p := d['projects'][{i}])['size']}} | {{p['regions_per_queried_task_median']:.0f}} | "
-       f"**{{f1(np.median(q := [t['seconds'] for t in p['stream'] if t['queried']]))}}** "
-       f"({{span(q, f1)}}), {{len(q)}} tasks | {cells} | "
-       f"{{pc(p['prelabel_accuracy'])}}% | seed task / least confident queried |")
-      for i, cells in ((0, "{f1(np.median(r := [t['seconds'] for t in p['stream'] if t['queried'] and t['run_going']]))} "
-                           "({span(r, f1)}) | {f1(np.median(o := [t['seconds'] for t in p['stream'] if not t['queried']]))} "
-                           "({span(o, f1)}), {len(o)} tasks"),
-                       (1, "{f1(np.median([t['seconds'] for t in p['stream'] if t['queried'] and t['run_going']]))} | —"))],
+    *[("docs/results.md", "ui.json", row) for row in UI_ROWS],
     ("docs/results.md", "ui.json",
-     "(medians {f1(np.median([t['seconds'] for t in d['projects'][0]['stream'] if t['queried']]))} s and "
-     "{f1(np.median([t['seconds'] for t in d['projects'][1]['stream'] if t['queried']]))} s; one 360x480 task took "
-     "{f1(max(t['seconds'] for t in d['projects'][0]['stream'] if t['queried']))} s while a run\ntrained)"),
+     "met for the queried tasks of both configs (the slowest queried 360x480 task took "
+     "{f1(max(t['seconds'] for p in d['projects'] if p['size'] == '360x480' for t in p['stream'] if t['queried']))} s)"),
     ("docs/results.md", "ui.json",
      "(load average {span(d['load_average_at_start'] + d['load_average_at_end'], f1)} over the bench"),
     ("docs/results.md", "ui.json",
-     "retrains on the same two cores: {span(o := [t['seconds'] for t in d['projects'][0]['stream'] if not t['queried']], f1)} s "
-     "(median {f1(np.median(o))} s) at 360x480"),
+     "retrains on the same two cores: {span(o := U(0, lambda t: not t['queried']), f1)} s (median "
+     "{f1(np.median(o))} s) at 360x480 with polygons,\n  {span(o := U(2, lambda t: not t['queried']), f1)} s "
+     "(median {f1(np.median(o))} s) with brush layers"),
     ("docs/results.md", "ui.json",
-     "right for {pc(d['projects'][0]['prelabel_accuracy'])}% of the regions at 360x480 and "
-     "{pc(d['projects'][1]['prelabel_accuracy'])}% at\n  1024x2048 (the model at max side 512; the simulator, at "
-     "max side 240, measures {pc(load('camvid_al.json')['strategies']['default'][1]['prelabel_accuracy'])}% at step 1)"),
+     "right for {pc(d['projects'][0]['prelabel_accuracy'])}% of the polygon regions at 360x480 and "
+     "{pc(d['projects'][1]['prelabel_accuracy'])}%\n  at 1024x2048 (the simulator, at the same max side 240, "
+     "measures {pc(load('camvid_al_long20_start.json')['strategies']['default'][1]['prelabel_accuracy'])}% at step 1"),
+    ("docs/results.md", "ui.json",
+     "is right more often: {pc(d['projects'][2]['prelabel_accuracy'])}% and {pc(d['projects'][3]['prelabel_accuracy'])}%"),
+    ("docs/results.md", "ui.json",
+     "came {d['projects'][0]['first_step_seconds']:.0f} s (360x480) and {d['projects'][1]['first_step_seconds']:.0f} s "
+     "(1024x2048) after the last seed answer"),
     ("docs/results.md", "ui_render_regions_quiet.json",
      "start-up of {span([r['seconds_median'] for r in d['results'] if r['variant'] == 'main' and r['regions'] == 0], f1)} s included"),
     ("docs/results.md", "ui_render_regions_quiet.json",
