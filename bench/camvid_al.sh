@@ -81,6 +81,8 @@ for seed in 0 1 2; do
   # a cheaper start: the same answers from the first 5 of the 10 whole images, 9 steps (the
   # clicks of dominant's 5; about 50 minutes a seed)
   long camvid_al_long20_start "seed5_s${seed}" 9 20 20 "$seed" -- seed5
+  # the same on finer superpixels (SLICO 600), the first 5 steps (about 25 minutes a seed)
+  long camvid_al_long20_start "fine_s${seed}" 5 20 20 "$seed" -- fine
   long camvid_al_long20 "random_s${seed}" 5 10 20 "$seed" -- random
   long camvid_al_long20 "control_s${seed}" 11 20 20 "$seed" -- control
   # the paper's split and its matched static budget: 4 steps of 20 images reach about the

@@ -303,6 +303,9 @@ def test_a_cheaper_start_is_part_of_the_runs_seed_set(dataset, tmp_path):
     """``seed5`` is the default from the first 5 images of the run's seed set (here: 1 of 2);
     the run's own seed set is the one every other strategy starts from."""
     assert STRATEGIES["seed5"] == replace(STRATEGIES["default"], name="seed5", init_images=5)
+    fine = STRATEGIES["fine"]  # the same on finer superpixels
+    assert fine == replace(STRATEGIES["seed5"], name="fine", superpixels=fine.superpixels)
+    assert fine.superpixels == replace(STRATEGIES["seed5"].superpixels, n_segments=600)
     assert STRATEGIES["default"].init_images == Settings().initial_batch  # the backend's start
     with pytest.raises(ValueError, match="init_images"):
         replace(STRATEGIES["default"], init_images=0)

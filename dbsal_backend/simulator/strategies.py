@@ -34,6 +34,8 @@ its first 5, the backend's seed batch, and a model trained on those):
               on as its class (the label noise this costs is in the results).
 ``seed5``     the default from a cheaper start: 5 whole images in the seed set (the first 5 of
               the run's seed set, ``--init-images``), its seed model trained on them alone.
+``fine``      the default on finer superpixels (SLICO, 600: half the size; purer regions, each
+              answer labels half as many pixels).
 ``repaint``   the default with repainting answers: keep or relabel each region and repaint the
               parts of other classes in it (the variants above, ``self_labeled`` to
               ``default_balanced``, are variants of it: what they were measured with).
@@ -111,6 +113,7 @@ _COARSE = SlicParams(algorithm="SLIC", n_segments=150, ruler=5.0)
 # dominant-class answers were measured keep the answers they were measured with, and the run's
 # seed set (init_images None: all of it), as every strategy measured before ``seed5``.
 _REPAINT = replace(product_default(), name="repaint", answers="repaint", init_images=None)
+_SEED5 = replace(product_default(), name="seed5", init_images=5)
 
 #: The strategies the simulator knows, by name (see the module docstring).
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
@@ -138,7 +141,8 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     replace(_REPAINT, name="default_balanced",
             policy=replace(_REPAINT.policy, class_balanced=True)),
     replace(product_default(), name="dominant", answers="dominant", init_images=None),
-    replace(product_default(), name="seed5", init_images=5),
+    _SEED5,
+    replace(_SEED5, name="fine", superpixels=replace(_SEED5.superpixels, n_segments=600)),
     _REPAINT,
     Strategy("random", kind="random"),
     Strategy("control", kind="none"),
