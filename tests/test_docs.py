@@ -468,6 +468,21 @@ README_START_AFTER = [
 START_SECTION = _start_section()
 
 
+def _superpixel_row(variant, label):
+    """A row of docs/results.md's table of superpixel settings (answer_noise.json)."""
+    def cells(data):
+        m = f"d['superpixels']['{data}']['{variant}']"
+        return (f"{{pc({m}['wrong'], 1)}}% | {{pc({m}['mixed'])}}% | {{{m}['pixels']:.0f}} | "
+                f"{{{m}['regions']:.0f}} | {{{m}['vertices']:g}} |")
+    return ("answer_noise.json", f"| {label} | {cells('camvid')} {cells('peanut')}")
+
+
+SUPERPIXEL_ROWS = [_superpixel_row(v, label) for v, label in (
+    ("default", "default (SLICO, 300)"), *[(v, v) for v in (
+        "SLIC, compactness 10", "SLIC, compactness 5", "SLIC, compactness 2.5",
+        "MSLIC, compactness 10", "SLICO, 150", "SLICO, 600")])]
+
+
 def _ui_row(i, config):
     """A row of docs/results.md's table of bench/ui.py's projects (``d['projects'][i]``)."""
     def cell(pick, count=False):  # median (range) of the stream's seconds that pick selects
@@ -492,7 +507,8 @@ ANSWERS_SECTION = _answers_section()
 GOALS_24 = _goals_24()
 _LONG = "docs/results.md"
 FIGURES = [
-    *[("docs/results.md", f, text) for f, text in START_SECTION + ANSWERS_SECTION + GOALS_24],
+    *[("docs/results.md", f, text)
+      for f, text in START_SECTION + ANSWERS_SECTION + GOALS_24 + SUPERPIXEL_ROWS],
     ("docs/results.md", "peanut_al_start.json",
      "Over its steps past the seed set ({span(col('random', 'clicks', slice(1, None)), k)} clicks) "
      "the random whole images' curve averages\n  {mi(np.mean(col('random', 'miou', slice(1, None))))} "
