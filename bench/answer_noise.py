@@ -1,6 +1,6 @@
 """How wrong dominant-class answers are, whether leaving out region edges helps, and how other
-superpixel settings do: on ground
-truth alone (no model), over every superpixel of some pool images.
+superpixel settings do: on ground truth alone (no model), over every superpixel of some pool
+images.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/answer_noise.py [--images 15]
         [--out bench/results/answer_noise.json]
