@@ -469,6 +469,32 @@ README_START_AFTER = [
 START_SECTION = _start_section()
 
 
+def _fine_section():
+    """docs/results.md's comparison of ``fine`` (the default on SLICO 600) with the default, a row
+    per data set (rendered like ANSWERS_SECTION)."""
+    seeds = "sorted(d['runs']['fine'], key=int)"
+    row = (" | {len(S('fine')) - 1} | {k(S('fine')[-1]['clicks'])}, {pm(S('fine')[-1])} | "
+           "{mi(at(S('default'), S('fine')[-1]['clicks']))} | "
+           "**{sg(M('eq', 'fine'))}** ({len(D('eq', 'fine'))}; "
+           f"{{join([seed_diff('default', 'fine', s) for s in {seeds}], opt(sg))}}) | "
+           "{'no step' if M('eqt', 'fine') is None else sg(M('eqt', 'fine'))} | "
+           "{pc(S('fine')[-1]['pixels_fraction'], 1)}% / "
+           "{pc(S('default')[len(S('fine')) - 1]['pixels_fraction'], 1)}% | "
+           "{pc(S('fine')[1]['prelabel_accuracy'])}% / {pc(S('default')[1]['prelabel_accuracy'])}% |")
+    return [
+        ("camvid_al_long20_start.json",
+         "| data set | steps of `fine` | its last step: clicks, mIoU | the default's mIoU at those "
+         "clicks | the default minus `fine` at equal clicks (the default's steps compared; per seed) | at equal clicks "
+         "and training | pool labeled at `fine`'s last step: `fine` / the default | step-1 "
+         "pre-labels right: `fine` / the default |\n|---|---|---|---|---|---|---|---|"),
+        ("camvid_al_long20_start.json", "| CamVid, 20 images a step" + row),
+        ("peanut_al_start.json", "| Peanut, 10 images a step" + row),
+    ]
+
+
+FINE_SECTION = _fine_section()
+
+
 def _superpixel_row(variant, label):
     """A row of docs/results.md's table of superpixel settings (answer_noise.json)."""
     def cells(data):
@@ -509,7 +535,7 @@ GOALS_24 = _goals_24()
 _LONG = "docs/results.md"
 FIGURES = [
     *[("docs/results.md", f, text)
-      for f, text in START_SECTION + ANSWERS_SECTION + GOALS_24 + SUPERPIXEL_ROWS],
+      for f, text in START_SECTION + ANSWERS_SECTION + GOALS_24 + SUPERPIXEL_ROWS + FINE_SECTION],
     ("docs/results.md", "peanut_al_start.json",
      "Over its steps past the seed set ({span(col('random', 'clicks', slice(1, None)), k)} clicks) "
      "the random whole images' curve averages\n  {mi(np.mean(col('random', 'miou', slice(1, None))))} "
