@@ -27,6 +27,10 @@ void aside). Variants:
 ``smoothed_4``        ``mc_mean`` with 4 rounds of smoothing
 ``deterministic_4``   ``deterministic`` with 4 rounds of smoothing
 
+With ``--start-images 5 --images-per-step 20 --out bench/results/prelabels_start.json``: the
+same from the product's start (its seed batch of 5 whole images, 20 queried images as in the
+long protocol).
+
 Writes ``bench/results/prelabels.json``: per seed and variant, right / judged.
 """
 
@@ -128,19 +132,24 @@ def main() -> None:
     p.add_argument("--data", default="../shared/data/camvid")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--out", default="bench/results/prelabels.json")
+    p.add_argument("--start-images", type=int, default=None,
+                   help="seed set of the first N of the 10 whole images (default: all 10; the "
+                        "product's start is its seed batch, 5)")
+    p.add_argument("--images-per-step", type=int, default=10)
     args = p.parse_args()
-    sim = camvid_step1(args.data)
+    sim = camvid_step1(args.data, images_per_step=args.images_per_step)
     cfg, pool_x, pool_y = sim.cfg, sim.pool_images, sim.pool_labels
     strategy = STRATEGIES["default"]
     policy = replace(strategy.policy, images=cfg.images_per_step)
     n = cfg.n_classes
     out = {"settings": {"data": args.data, "seeds": args.seeds, "strategy": "default",
                         "policy": policy.__dict__, "first_epochs": cfg.first_epochs,
-                        "max_side": cfg.max_side, "mc_samples": cfg.mc_samples},
+                        "max_side": cfg.max_side, "mc_samples": cfg.mc_samples,
+                        "start_images": args.start_images or cfg.init_images},
            "variants": list(VARIANTS), "seeds": {}}
     for seed in args.seeds:
         t0 = time.perf_counter()
-        model, labeled, _, miou0 = sim.seed_start(seed)
+        model, labeled, _, miou0 = sim.seed_start(seed, args.start_images)
         scorer = sim.scorer(model, labeled, seed)
         result = sim.step(scorer, strategy, policy, labeled, seed)
         weights = np.asarray(scorer.class_weights, dtype=np.float64)
