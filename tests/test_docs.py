@@ -541,6 +541,9 @@ FIGURES = [
      "the random whole images' curve averages\n  {mi(np.mean(col('random', 'miou', slice(1, None))))} "
      "mIoU; 5 more is {mi(np.mean(col('random', 'miou', slice(1, None))) + 0.05)}, against full "
      "supervision's {mi(full['miou'])}"),
+    ("docs/results.md", "prelabels_start.json",
+     "product's is right for {pc(d['pooled_accuracy']['product'])}% of the regions, the others for "
+     "{span([v for k, v in d['pooled_accuracy'].items() if k != 'product'], pc)}%"),
     ("docs/results.md", "answer_noise.json",
      "{pc(d['camvid']['0']['wrong'], 1)}% (CamVid) and {pc(d['peanut']['0']['wrong'], 1)}% (Peanut) of the labeled "
      "pixels of the default superpixels"),
