@@ -99,15 +99,15 @@ def compare(images, labels, n_classes: int, params, outlines: int = 40) -> dict:
             answer, valid = answers(sp, truth, n_classes)
             wrong += int((valid & (answer != truth)).sum())
             labeled += int(valid.sum())
-            k = int(sp.max()) + 1
-            held = np.bincount(sp[valid], minlength=k)
-            right = np.bincount(sp[valid], weights=(answer == truth)[valid], minlength=k)
+            count = int(sp.max()) + 1
+            held = np.bincount(sp[valid], minlength=count)
+            right = np.bincount(sp[valid], weights=(answer == truth)[valid], minlength=count)
             right, held = right[held > 0], held[held > 0]
             regions.append(len(held))
             pixels.extend(held.tolist())
             mixed.extend((right < 0.9 * held).tolist())
             tolerance = POLYGON_TOLERANCE * max(sp.shape)
-            for k in rng.choice(int(sp.max()) + 1, min(outlines, int(sp.max()) + 1), replace=False):
+            for k in rng.choice(count, min(outlines, count), replace=False):
                 parts = mask_outlines(sp == k, tolerance, "slit") or []
                 vertices.append(sum(len(points) for points in parts))
         out[name] = {"settings": repr(variant), "wrong": wrong / labeled,
