@@ -204,6 +204,9 @@ def namespace(d: dict) -> dict:
                                   r["clicks"])) is not None]
         return float(np.mean(diffs)) if diffs else None  # None: the curves do not overlap
 
+    def seed_diffs(other, ref="default"):  # seed_diff of each of ref's seeds, in order
+        return [seed_diff(ref, other, s) for s in sorted(d["runs"][ref], key=int)]
+
     def reach_seed(name, seed, share):  # clicks at which a seed's curve reaches share of full
         return _reach(runs(name, seed), share * full["miou"])
 
@@ -229,7 +232,8 @@ def namespace(d: dict) -> dict:
         return float(np.interp(clicks, [r["clicks"] for r in rows], [r["miou"] for r in rows]))
 
     return {**globals(), "d": d, "S": S, "col": col, "pm": pm, "D": D, "SD": SD, "M": M,
-            "cost": cost, "runs": runs, "seed_diff": seed_diff, "reach_seed": reach_seed, "step_cost": step_cost, "run_of": run_of, "full": full, "at": at,
+            "cost": cost, "runs": runs, "seed_diff": seed_diff,
+            "seed_diffs": seed_diffs, "reach_seed": reach_seed, "step_cost": step_cost, "run_of": run_of, "full": full, "at": at,
             "reach": _reach, "per_region": per_region, "U": U, "np": np}
 
 
@@ -278,8 +282,8 @@ def _answers_section():
                   f"**{{sg(M('eqt', '{o}'))}}** ({{join(D('eqt', '{o}'), sg)}}) |")
               for o in ("repaint", "random", "dbsal", "static")],
             (f, "Per seed ({join(sorted(d['runs']['default'], key=int), str, ', ')}), the default minus `repaint` at "
-                "equal clicks is {join([seed_diff('default', 'repaint', s) for s in sorted(d['runs']['default'], key=int)], sg)}, "
-                "minus random whole images {join([seed_diff('default', 'random', s) for s in sorted(d['runs']['default'], key=int)], sg)}. "
+                "equal clicks is {join(seed_diffs('repaint'), sg)}, "
+                "minus random whole images {join(seed_diffs('random'), sg)}. "
                 "The default beats the control by {join([r['miou_difference'] for r in d['against_control']], sg)} "
                 "at steps 1-4. At step 1 it asks the same regions as `repaint` (the same model): "
                 "repainting was {pc(1 - step_cost('default', 'default') / step_cost('repaint', 'default'))}% "
@@ -351,7 +355,7 @@ def _start_section():
                 f"clicks, `seed10` at "
                 f"{{join([reach_seed('seed10', s, {level}) for s in sorted(d['runs']['default'], key=int)], opt(k))}} "
                 f"(— : not within its steps); the default minus `seed10` at equal clicks is "
-                f"{{join([seed_diff('default', 'seed10', s) for s in sorted(d['runs']['default'], key=int)], opt(sg))}} "
+                f"{{join(seed_diffs('seed10'), opt(sg))}} "
                 f"(— : the curves do not overlap). "
                 "Its first model (5 whole images, {k(S('default')[0]['clicks'])} clicks) scores "
                 "{mi(S('default')[0]['miou'])} mIoU against `seed10`'s {mi(S('seed10')[0]['miou'])} "
@@ -472,11 +476,10 @@ START_SECTION = _start_section()
 def _fine_section():
     """docs/results.md's comparison of ``fine`` (the default on SLICO 600) with the default, a row
     per data set (rendered like ANSWERS_SECTION)."""
-    seeds = "sorted(d['runs']['fine'], key=int)"
     row = (" | {len(S('fine')) - 1} | {k(S('fine')[-1]['clicks'])}, {pm(S('fine')[-1])} | "
            "{mi(at(S('default'), S('fine')[-1]['clicks']))} | "
            "**{sg(M('eq', 'fine'))}** ({len(D('eq', 'fine'))}; "
-           f"{{join([seed_diff('default', 'fine', s) for s in {seeds}], opt(sg))}}) | "
+           "{join(seed_diffs('fine'), opt(sg))}) | "
            "{'no step' if M('eqt', 'fine') is None else sg(M('eqt', 'fine'))} | "
            "{pc(S('fine')[-1]['pixels_fraction'], 1)}% / "
            "{pc(S('default')[len(S('fine')) - 1]['pixels_fraction'], 1)}% | "
@@ -581,7 +584,7 @@ FIGURES = [
     ("docs/results.md", "camvid_al.json",
      "equal clicks by **{mi(M('eq', 'self_labeled'))}** mIoU (per step {join(D('eq', 'self_labeled')[:2], mi)},\n"
      "{join(D('eq', 'self_labeled')[2:], mi)}; per seed "
-     "{join([seed_diff('default', 'self_labeled', s) for s in range(3)], mi)}) and by "
+     "{join(seed_diffs('self_labeled'), mi)}) and by "
      "{mi(M('eqt', 'self_labeled'))} at equal clicks and training"),
     ("docs/results.md", "camvid_al.json",
      "pre-labels are worse ({span(col('self_labeled', 'prelabel_accuracy', slice(2, 5)), pc)}% right "
@@ -615,8 +618,8 @@ FIGURES = [
     ("docs/results.md", "camvid_al.json",
      "Default minus wide is {sg(M('eq', 'wide'))} at equal clicks and {sg(M('eqt', 'wide'))} at equal"),
     ("docs/results.md", "camvid_al.json",
-     "dbsal minus\nstatic at equal clicks {join([seed_diff('dbsal', 'static', s) for s in range(3)], sg)} "
-     "on seeds 0-2 (mean {sg(np.mean([seed_diff('dbsal', 'static', s) for s in range(3)]))})"),
+     "dbsal minus\nstatic at equal clicks {join(seed_diffs('static', 'dbsal'), sg)} "
+     "on seeds 0-2 (mean {sg(np.mean(seed_diffs('static', 'dbsal')))})"),
     ("docs/results.md", "camvid_al.json",
      "shrinks from {span([f for s in range(3) for f in runs('dbsal', s)[1]['superpixel_fraction']], lambda x: f'{x:.2f}')} "
      "of an image's superpixels at\nstep 1 to {span([f for s in range(3) for f in runs('dbsal', s)[4]['superpixel_fraction']], lambda x: f'{x:.2f}')} at step 4"),
@@ -709,8 +712,8 @@ FIGURES = [
     ("docs/results.md", "camvid_al_long20.json",
      "90% of full is {mi(0.9 * full['miou'])} mIoU; 10% of the pool is {k(0.1 * full['clicks'])} clicks"),
     ("docs/results.md", "camvid_al_long20.json",
-     "(below) it does: {join([seed_diff('dbsal', 'static', s) for s in range(3)], sg)}\n"
-     "(mean {sg(np.mean([seed_diff('dbsal', 'static', s) for s in range(3)]))})"),
+     "(below) it does: {join(seed_diffs('static', 'dbsal'), sg)}\n"
+     "(mean {sg(np.mean(seed_diffs('static', 'dbsal')))})"),
     ("docs/results.md", "camvid_al_long20.json",
      "Long protocol with 20 epochs a step: {sg(M('eq', 'random'))}; {sg(M('eqt', 'random'))} at equal "
      "clicks and training."),
@@ -884,7 +887,7 @@ FIGURES = [
     ("docs/results.md", 'peanut_al.json', "| `random` whole images | **{sg(M('eq', 'random'))}** ({'per step ' if 'random' == 'random' else ''}{join(D('eq', 'random'), sg)}) | **{sg(M('eqt', 'random'))}** ({join(D('eqt', 'random'), sg)}) |"),
     ("docs/results.md", 'peanut_al.json', "| `static` | **{sg(M('eq', 'static'))}** ({'per step ' if 'static' == 'random' else ''}{join(D('eq', 'static'), sg)}) | **{sg(M('eqt', 'static'))}** ({join(D('eqt', 'static'), sg)}) |"),
     ("docs/results.md", 'peanut_al.json', "| `dbsal` | **{sg(M('eq', 'dbsal'))}** ({'per step ' if 'dbsal' == 'random' else ''}{join(D('eq', 'dbsal'), sg)}) | **{sg(M('eqt', 'dbsal'))}** ({join(D('eqt', 'dbsal'), sg)}) |"),
-    ("docs/results.md", 'peanut_al.json', "Per seed, `default` minus `random` at equal clicks is {join([seed_diff('default', 'random', s) for s in d['settings']['seeds']], sg)} on seeds {join(d['settings']['seeds'], str, ', ')}: **{sg(np.mean([seed_diff('default', 'random', s) for s in d['settings']['seeds']]))} ± {mi(np.std([seed_diff('default', 'random', s) for s in d['settings']['seeds']]))}** over the seeds. "),
+    ("docs/results.md", 'peanut_al.json', "Per seed, `default` minus `random` at equal clicks is {join(seed_diffs('random'), sg)} on seeds {join(d['settings']['seeds'], str, ', ')}: **{sg(np.mean(seed_diffs('random')))} ± {mi(np.std(seed_diffs('random')))}** over the seeds. "),
     ("docs/results.md", 'peanut_al.json', "The default beats the control by {join([r['miou_difference'] for r in d['against_control']], sg)} at steps 1-4: its {span(cost('default'), lambda x: f'{round(x, -1):.0f}')} clicks a step are worth labels, not just more training (the control gains {sg(S('control')[4]['miou'] - S('control')[0]['miou'])} over 4 steps). Ten random whole Peanut images cost {span(cost('random'), k)} clicks a step, `dbsal` and `static` {span(cost('dbsal') + cost('static'), k)}."),
     ("docs/results.md", 'peanut_al.json', "Full supervision reaches {mi(full['miou'])} mIoU with {k(full['clicks'])} clicks (the whole pool). The seed set alone is at {mi(S('default')[0]['miou'])} ({pc(S('default')[0]['miou'] / full['miou'])}% of full, {pc(S('default')[0]['clicks'] / full['clicks'], 1)}% of the pool's clicks); the default ends at {mi(S('default')[4]['miou'])} ({pc(S('default')[4]['miou'] / full['miou'])}%) with {k(S('default')[4]['clicks'])} clicks ({pc(S('default')[4]['clicks'] / full['clicks'], 1)}% of the pool's), random whole images at {mi(S('random')[4]['miou'])} ({pc(S('random')[4]['miou'] / full['miou'])}%) with {k(S('random')[4]['clicks'])} ({pc(S('random')[4]['clicks'] / full['clicks'], 1)}%)."),
     ("docs/results.md", 'peanut_al.json', "{'The default passes 90% of full at ' + k(full['clicks_for_90_percent']) + ' clicks (' + pc(full['share_of_full_clicks'], 1) + '% of the pool' + chr(39) + 's), within its step 1.' if full.get('clicks_for_90_percent') else 'The default does not reach 90% of full in 4 steps.'}"),
