@@ -20,6 +20,14 @@ the extra models are trained on copies, with the random state put back, so ``war
 curve of ``camvid_al.json``. Writes ``bench/results/fresh_training.json`` (``--out``) after
 every seed, with a ``summary`` over the seeds done so far (seeds run by separate processes
 into separate files are merged by ``--merge``).
+
+With ``--from-cache`` nothing is run again: the extra models are trained on the labels of the
+last step that the strategy's run (``bench/camvid_al.sh``, ``bench/peanut_al.sh``) kept in
+``.sim-cache`` for ``--steps``; ``--n-classes 3 --ignore-value -1`` for Peanut (no void):
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/fresh_training.py --data ../shared/data/peanut \
+        --n-classes 3 --ignore-value -1 --strategy seed5 --steps 16 --from-cache --seeds 0 \
+        --arms fresh --out bench/results/fresh_training_peanut.json
 """
 
 from __future__ import annotations
@@ -58,6 +66,12 @@ def main() -> None:
     p.add_argument("--out", default="bench/results/fresh_training.json")
     p.add_argument("--merge", nargs="+", metavar="JSON",
                    help="only merge these results files (same settings) into --out")
+    p.add_argument("--from-cache", action="store_true",
+                   help="take the run's last cached step (of --steps) instead of running it")
+    p.add_argument("--arms", nargs="+", choices=ARMS[1:], default=list(ARMS[1:]),
+                   help="the extra models to train (default: both)")
+    p.add_argument("--n-classes", type=int, default=11)
+    p.add_argument("--ignore-value", type=int, default=11, help="the void value; -1: none")
     args = p.parse_args()
     if args.merge:
         docs = [json.loads(Path(f).read_text()) for f in args.merge]
@@ -68,20 +82,23 @@ def main() -> None:
         Path(args.out).write_text(json.dumps(merged, indent=1))
         print(json.dumps(merged["summary"], indent=1))
         return
-    at = set(args.at or [args.steps])
+    at = {args.steps} if args.from_cache else set(args.at or [args.steps])
     sim = camvid_step1(args.data, steps=args.steps, images_per_step=args.images_per_step,
-                       epochs=args.epochs)
+                       epochs=args.epochs, n_classes=args.n_classes,
+                       ignore_value=None if args.ignore_value < 0 else args.ignore_value)
+    strategy = STRATEGIES[args.strategy]
     out_path = Path(args.out)
     out = json.loads(out_path.read_text()) if out_path.exists() else {"seeds": {}}
     out["settings"] = {"data": args.data, "strategy": args.strategy, "steps": args.steps,
                        "images_per_step": args.images_per_step, "epochs": args.epochs,
                        "first_epochs": sim.cfg.first_epochs, "fresh_epochs": args.fresh_epochs,
-                       "max_side": sim.cfg.max_side, "at": sorted(at),
+                       "max_side": sim.cfg.max_side, "at": sorted(at), "arms": args.arms,
+                       "n_classes": args.n_classes, "from_cache": args.from_cache,
                        "torch_threads": torch.get_num_threads()}
 
     for seed in args.seeds:
         rows: dict[int, dict] = {}
-        init = sim.cfg.init_images
+        init = strategy.init_images or sim.cfg.init_images
 
         def look(step: int, model: torch.nn.Module, labeled: dict) -> None:
             if step not in at:
@@ -94,19 +111,28 @@ def main() -> None:
             row["passes"]["warm_more"] = row["passes"]["warm"] + args.fresh_epochs * n
             t0 = time.perf_counter()
             with torch.random.fork_rng():
-                fresh = sim.train(sim.new_model(seed), labeled, seed, args.fresh_epochs)
-                row["fresh"] = sim.evaluate(fresh)
-                more = sim.train(copy.deepcopy(model), labeled, seed + 100 + step,
-                                 args.fresh_epochs)
-                row["warm_more"] = sim.evaluate(more)
+                if "fresh" in args.arms:
+                    fresh = sim.train(sim.new_model(seed), labeled, seed, args.fresh_epochs)
+                    row["fresh"] = sim.evaluate(fresh)
+                if "warm_more" in args.arms:
+                    more = sim.train(copy.deepcopy(model), labeled, seed + 100 + step,
+                                     args.fresh_epochs)
+                    row["warm_more"] = sim.evaluate(more)
             model.eval()
             row["seconds"] = round(time.perf_counter() - t0, 1)
             rows[step] = row
-            print(f"seed {seed} step {step}: {n} images, warm {row['warm']:.4f}, fresh "
-                  f"{row['fresh']:.4f}, warm_more {row['warm_more']:.4f}", flush=True)
+            print(f"seed {seed} step {step}: {n} images, " + ", ".join(
+                f"{arm} {row[arm]:.4f}" for arm in ARMS if arm in row), flush=True)
 
-        # every step runs again (no resuming from the cache), so that look sees each one
-        records = sim.run(STRATEGIES[args.strategy], seed, on_step=look, resume=False)
+        if args.from_cache:
+            saved = sim.saved_run(strategy, seed)
+            if saved is None or len(saved[2]) - 1 != args.steps:
+                raise SystemExit(f"no cached run of {args.strategy} seed {seed} to step "
+                                 f"{args.steps}: run it first (bench/*_al.sh)")
+            model, labeled, records = saved
+            look(args.steps, model, labeled)
+        else:  # every step runs again (no resuming from the cache), so that look sees each one
+            records = sim.run(strategy, seed, on_step=look, resume=False)
         for step, row in rows.items():
             row["clicks"] = records[step].clicks
             assert abs(row["warm"] - records[step].miou) < 1e-9  # the run's own model
@@ -124,10 +150,11 @@ def summary(seeds: dict) -> dict:
     for step in sorted({s for row in seeds.values() for s in row["steps"]}, key=int):
         rows = [row["steps"][step] for row in seeds.values() if step in row["steps"]]
         entry = {"seeds": len(rows)}
-        for arm in ARMS:
+        arms = [arm for arm in ARMS if all(arm in r for r in rows)]
+        for arm in arms:
             values = np.array([r[arm] for r in rows])
             entry[arm] = {"miou": float(values.mean()), "std": float(values.std())}
-        for arm in ARMS[1:]:
+        for arm in arms[1:]:
             diffs = np.array([r[arm] - r["warm"] for r in rows])
             entry[f"{arm}_minus_warm"] = {"mean": float(diffs.mean()), "std": float(diffs.std()),
                                           "per_seed": diffs.round(4).tolist()}

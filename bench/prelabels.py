@@ -115,15 +115,17 @@ def smoothed(labels: np.ndarray, sizes: np.ndarray, pairs: np.ndarray, rounds: i
 
 
 def camvid_step1(data: str, steps: int = 1, images_per_step: int = 10,
-                 epochs: int = 20) -> Simulation:
+                 epochs: int = 20, n_classes: int = 11,
+                 ignore_value: int | None = 11) -> Simulation:
     """The simulator on CamVid as ``bench/camvid_al.sh`` runs it (its seed models, kept in
     ``.sim-cache``), for the benches that study its step 1 (or, with ``steps`` and the other
-    options, its later steps: ``bench/fresh_training.py``)."""
-    cfg = SimConfig(n_classes=11, init_images=10, images_per_step=images_per_step, steps=steps,
-                    max_side=240, recipe=Recipe(epochs=epochs), first_epochs=120,
+    options, its later steps: ``bench/fresh_training.py``); with ``n_classes=3,
+    ignore_value=None``, on Peanut as ``bench/peanut_al.sh`` runs it."""
+    cfg = SimConfig(n_classes=n_classes, init_images=10, images_per_step=images_per_step,
+                    steps=steps, max_side=240, recipe=Recipe(epochs=epochs), first_epochs=120,
                     full_epochs=40, mc_samples=20, device="cpu")
-    pool_x, pool_y, _ = load_split(data, "train", ignore_value=11)
-    val_x, val_y, _ = load_split(data, "val", ignore_value=11)
+    pool_x, pool_y, _ = load_split(data, "train", ignore_value=ignore_value)
+    val_x, val_y, _ = load_split(data, "val", ignore_value=ignore_value)
     return Simulation(pool_x, pool_y, val_x, val_y, cfg)
 
 

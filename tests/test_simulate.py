@@ -225,6 +225,11 @@ def test_on_step_sees_every_step_when_the_run_does_not_resume(dataset, tmp_path)
     again = sim.run(STRATEGIES["default"], 1, on_step=look, resume=False)
     assert [(s, n) for s, n, _ in seen] == [(1, 4), (2, 6)]
     assert [r.miou for r in again] == [r.miou for r in first]
+    # the last kept step, read back without running: its model, labels and records
+    model, labeled, records = sim.saved_run(STRATEGIES["default"], 1)
+    assert len(labeled) == 6 and [r.miou for r in records] == [r.miou for r in first]
+    assert sim.evaluate(model) == pytest.approx(first[-1].miou)
+    assert sim.saved_run(STRATEGIES["random"], 1) is None  # a run never made
 
 
 def test_self_labeled_fine_tunes_on_its_own_prelabels_but_not_the_seed_model(dataset, tmp_path,

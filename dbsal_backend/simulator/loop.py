@@ -181,10 +181,8 @@ class Simulation:
         progress = Progress(self._progress_path(strategy, policy, seed, labeled))
         saved = progress.load(cfg.steps)
         if saved is not None and resume:
-            model.load_state_dict(saved["model"])
-            labeled = {int(i): label.numpy() for i, label in zip(saved["keys"], saved["labels"])}
+            labeled, records = _restore(saved, model)
             tally = Tally(**saved["tally"])
-            records = [SimulatedStep(**r) for r in saved["records"]]
             rng.bit_generator.state = saved["rng"]
             torch.set_rng_state(saved["torch_rng"])
             log.info("%s seed %d: resumed after step %d from %s", strategy.name, seed,
@@ -216,6 +214,19 @@ class Simulation:
             fractions = [f for r in records for f in r.superpixel_fraction]
             self._mean_fraction[(strategy.name, seed)] = float(np.mean(fractions))
         return records
+
+    def saved_run(self, strategy: Strategy, seed: int
+                  ) -> tuple[torch.nn.Module, dict[int, np.ndarray], list[SimulatedStep]] | None:
+        """The last step that :meth:`run` kept in the cache for these settings (at most
+        ``cfg.steps``): its model, every label so far and the records up to it; None if the run
+        has kept no step. Nothing is trained (but the seed model, if it is not cached)."""
+        model, labeled, _, _ = self.seed_start(seed, strategy.init_images)
+        path = self._progress_path(strategy, self._policy(strategy, seed), seed, labeled)
+        saved = Progress(path).load(self.cfg.steps)
+        if saved is None:
+            return None
+        labeled, records = _restore(saved, model)
+        return model, labeled, records
 
     def _progress_path(self, strategy: Strategy, policy: QueryPolicy | None, seed: int,
                        labeled: dict[int, np.ndarray]) -> Path:
@@ -291,3 +302,10 @@ class Simulation:
             extra["prelabels_judged"] += answer.prelabels_judged
         return extra
 
+
+def _restore(saved: dict, model: torch.nn.Module
+             ) -> tuple[dict[int, np.ndarray], list[SimulatedStep]]:
+    """Load a :class:`Progress` state's model into ``model``; its labels and records."""
+    model.load_state_dict(saved["model"])
+    labeled = {int(i): label.numpy() for i, label in zip(saved["keys"], saved["labels"])}
+    return labeled, [SimulatedStep(**r) for r in saved["records"]]
