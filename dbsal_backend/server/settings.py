@@ -192,7 +192,9 @@ class Settings(BaseSettings):
     batch_size: int = Field(defaults.BATCH_SIZE, ge=1, description="Training batch size.")
     lr: float = Field(defaults.LR, gt=0, allow_inf_nan=False, description="Adam learning rate.")
     class_weighted: bool = Field(defaults.CLASS_WEIGHTED, description="Inverse-frequency class weights in the loss.")
-    fine_tune: bool = Field(True, description="Start each run from the previous model.")
+    fine_tune: bool = Field(True, description="Start each run from the previous model (faster; "
+                                                "after many runs a fresh model can do better on "
+                                                "the same labels: docs/results.md).")
     self_label: Annotated[float | None, BeforeValidator(_unlimited)] = Field(
         None, gt=0, le=1, description="Fine-tuning trains also on the model's own pre-labels "
                                       "where nobody labeled and their probability is at least "
