@@ -204,6 +204,10 @@ def namespace(d: dict) -> dict:
                                   r["clicks"])) is not None]
         return float(np.mean(diffs)) if diffs else None  # None: the curves do not overlap
 
+    def peak(name):                   # the step of a mean curve's highest mIoU, and its row
+        step = int(np.argmax(col(name, "miou")))
+        return step, S(name)[step]
+
     def seed_diffs(other, ref="default"):  # seed_diff of each of ref's seeds, in order
         return [seed_diff(ref, other, s) for s in sorted(d["runs"][ref], key=int)]
 
@@ -233,7 +237,7 @@ def namespace(d: dict) -> dict:
 
     return {**globals(), "d": d, "S": S, "col": col, "pm": pm, "D": D, "SD": SD, "M": M,
             "cost": cost, "runs": runs, "seed_diff": seed_diff,
-            "seed_diffs": seed_diffs, "reach_seed": reach_seed, "step_cost": step_cost, "run_of": run_of, "full": full, "at": at,
+            "seed_diffs": seed_diffs, "peak": peak, "reach_seed": reach_seed, "step_cost": step_cost, "run_of": run_of, "full": full, "at": at,
             "reach": _reach, "per_region": per_region, "U": U, "np": np}
 
 
@@ -468,7 +472,7 @@ README_START_AFTER = [
      "on Peanut the margins over random whole images ({sg(M('eq', 'random'))}; goal +5) and "
      "`dbsal` ({sg(M('eq', 'dbsal'))}; goal +3) over the {len(D('eq', 'random'))} steps where "
      "curves overlap; there it trails `seed10` ({sg(M('eq', 'seed10'))}): after step "
-     "{int(np.argmax(col('default', 'miou')))} ({mi(max(col('default', 'miou')))}) its mIoU falls "
+     "{peak('default')[0]} ({mi(peak('default')[1]['miou'])}) its mIoU falls "
      "to {mi(S('default')[-1]['miou'])},"),
     ("fresh_training_peanut.json",
      "partly from {d['settings']['steps']} fine-tunings in a row (a fresh model on the same labels: "
@@ -545,9 +549,8 @@ _LONG = "docs/results.md"
 _DEFAULT_SEEDS = "sorted(d['runs']['default'], key=int)"
 PEANUT_FALL = [
     ("peanut_al_start.json",
-     "Its mean curve peaks at {mi(max(col('default', 'miou')))} mIoU at step "
-     "{int(np.argmax(col('default', 'miou')))} ({k(S('default')[int(np.argmax(col('default', 'miou')))]['clicks'])} "
-     "clicks) and ends at {mi(S('default')[-1]['miou'])} at step {len(S('default')) - 1}; seed by seed "
+     "Its mean curve peaks at {mi((p := peak('default'))[1]['miou'])} mIoU at step {p[0]} "
+     "({k(p[1]['clicks'])} clicks) and ends at {mi(S('default')[-1]['miou'])} at step {len(S('default')) - 1}; seed by seed "
      "(" + "{join(" + _DEFAULT_SEEDS + ", str, ', ')}) it peaks at "
      "{join([max(r['miou'] for r in runs('default', s)) for s in " + _DEFAULT_SEEDS + "], mi)} and "
      "ends at {join([runs('default', s)[-1]['miou'] for s in " + _DEFAULT_SEEDS + "], mi)}."),
