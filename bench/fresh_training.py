@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from dbsal_backend.simulator import STRATEGIES  # noqa: E402
-from prelabels import camvid_step1  # noqa: E402
+from prelabels import al_simulation  # noqa: E402
 
 ARMS = ("warm", "fresh", "warm_more")
 
@@ -83,7 +83,7 @@ def main() -> None:
         print(json.dumps(merged["summary"], indent=1))
         return
     at = {args.steps} if args.from_cache else set(args.at or [args.steps])
-    sim = camvid_step1(args.data, steps=args.steps, images_per_step=args.images_per_step,
+    sim = al_simulation(args.data, steps=args.steps, images_per_step=args.images_per_step,
                        epochs=args.epochs, n_classes=args.n_classes,
                        ignore_value=None if args.ignore_value < 0 else args.ignore_value)
     strategy = STRATEGIES[args.strategy]

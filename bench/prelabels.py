@@ -114,13 +114,13 @@ def smoothed(labels: np.ndarray, sizes: np.ndarray, pairs: np.ndarray, rounds: i
     return smooth_labels(table, pairs, rounds).label
 
 
-def camvid_step1(data: str, steps: int = 1, images_per_step: int = 10,
+def al_simulation(data: str, steps: int = 1, images_per_step: int = 10,
                  epochs: int = 20, n_classes: int = 11,
                  ignore_value: int | None = 11) -> Simulation:
-    """The simulator on CamVid as ``bench/camvid_al.sh`` runs it (its seed models, kept in
-    ``.sim-cache``), for the benches that study its step 1 (or, with ``steps`` and the other
-    options, its later steps: ``bench/fresh_training.py``); with ``n_classes=3,
-    ignore_value=None``, on Peanut as ``bench/peanut_al.sh`` runs it."""
+    """The simulator as ``bench/camvid_al.sh`` runs it on CamVid (its seed models, kept in
+    ``.sim-cache``), or with ``n_classes=3, ignore_value=None`` as ``bench/peanut_al.sh`` runs it
+    on Peanut, for the benches that study its step 1 (or, with ``steps`` and the other options,
+    its later steps: ``bench/fresh_training.py``)."""
     cfg = SimConfig(n_classes=n_classes, init_images=10, images_per_step=images_per_step,
                     steps=steps, max_side=240, recipe=Recipe(epochs=epochs), first_epochs=120,
                     full_epochs=40, mc_samples=20, device="cpu")
@@ -139,7 +139,7 @@ def main() -> None:
                         "product's start is its seed batch, 5)")
     p.add_argument("--images-per-step", type=int, default=10)
     args = p.parse_args()
-    sim = camvid_step1(args.data, images_per_step=args.images_per_step)
+    sim = al_simulation(args.data, images_per_step=args.images_per_step)
     cfg, pool_x, pool_y = sim.cfg, sim.pool_images, sim.pool_labels
     strategy = STRATEGIES["default"]
     policy = replace(strategy.policy, images=cfg.images_per_step)

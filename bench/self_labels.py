@@ -43,7 +43,7 @@ from dbsal_backend.simulator import STRATEGIES  # noqa: E402
 from dbsal_backend.engine.training import class_weights  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
-from prelabels import camvid_step1  # noqa: E402
+from prelabels import al_simulation  # noqa: E402
 
 THRESHOLDS = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 
@@ -59,7 +59,7 @@ def main() -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--out", default="bench/results/self_labels.json")
     args = p.parse_args()
-    sim = camvid_step1(args.data)
+    sim = al_simulation(args.data)
     cfg, pool_x, pool_y = sim.cfg, sim.pool_images, sim.pool_labels
     n = cfg.n_classes
     strategy = STRATEGIES["default"]
