@@ -14,6 +14,9 @@ train two more models, and all three are scored on val:
                labels (training from scratch at every retrain)
 ``warm_more``  the run's model trained ``--fresh-epochs`` more on the same labels (the same
                extra training as ``fresh``, to tell a fresh start from more training)
+``anchor``     the seed model (trained on the seed set alone) fine-tuned ``--epochs`` on the
+               same labels: one step's training from the first model instead of the last (no
+               chain of fine-tunings; the same cost as the run's own step)
 
 ``passes`` counts image passes of training behind each model. The run itself is not changed:
 the extra models are trained on copies, with the random state put back, so ``warm`` is the
@@ -49,7 +52,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from dbsal_backend.simulator import STRATEGIES  # noqa: E402
 from prelabels import al_simulation  # noqa: E402
 
-ARMS = ("warm", "fresh", "warm_more")
+ARMS = ("warm", "fresh", "warm_more", "anchor")
 
 
 def main() -> None:
@@ -68,8 +71,8 @@ def main() -> None:
                    help="only merge these results files (same settings) into --out")
     p.add_argument("--from-cache", action="store_true",
                    help="take the run's last cached step (of --steps) instead of running it")
-    p.add_argument("--arms", nargs="+", choices=ARMS[1:], default=list(ARMS[1:]),
-                   help="the extra models to train (default: both)")
+    p.add_argument("--arms", nargs="+", choices=ARMS[1:], default=["fresh", "warm_more"],
+                   help="the extra models to train (default: fresh and warm_more)")
     p.add_argument("--n-classes", type=int, default=11)
     p.add_argument("--ignore-value", type=int, default=11, help="the void value; -1: none")
     args = p.parse_args()
@@ -109,6 +112,7 @@ def main() -> None:
                        init + s * args.images_per_step for s in range(1, step + 1)),
                        "fresh": args.fresh_epochs * n}}
             row["passes"]["warm_more"] = row["passes"]["warm"] + args.fresh_epochs * n
+            row["passes"]["anchor"] = sim.cfg.first_epochs * init + args.epochs * n
             t0 = time.perf_counter()
             with torch.random.fork_rng():
                 if "fresh" in args.arms:
@@ -118,6 +122,9 @@ def main() -> None:
                     more = sim.train(copy.deepcopy(model), labeled, seed + 100 + step,
                                      args.fresh_epochs)
                     row["warm_more"] = sim.evaluate(more)
+                if "anchor" in args.arms:
+                    first = sim.seed_start(seed, strategy.init_images)[0]
+                    row["anchor"] = sim.evaluate(sim.train(first, labeled, seed + step))
             model.eval()
             row["seconds"] = round(time.perf_counter() - t0, 1)
             rows[step] = row
