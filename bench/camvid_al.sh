@@ -83,6 +83,9 @@ for seed in 0 1 2; do
   long camvid_al_long20_start "seed5_s${seed}" 9 20 20 "$seed" -- seed5
   # the same on finer superpixels (SLICO 600), the first 5 steps (about 25 minutes a seed)
   long camvid_al_long20_start "fine_s${seed}" 5 20 20 "$seed" -- fine
+  # the cheaper start fine-tuning the seed model at every step, not the last step's model
+  # (no chain of fine-tunings), 9 steps (about 55 minutes a seed)
+  long camvid_al_anchor "anchored_s${seed}" 9 20 20 "$seed" -- anchored
   long camvid_al_long20 "random_s${seed}" 5 10 20 "$seed" -- random
   long camvid_al_long20 "control_s${seed}" 11 20 20 "$seed" -- control
   # the paper's split and its matched static budget: 4 steps of 20 images reach about the

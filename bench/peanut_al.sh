@@ -40,5 +40,9 @@ for seed in 0 1 2; do
   # the same on finer superpixels (SLICO 600), 8 steps (about 25 minutes a seed)
   run peanut_al_start "fine_s${seed}" --first-epochs 120 --images-per-step 10 --steps 8 --epochs 20 \
     "$seed" -- fine
+  # the cheaper start fine-tuning the seed model at every step, not the last step's model (no
+  # chain of fine-tunings), 16 steps (about 75 minutes a seed)
+  run peanut_al_anchor "anchored_s${seed}" --first-epochs 120 --images-per-step 10 --steps 16 \
+    --epochs 20 "$seed" -- anchored
 done
 combine "peanut_al peanut_al_start" bench/results/peanut_al_start.json --rename default=repaint dominant=seed10 seed5=default

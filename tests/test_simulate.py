@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from dbsal_backend import simulator
@@ -302,6 +303,52 @@ def test_the_default_answers_regions_with_their_dominant_class(dataset, tmp_path
     assert (a["regions"], a["corrections"]) == (b["regions"], b["corrections"])
     assert b["clicks"] == runs["repaint"]["0"][0]["clicks"] + 2 * b["corrections"] <= a["clicks"]
     assert b["pixels"] == a["pixels"]
+
+
+@pytest.mark.parametrize("fine_tune", ["first", "last", "off"])
+def test_each_step_trains_the_model_fine_tune_names(dataset, tmp_path, monkeypatch, fine_tune):
+    """``first``: every step from the seed model; ``last``: from the last step's (a chain);
+    ``off``: from new weights, for the seed model's epochs."""
+    assert STRATEGIES["anchored"] == replace(STRATEGIES["seed5"], name="anchored",
+                                             fine_tune="first")
+    assert STRATEGIES["seed5"].fine_tune == "last"
+    with pytest.raises(ValueError, match="fine_tune"):
+        replace(STRATEGIES["seed5"], fine_tune="chain")
+    starts, ends = [], []
+    real_fit = loop.fit
+
+    def fit(model, images, labels, recipe, device):
+        starts.append(({k: v.clone() for k, v in model.state_dict().items()}, recipe.epochs))
+        out = real_fit(model, images, labels, recipe, device)
+        ends.append({k: v.clone() for k, v in model.state_dict().items()})
+        return out
+
+    monkeypatch.setattr(loop, "fit", fit)
+    cfg = SimConfig(n_classes=3, init_images=2, images_per_step=2, steps=3, arch="unet",
+                    pretrained=False, mc_samples=2, max_side=48, first_epochs=2,
+                    recipe=Recipe(epochs=1, batch_size=2), device="cpu",
+                    cache_dir=str(tmp_path / "cache"))
+    sim = Simulation(*load_split(dataset, "train", ignore_value=9)[:2],
+                     *load_split(dataset, "val", ignore_value=9)[:2], cfg)
+    strategy = replace(STRATEGIES["default"], name=fine_tune, fine_tune=fine_tune,
+                       init_images=None)
+    records = sim.run(strategy, 0)
+    assert len(records) == 4 and len(starts) == 4  # the seed model, then 3 steps
+
+    def same(a, b):
+        return all(torch.equal(a[k], b[k]) for k in a)
+
+    seed_model, fresh = ends[0], starts[0][0]
+    for step in (2, 3):
+        start, epochs = starts[step]
+        assert same(start, seed_model) == (fine_tune == "first")
+        assert same(start, ends[step - 1]) == (fine_tune == "last")
+        assert same(start, fresh) == (fine_tune == "off")
+        assert epochs == (2 if fine_tune == "off" else 1)
+    # a run of one setting never resumes from another's file
+    paths = {sim._progress_path(replace(strategy, fine_tune=f), None, 0, {}) for f in
+             ("first", "last", "off")}
+    assert len(paths) == 3
 
 
 def test_a_cheaper_start_is_part_of_the_runs_seed_set(dataset, tmp_path):

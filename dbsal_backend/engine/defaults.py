@@ -69,6 +69,9 @@ DIVERSITY = 1
 FIRST_EPOCHS = 120
 #: Epochs of each later run (fine-tuning).
 EPOCHS = 20
+#: Which model a later run fine-tunes (one of :data:`~dbsal_backend.engine.training.FINE_TUNE`):
+#: ``last``, the previous run's.
+FINE_TUNE = "last"
 #: Training batch size.
 BATCH_SIZE = 8
 #: Adam learning rate.

@@ -29,7 +29,13 @@ from .devices import pick_device
 from .label_maps import inverse_sqrt_weights, pixel_counts
 from .self_labels import self_labeled
 
-__all__ = ["Recipe", "class_weights", "fit", "train_one_epoch"]
+__all__ = ["FINE_TUNE", "Recipe", "class_weights", "fit", "train_one_epoch"]
+
+#: Where a training run after the first starts: ``first``, the first run's model (trained on the
+#: seed set), so that no run inherits more than one fine-tuning; ``last``, the previous run's
+#: model (a chain of fine-tunings); ``off``, ImageNet weights (a fresh model every run, trained
+#: as long as the first).
+FINE_TUNE = ("first", "last", "off")
 
 logger = logging.getLogger(__name__)
 

@@ -3,6 +3,7 @@ models and each run's last step are kept in the cache directory, so runs resume.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -173,6 +174,7 @@ class Simulation:
             return [self._record(0, tally, self.evaluate(model), t0)]
 
         model, labeled, tally, miou0 = self.seed_start(seed, strategy.init_images)
+        first = copy.deepcopy(model) if strategy.fine_tune == "first" else None
         records = [self._record(0, tally, miou0, t0)]
         log.info("%s seed %d step 0: mIoU %.4f, %d clicks", strategy.name, seed, miou0,
                  tally.clicks)
@@ -202,7 +204,13 @@ class Simulation:
                     tally.add(answer)
             else:
                 extra = self._query(model, strategy, policy, labeled, tally, seed)
-            model = self.train(model, labeled, seed + step, strategy=strategy)
+            if strategy.fine_tune == "last":
+                model = self.train(model, labeled, seed + step, strategy=strategy)
+            elif strategy.fine_tune == "first":
+                model = self.train(copy.deepcopy(first), labeled, seed + step, strategy=strategy)
+            else:
+                model = self.train(self.new_model(seed), labeled, seed + step, cfg.first_epochs,
+                                   strategy)
             records.append(self._record(step, tally, self.evaluate(model), t0, **extra))
             progress.save(step, model, labeled, tally, records, rng)
             if on_step is not None:
@@ -233,9 +241,12 @@ class Simulation:
         """Where a run keeps its last step: named by a digest of everything its steps depend
         on (the seed model's key, the strategy with its resolved policy, the settings) but the
         number of steps, so that a longer run of the same settings takes up where it ended."""
+        described = asdict(replace(strategy, policy=policy))
+        if strategy.fine_tune == "last":  # runs from before the field keep their files
+            del described["fine_tune"]
         digest = hashlib.sha256(json.dumps({
             "seed_model": self._seed_key(seed, labeled),
-            "strategy": jsonable(asdict(replace(strategy, policy=policy))),
+            "strategy": jsonable(described),
             "settings": jsonable(asdict(replace(self.cfg, steps=0, device="", cache_dir=""))),
         }, sort_keys=True).encode()).hexdigest()[:24]
         return Path(self.cfg.cache_dir) / "runs" / f"{strategy.name}_{seed}_{digest}.pt"

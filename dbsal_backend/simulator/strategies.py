@@ -36,6 +36,8 @@ its first 5, the backend's seed batch, and a model trained on those):
               the run's seed set, ``--init-images``), its seed model trained on them alone.
 ``fine``      the default on finer superpixels (SLICO, 600: half the size; purer regions, each
               answer labels half as many pixels).
+``anchored``  the default fine-tuning the seed model at every step, not the last step's model
+              (``fine_tune="first"``: no chain of fine-tunings; ``DBSAL_FINE_TUNE=first``).
 ``repaint``   the default with repainting answers: keep or relabel each region and repaint the
               parts of other classes in it (the variants above, ``self_labeled`` to
               ``default_balanced``, are variants of it: what they were measured with).
@@ -51,6 +53,7 @@ from dataclasses import dataclass, field, replace
 from ..engine.active import QueryPolicy
 from ..engine.regions import ANSWERS
 from ..engine.superpixels import SlicParams
+from ..engine.training import FINE_TUNE
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,9 @@ class Strategy:
     person answers a region: ``"repaint"`` (keep or relabel it, repaint the parts of other
     classes) or ``"dominant"`` (keep or relabel it, nothing more). ``init_images`` makes the
     seed set smaller than the run's (:attr:`SimConfig.init_images`): its first ``init_images``
-    (never more than the run's).
+    (never more than the run's). ``fine_tune`` is the model each step's training starts from
+    (one of :data:`~dbsal_backend.engine.training.FINE_TUNE`: the seed model, the last step's,
+    or ImageNet weights trained ``first_epochs``).
     """
 
     name: str
@@ -82,10 +87,13 @@ class Strategy:
     images_per_step: int | None = None
     answers: str = "repaint"  # a bare strategy: what the earlier results were measured with
     init_images: int | None = None
+    fine_tune: str = "last"  # a bare strategy: what the earlier results were measured with
 
     def __post_init__(self) -> None:
         if self.answers not in ANSWERS:
             raise ValueError(f"answers must be one of {ANSWERS}, got {self.answers!r}")
+        if self.fine_tune not in FINE_TUNE:
+            raise ValueError(f"fine_tune must be one of {FINE_TUNE}, got {self.fine_tune!r}")
         if self.init_images is not None and self.init_images < 1:
             raise ValueError(f"init_images must be >= 1, got {self.init_images!r}")
 
@@ -143,6 +151,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     replace(product_default(), name="dominant", answers="dominant", init_images=None),
     _SEED5,
     replace(_SEED5, name="fine", superpixels=replace(_SEED5.superpixels, n_segments=600)),
+    replace(_SEED5, name="anchored", fine_tune="first"),
     _REPAINT,
     Strategy("random", kind="random"),
     Strategy("control", kind="none"),
