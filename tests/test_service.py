@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from dbsal_backend.engine.constants import IGNORE_INDEX
 from dbsal_backend.server.connect import annotator_instructions as instructions
@@ -164,6 +165,57 @@ def test_the_loop_seed_train_query_answer_and_measure(tmp_path, ls):
     # answered tasks are never queried again
     assert not set(t for t in ls.tasks if ours(ls, t) and ours(ls, t)[0]["result"]) & set(queried)
     del ours_before
+
+
+def _weights(model) -> dict:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def _same(a: dict, b: dict) -> bool:
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("fine_tune", ["first", "last", "off"])
+def test_each_run_fine_tunes_the_model_fine_tune_names(tmp_path, ls, fine_tune, caplog):
+    """``DBSAL_FINE_TUNE``: every run after the first from the first run's model (kept as
+    ``first-model.pt``), from the last run's, or from new weights for the first run's epochs."""
+    service = make_service(tmp_path, ls, fine_tune=fine_tune, first_epochs=2, epochs=1)
+    connected(service)
+    label_seed(ls, service.run(1)["seed_batch"])
+    compute, starts, ends = service.context.compute, [], []
+    train = compute.train
+
+    def recorded(model, images, labels, recipe, device):
+        starts.append((_weights(model), recipe.epochs))
+        trained = train(model, images, labels, recipe, device)
+        ends.append(_weights(trained))
+        return trained
+
+    compute.train = recorded
+    first_model = tmp_path / "m" / "project-1" / "first-model.pt"
+    for run in range(3):
+        service.run(1)
+        for task in [t for t in ls.tasks if ours(ls, t) and ours(ls, t)[0]["result"]]:
+            if not ls.tasks[task]["annotations"]:
+                ls.annotate(task, ours(ls, task)[0]["result"])  # a person keeps the pre-labels
+        assert first_model.is_file() == (fine_tune == "first")
+    assert [epochs for _, epochs in starts] == [2, 2, 2] if fine_tune == "off" else [2, 1, 1]
+    for run in (1, 2):
+        start = {"first": ends[0], "last": ends[run - 1], "off": starts[0][0]}[fine_tune]
+        assert _same(starts[run][0], start), run
+    # the third run tells the first model, the last one and new weights apart
+    assert [_same(starts[2][0], w) for w in (ends[0], ends[1], starts[0][0])] == [
+        fine_tune == "first", fine_tune == "last", fine_tune == "off"]
+    if fine_tune == "first":  # the first model lost (or for other classes): the run starts anew
+        from dbsal_backend.engine.checkpoints import load_checkpoint
+
+        assert _same(_weights(load_checkpoint(first_model)[0]), ends[0])
+        first_model.unlink()
+        with caplog.at_level("WARNING"):
+            service.run(1)
+        assert "no first model to fine-tune" in caplog.text
+        assert starts[-1][1] == 2 and _same(starts[-1][0], starts[0][0])
+        assert _same(_weights(load_checkpoint(first_model)[0]), ends[-1])
 
 
 def test_predict_on_demand(tmp_path, ls):

@@ -31,7 +31,7 @@ DEFAULTS = {
     "regions": "auto", "answers": "auto", "class_balanced": False, "max_regions": 40, "smoothing": 2,
     "diversity": 1,
     "first_epochs": 120, "epochs": 20, "batch_size": 8, "lr": 1e-3, "class_weighted": True,
-    "fine_tune": True, "self_label": None, "max_side": 240, "train_after": 5, "model_title": "dbsal", "seed": 0,
+    "fine_tune": "last", "self_label": None, "max_side": 240, "train_after": 5, "model_title": "dbsal", "seed": 0,
     "score_batch_size": 4, "prefetch": 4, "score_workers": 0, "max_concurrent_runs": 1, "run_threads": 0, "run_niceness": 10,
 }
 
@@ -81,7 +81,7 @@ EVERY_VARIABLE = {
     "DBSAL_BATCH_SIZE": ("3", "batch_size", 3),
     "DBSAL_LR": ("3e-4", "lr", 3e-4),
     "DBSAL_CLASS_WEIGHTED": ("off", "class_weighted", False),
-    "DBSAL_FINE_TUNE": ("false", "fine_tune", False),
+    "DBSAL_FINE_TUNE": ("First", "fine_tune", "first"),
     "DBSAL_SELF_LABEL": ("0.9", "self_label", 0.9),
     "DBSAL_MAX_SIDE": ("256", "max_side", 256),
     "DBSAL_TRAIN_AFTER": ("0", "train_after", 0),
@@ -127,6 +127,15 @@ def test_every_variable_is_parsed():
                                            ("OFF", False), ("0", False)])
 def test_booleans(raw, expected):
     assert Settings.from_env({"DBSAL_PRETRAINED": raw}).pretrained is expected
+
+
+@pytest.mark.parametrize("raw, expected", [("first", "first"), ("LAST", "last"), ("off", "off"),
+                                           ("true", "last"), ("Yes", "last"), ("1", "last"),
+                                           ("false", "off"), ("NO", "off"), ("0", "off")])
+def test_fine_tune_names_the_model_and_still_reads_a_boolean(raw, expected):
+    """``DBSAL_FINE_TUNE`` was a boolean before it named the model a run fine-tunes."""
+    assert Settings.from_env({"DBSAL_FINE_TUNE": raw}).fine_tune == expected
+    assert Settings.model_validate({"fine_tune": expected == "last"}).fine_tune in ("last", "off")
 
 
 @pytest.mark.parametrize("name", ["DBSAL_BUDGET", "DBSAL_MAX_REGIONS", "DBSAL_SELF_LABEL"])
@@ -283,13 +292,14 @@ def test_choices_match_the_engine():
     from dbsal_backend.engine.networks import ARCHITECTURES
     from dbsal_backend.engine.selection import SPLIT_METHODS
     from dbsal_backend.engine.superpixels import ALGORITHMS
+    from dbsal_backend.engine.training import FINE_TUNE
     from dbsal_backend.engine.uncertainty import HEURISTICS
 
     assert set(settings_module.ARCHS) == set(ARCHITECTURES)
     assert set(settings_module.SLIC_ALGORITHMS) == set(ALGORITHMS)
     assert set(settings_module.UNCERTAINTIES) == set(HEURISTICS)
     for name, choices in (("split", SPLIT_METHODS), ("split_scope", SCOPES),
-                          ("budget_unit", BUDGET_UNITS)):
+                          ("budget_unit", BUDGET_UNITS), ("fine_tune", FINE_TUNE)):
         for choice in choices:
             assert getattr(Settings.from_env({f"DBSAL_{name.upper()}": choice}), name) == choice
 

@@ -312,6 +312,7 @@ def test_each_step_trains_the_model_fine_tune_names(dataset, tmp_path, monkeypat
     assert STRATEGIES["anchored"] == replace(STRATEGIES["seed5"], name="anchored",
                                              fine_tune="first")
     assert STRATEGIES["seed5"].fine_tune == "last"
+    assert STRATEGIES["default"].fine_tune == Settings().fine_tune  # the backend's
     with pytest.raises(ValueError, match="fine_tune"):
         replace(STRATEGIES["seed5"], fine_tune="chain")
     starts, ends = [], []

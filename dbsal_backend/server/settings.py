@@ -27,7 +27,7 @@ from ..engine.regions import ANSWERS, GROUPINGS
 from ..engine.selection import SPLIT_METHODS
 from ..engine.networks import ARCHITECTURES
 from ..engine.superpixels import ALGORITHMS, SlicParams
-from ..engine.training import Recipe
+from ..engine.training import FINE_TUNE, Recipe
 from ..engine.uncertainty import HEURISTICS
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,21 @@ def _upper(value: object) -> object:
 
 def _unlimited(value: object) -> object:
     return None if isinstance(value, str) and value.lower() in ("none", "unlimited") else value
+
+
+def _fine_tune(value: object) -> object:
+    """``DBSAL_FINE_TUNE`` as it was before it named the model, a boolean: true (the last
+    run's), false (off)."""
+    if isinstance(value, str) and value.lower() in _BOOLEANS:
+        value = _BOOLEANS[value.lower()]
+    if isinstance(value, bool):
+        return "last" if value else "off"
+    return _lower(value)
+
+
+# Pydantic's spellings of a boolean ("off" is a value of its own: the same as false).
+_BOOLEANS = {**dict.fromkeys(("true", "1", "yes", "on", "t", "y"), True),
+             **dict.fromkeys(("false", "0", "no", "f", "n"), False)}
 
 
 def _origins(value: object) -> object:
@@ -192,9 +207,11 @@ class Settings(BaseSettings):
     batch_size: int = Field(defaults.BATCH_SIZE, ge=1, description="Training batch size.")
     lr: float = Field(defaults.LR, gt=0, allow_inf_nan=False, description="Adam learning rate.")
     class_weighted: bool = Field(defaults.CLASS_WEIGHTED, description="Inverse-frequency class weights in the loss.")
-    fine_tune: bool = Field(True, description="Start each run from the previous model (faster; "
-                                                "after many runs a fresh model can do better on "
-                                                "the same labels: docs/results.md).")
+    fine_tune: Annotated[Literal[FINE_TUNE], BeforeValidator(_fine_tune)] = Field(  # type: ignore
+        defaults.FINE_TUNE, description="The model each run after the first fine-tunes: last "
+        "(the previous run's), first (the first run's, so that no run inherits a chain of "
+        "fine-tunings: docs/results.md) or off (every run from ImageNet weights for "
+        "DBSAL_FIRST_EPOCHS); true and false mean last and off.")
     self_label: Annotated[float | None, BeforeValidator(_unlimited)] = Field(
         None, gt=0, le=1, description="Fine-tuning trains also on the model's own pre-labels "
                                       "where nobody labeled and their probability is at least "

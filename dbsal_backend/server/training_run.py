@@ -20,7 +20,7 @@ import torch
 
 from ..labelstudio import publish
 from ..engine.labeling_budget import Effort
-from ..engine.checkpoints import save_checkpoint
+from ..engine.checkpoints import load_checkpoint, save_checkpoint
 from .connect import Connections
 from ..engine.constants import IGNORE_INDEX
 from .context import NotConnected, ServiceContext
@@ -127,16 +127,38 @@ def _judge(context: ServiceContext, project: int, query: QueryRecord, image: np.
     context.state.set_prelabels(project, query.task_id, right, judged)
 
 
+def _first_checkpoint(project: int) -> str:
+    """Where a project keeps its first run's model (relative to ``MODEL_DIR``), which every
+    later run fine-tunes with ``DBSAL_FINE_TUNE=first``."""
+    return f"project-{project}/first-model.pt"
+
+
+def _start_model(context: ServiceContext, record: ProjectRecord, config: LabelConfig):
+    """The model a run fine-tunes (``DBSAL_FINE_TUNE``): a copy of the served one (``last``),
+    the first run's (``first``); None: this run trains from ImageNet weights, as the first."""
+    s = context.settings
+    served = context.served(record, config)
+    if served is None or s.fine_tune == "off":
+        return None
+    if s.fine_tune == "last":
+        with served.lock:
+            return copy.deepcopy(served.model)
+    try:
+        return load_checkpoint(s.model_dir / _first_checkpoint(record.project_id),
+                               expected_classes=config.labels, device="cpu")[0]
+    except (OSError, ValueError) as exc:  # missing, damaged, or for other classes
+        log.warning("project %d: no first model to fine-tune (%s); this run trains from "
+                    "ImageNet weights and becomes the first", record.project_id, exc)
+        return None
+
+
 def _train(context: ServiceContext, record: ProjectRecord, config: LabelConfig, images,
            labels) -> ProjectRecord:
     """Fine-tune (or train anew) on every annotation and make the result the served model."""
     s = context.settings
-    served = context.served(record, config)
-    first = not (s.fine_tune and served is not None)
-    if not first:
-        with served.lock:
-            model = copy.deepcopy(served.model)
-    else:
+    model = _start_model(context, record, config)
+    first = model is None
+    if first:
         torch.manual_seed(s.seed)
         model = build_model(s.arch, len(config.labels), pretrained=s.pretrained)
     log.info("project %d: training on %d images (%s)", record.project_id, len(images),
@@ -147,11 +169,13 @@ def _train(context: ServiceContext, record: ProjectRecord, config: LabelConfig, 
     version = f"{context.title(record)}-{record.al_step + 1}-" \
               f"{time.strftime('%Y%m%dT%H%M%S')}"
     relative = f"project-{record.project_id}/model-{version}.pt"
-    save_checkpoint(s.model_dir / relative, model, {
-        "arch": s.arch, "classes": list(config.labels), "version": version,
-        "settings": {"max_side": s.max_side, "recipe": repr(recipe)},
-        "class_weights": None if weights is None else [float(w) for w in weights],
-        "trained_on": len(images)})
+    meta = {"arch": s.arch, "classes": list(config.labels), "version": version,
+            "settings": {"max_side": s.max_side, "recipe": repr(recipe)},
+            "class_weights": None if weights is None else [float(w) for w in weights],
+            "trained_on": len(images)}
+    save_checkpoint(s.model_dir / relative, model, meta)
+    if first and s.fine_tune == "first":
+        save_checkpoint(s.model_dir / _first_checkpoint(record.project_id), model, meta)
     previous = record.checkpoint
     record = context.state.update(record.project_id, checkpoint=relative,
                                   model_version=version, last_trained=time.time())

@@ -109,7 +109,8 @@ def product_default(polygons: bool = True) -> Strategy:
                     policy=defaults.query_policy(polygons), superpixels=defaults.slic_params(),
                     self_label=defaults.recipe().self_label,
                     self_label_share=defaults.recipe().self_label_share,
-                    answers=defaults.answers_for(polygons), init_images=defaults.initial_batch)
+                    answers=defaults.answers_for(polygons), init_images=defaults.initial_batch,
+                    fine_tune=defaults.fine_tune)
 
 
 # The paper's policy, spelled out (a bare QueryPolicy's cap and smoothing, not the backend's).
