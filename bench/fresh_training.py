@@ -14,9 +14,10 @@ train two more models, and all three are scored on val:
                labels (training from scratch at every retrain)
 ``warm_more``  the run's model trained ``--fresh-epochs`` more on the same labels (the same
                extra training as ``fresh``, to tell a fresh start from more training)
-``anchor``     the seed model (trained on the seed set alone) fine-tuned ``--epochs`` on the
-               same labels: one step's training from the first model instead of the last (no
-               chain of fine-tunings; the same cost as the run's own step)
+``anchor``     the seed model (trained on the seed set alone) fine-tuned ``--anchor-epochs``
+               (default ``--epochs``) on the same labels: one step's training from the first
+               model instead of the last (no chain of fine-tunings; by default the same cost as
+               the run's own step)
 
 ``passes`` counts image passes of training behind each model. The run itself is not changed:
 the extra models are trained on copies, with the random state put back, so ``warm`` is the
@@ -65,6 +66,8 @@ def main() -> None:
     p.add_argument("--at", nargs="+", type=int, default=None,
                    help="steps after which the extra models are trained (default: the last)")
     p.add_argument("--fresh-epochs", type=int, default=60)
+    p.add_argument("--anchor-epochs", type=int, default=None,
+                   help="epochs of the anchor arm (default: --epochs)")
     p.add_argument("--strategy", default="default", choices=list(STRATEGIES))
     p.add_argument("--out", default="bench/results/fresh_training.json")
     p.add_argument("--merge", nargs="+", metavar="JSON",
@@ -95,6 +98,7 @@ def main() -> None:
     out["settings"] = {"data": args.data, "strategy": args.strategy, "steps": args.steps,
                        "images_per_step": args.images_per_step, "epochs": args.epochs,
                        "first_epochs": sim.cfg.first_epochs, "fresh_epochs": args.fresh_epochs,
+                       **({"anchor_epochs": args.anchor_epochs} if args.anchor_epochs else {}),
                        "max_side": sim.cfg.max_side, "at": sorted(at), "arms": args.arms,
                        "n_classes": args.n_classes, "from_cache": args.from_cache,
                        "torch_threads": torch.get_num_threads()}
@@ -112,7 +116,8 @@ def main() -> None:
                        init + s * args.images_per_step for s in range(1, step + 1)),
                        "fresh": args.fresh_epochs * n}}
             row["passes"]["warm_more"] = row["passes"]["warm"] + args.fresh_epochs * n
-            row["passes"]["anchor"] = sim.cfg.first_epochs * init + args.epochs * n
+            anchor_epochs = args.anchor_epochs or args.epochs
+            row["passes"]["anchor"] = sim.cfg.first_epochs * init + anchor_epochs * n
             t0 = time.perf_counter()
             with torch.random.fork_rng():
                 if "fresh" in args.arms:
@@ -124,7 +129,8 @@ def main() -> None:
                     row["warm_more"] = sim.evaluate(more)
                 if "anchor" in args.arms:
                     first = sim.seed_start(seed, strategy.init_images)[0]
-                    row["anchor"] = sim.evaluate(sim.train(first, labeled, seed + step))
+                    row["anchor"] = sim.evaluate(sim.train(first, labeled, seed + step,
+                                                           anchor_epochs))
             model.eval()
             row["seconds"] = round(time.perf_counter() - t0, 1)
             rows[step] = row
