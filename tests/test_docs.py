@@ -476,7 +476,12 @@ README_START_AFTER = [
      "to {mi(S('default')[-1]['miou'])},"),
     ("fresh_training_peanut.json",
      "partly from {d['settings']['steps']} fine-tunings in a row (a fresh model on the same labels: "
-     "{sg(d['summary'][str(d['settings']['steps'])]['fresh_minus_warm']['mean'])})."),
+     "{sg(d['summary'][str(d['settings']['steps'])]['fresh_minus_warm']['mean'])};"),
+    ("anchor_training_peanut.json", "the first model fine-tuned once, `DBSAL_FINE_TUNE=first`: "
+     "{sg(d['summary'][str(d['settings']['steps'])]['anchor_minus_warm']['mean'])},"),
+    ("anchor_training_camvid.json", "but "
+     "{sg(d['summary'][str(d['settings']['steps'])]['anchor_minus_warm']['mean'])} on CamVid's, so "
+     "not the default)."),
 ]
 START_SECTION = _start_section()
 
@@ -563,10 +568,28 @@ PEANUT_FALL = [
 ]
 
 
+# Fine-tuning the first model (results.md, after the fall): one step's training from the seed
+# model on the labels of the default's last step, against the chain.
+_ANCHOR = ("it scores {mi((e := d['summary'][str(d['settings']['steps'])])['anchor']['miou'])} "
+           "mIoU against the chain's {mi(e['warm']['miou'])} "
+           "({join(e['anchor_minus_warm']['per_seed'], sg)} on seeds {join(d['seeds'], str, ', ')})")
+ANCHOR_SECTION = [
+    ("anchor_training_peanut.json", "On Peanut (step {d['settings']['steps']}) " + _ANCHOR),
+    ("anchor_training_camvid.json", "On CamVid (step {d['settings']['steps']}) "
+     + _ANCHOR.replace(" mIoU against the chain's", " against")),
+    ("fresh_training_peanut.json", "above the fresh model "
+     "({mi(d['summary'][str(d['settings']['steps'])]['fresh']['miou'])})"),
+    ("fresh_training.json", "a fresh model scored "
+     "{mi(-(e := d['summary'][str(d['settings']['steps'])])['fresh_minus_warm']['mean'])} below "
+     "the chain there, and {d['settings']['fresh_epochs']} more epochs of the chain "
+     "{mi(e['warm_more_minus_warm']['mean'])} above it"),
+]
+
+
 FIGURES = [
     *[("docs/results.md", f, text)
       for f, text in START_SECTION + ANSWERS_SECTION + GOALS_24 + SUPERPIXEL_ROWS + FINE_SECTION
-      + PEANUT_FALL],
+      + PEANUT_FALL + ANCHOR_SECTION],
     ("docs/results.md", "peanut_al_start.json",
      "Over its steps past the seed set ({span(col('random', 'clicks', slice(1, None)), k)} clicks) "
      "the random whole images' curve averages\n  {mi(np.mean(col('random', 'miou', slice(1, None))))} "
