@@ -46,3 +46,6 @@ for seed in 0 1 2; do
     --epochs 20 "$seed" -- anchored
 done
 combine "peanut_al peanut_al_start" bench/results/peanut_al_start.json --rename default=repaint dominant=seed10 seed5=default
+# Fine-tuning the seed model at every step against the default's chain (seed 0 so far):
+# peanut_al_anchor.json.
+combine "peanut_al_start peanut_al_anchor" bench/results/peanut_al_anchor.json --rename seed5=default

@@ -577,6 +577,28 @@ ANCHOR_SECTION = [
     ("anchor_training_peanut.json", "On Peanut (step {d['settings']['steps']}) " + _ANCHOR),
     ("anchor_training_camvid.json", "On CamVid (step {d['settings']['steps']}) "
      + _ANCHOR.replace(" mIoU against the chain's", " against")),
+    ("anchor40_training_camvid.json", "fine-tuned {d['settings']['anchor_epochs']} epochs instead "
+     "of {d['settings']['epochs']} (`--anchor-epochs {d['settings']['anchor_epochs']}`, "
+     "`bench/results/anchor40_training_*.json`) the first model is at "
+     "{join((e := d['summary'][str(d['settings']['steps'])])['anchor_minus_warm']['per_seed'], sg, ' and ')} "
+     "against the chain on CamVid (seeds {join(d['seeds'], str, ', ')})"),
+    ("anchor40_training_peanut.json", "and "
+     "{join(d['summary'][str(d['settings']['steps'])]['anchor_minus_warm']['per_seed'], sg)} on "
+     "Peanut (seed {join(d['seeds'], str, ', ')})."),
+    ("peanut_al_anchor.json", "the anchored run spends the chain's clicks "
+     "({k(runs('anchored', 0)[-1]['clicks'])} at step {len(runs('anchored', 0)) - 1} against "
+     "{k(runs('default', 0)[-1]['clicks'])}) and does not fall as the chain does: it peaks at "
+     "{mi((a := runs('anchored', 0)[int(np.argmax([r['miou'] for r in runs('anchored', 0)]))])['miou'])} "
+     "mIoU at step {a['step']} ({k(a['clicks'])} clicks) and ends at "
+     "{mi(runs('anchored', 0)[-1]['miou'])}, where seed 0 of the default peaks at "
+     "{mi((b := runs('default', 0)[int(np.argmax([r['miou'] for r in runs('default', 0)]))])['miou'])} "
+     "at step {b['step']} and ends at {mi(runs('default', 0)[-1]['miou'])}. At equal clicks the "
+     "default trails it by {mi(-M('eq', 'anchored'))} mIoU over the {len(D('eq', 'anchored'))} steps "
+     "where both curves exist, by {mi(-np.mean(D('eq', 'anchored')[8:]))} over steps "
+     "9-{len(D('eq', 'anchored'))}."),
+    ("anchor_training_camvid.json", "11 classes, {span([r['seed_miou'] for r in d['seeds'].values()], pc)} "
+     "mIoU) is a weaker start than"),
+    ("anchor_training_peanut.json", "Peanut's ({span([r['seed_miou'] for r in d['seeds'].values()], pc)})."),
     ("fresh_training_peanut.json", "above the fresh model "
      "({mi(d['summary'][str(d['settings']['steps'])]['fresh']['miou'])})"),
     ("fresh_training.json", "a fresh model scored "
