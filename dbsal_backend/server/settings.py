@@ -209,9 +209,9 @@ class Settings(BaseSettings):
     class_weighted: bool = Field(defaults.CLASS_WEIGHTED, description="Inverse-frequency class weights in the loss.")
     fine_tune: Annotated[Literal[FINE_TUNE], BeforeValidator(_fine_tune)] = Field(  # type: ignore
         defaults.FINE_TUNE, description="The model each run after the first fine-tunes: last "
-        "(the previous run's), first (the first run's, so that no run inherits a chain of "
-        "fine-tunings: docs/results.md) or off (every run from ImageNet weights for "
-        "DBSAL_FIRST_EPOCHS); true and false mean last and off.")
+        "(the previous run's), first (the first run's: no chain of fine-tunings; better on "
+        "Peanut's many runs, worse on CamVid: docs/results.md) or off (every run from ImageNet "
+        "weights for DBSAL_FIRST_EPOCHS); true and false mean last and off.")
     self_label: Annotated[float | None, BeforeValidator(_unlimited)] = Field(
         None, gt=0, le=1, description="Fine-tuning trains also on the model's own pre-labels "
                                       "where nobody labeled and their probability is at least "
