@@ -204,13 +204,8 @@ class Simulation:
                     tally.add(answer)
             else:
                 extra = self._query(model, strategy, policy, labeled, tally, seed)
-            if strategy.fine_tune == "last":
-                model = self.train(model, labeled, seed + step, strategy=strategy)
-            elif strategy.fine_tune == "first":
-                model = self.train(copy.deepcopy(first), labeled, seed + step, strategy=strategy)
-            else:
-                model = self.train(self.new_model(seed), labeled, seed + step, cfg.first_epochs,
-                                   strategy)
+            start, epochs = self._start(model, first, strategy, seed)
+            model = self.train(start, labeled, seed + step, epochs, strategy)
             records.append(self._record(step, tally, self.evaluate(model), t0, **extra))
             progress.save(step, model, labeled, tally, records, rng)
             if on_step is not None:
@@ -222,6 +217,15 @@ class Simulation:
             fractions = [f for r in records for f in r.superpixel_fraction]
             self._mean_fraction[(strategy.name, seed)] = float(np.mean(fractions))
         return records
+
+    def _start(self, model, first, strategy: Strategy, seed: int):
+        """The model a step fine-tunes (``strategy.fine_tune``: the last step's, a copy of the
+        seed model ``first``, or new weights) and its epochs (None: the recipe's)."""
+        if strategy.fine_tune == "last":
+            return model, None
+        if strategy.fine_tune == "first":
+            return copy.deepcopy(first), None
+        return self.new_model(seed), self.cfg.first_epochs
 
     def saved_run(self, strategy: Strategy, seed: int
                   ) -> tuple[torch.nn.Module, dict[int, np.ndarray], list[SimulatedStep]] | None:
