@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import (AliasChoices, BeforeValidator, Field, HttpUrl, SecretStr, ValidationError,
-                      field_validator)
+from pydantic import (AliasChoices, BeforeValidator, Field, HttpUrl, SecretStr, TypeAdapter,
+                      ValidationError, field_validator)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ..engine import defaults
@@ -52,18 +52,15 @@ def _unlimited(value: object) -> object:
 
 
 def _fine_tune(value: object) -> object:
-    """``DBSAL_FINE_TUNE`` as it was before it named the model, a boolean: true (the last
-    run's), false (off)."""
-    if isinstance(value, str) and value.lower() in _BOOLEANS:
-        value = _BOOLEANS[value.lower()]
-    if isinstance(value, bool):
-        return "last" if value else "off"
-    return _lower(value)
+    """``DBSAL_FINE_TUNE`` as it was before it named the model, a boolean in any of pydantic's
+    spellings: true (the last run's), false (off)."""
+    try:
+        return "last" if _BOOL.validate_python(value) else "off"
+    except ValidationError:
+        return _lower(value)
 
 
-# Pydantic's spellings of a boolean ("off" is a value of its own: the same as false).
-_BOOLEANS = {**dict.fromkeys(("true", "1", "yes", "on", "t", "y"), True),
-             **dict.fromkeys(("false", "0", "no", "f", "n"), False)}
+_BOOL = TypeAdapter(bool)
 
 
 def _origins(value: object) -> object:
