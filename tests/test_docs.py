@@ -599,6 +599,11 @@ ANCHOR_SECTION = [
     ("anchor_training_camvid.json", "11 classes, {span([r['seed_miou'] for r in d['seeds'].values()], pc)} "
      "mIoU) is a weaker start than"),
     ("anchor_training_peanut.json", "Peanut's ({span([r['seed_miou'] for r in d['seeds'].values()], pc)})."),
+    ("camvid_al_anchor.json", "End to end on CamVid (seed 0, {len(runs('anchored', 0)) - 1} steps; "
+     "`bench/results/camvid_al_anchor.json`) it costs: it ends at {mi(runs('anchored', 0)[-1]['miou'])} "
+     "against the chain's {mi(runs('default', 0)[-1]['miou'])}, and the default leads it by "
+     "{mi(M('eq', 'anchored'))} mIoU at equal clicks over the {len(D('eq', 'anchored'))} steps where "
+     "both curves exist (behind at {sum(x < 0 for x in D('eq', 'anchored'))} of them)."),
     ("fresh_training_peanut.json", "above the fresh model "
      "({mi(d['summary'][str(d['settings']['steps'])]['fresh']['miou'])})"),
     ("fresh_training.json", "a fresh model scored "
