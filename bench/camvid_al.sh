@@ -86,6 +86,9 @@ for seed in 0 1 2; do
   # the cheaper start fine-tuning the seed model at every step, not the last step's model
   # (no chain of fine-tunings), 9 steps (about 55 minutes a seed)
   long camvid_al_anchor "anchored_s${seed}" 9 20 20 "$seed" -- anchored
+  # the same fine-tuning the model of the last step that doubled the labels (25, 65, 145
+  # images: at most 3 fine-tunings in a chain), 9 steps (about 50 minutes a seed)
+  long camvid_al_anchor "doubling_s${seed}" 9 20 20 "$seed" -- doubling
   long camvid_al_long20 "random_s${seed}" 5 10 20 "$seed" -- random
   long camvid_al_long20 "control_s${seed}" 11 20 20 "$seed" -- control
   # the paper's split and its matched static budget: 4 steps of 20 images reach about the
@@ -99,7 +102,7 @@ combine camvid_al_long20 bench/results/camvid_al_long20_answers.json --rename de
 # with dominant-class answers is "seed10"): camvid_al_long20_start.json.
 combine "camvid_al_long20 camvid_al_long20_start" bench/results/camvid_al_long20_start.json \
   --rename default=repaint dominant=seed10 seed5=default
-# Fine-tuning the seed model at every step against the default's chain (seed 0 so far):
-# camvid_al_anchor.json.
+# Fine-tuning the seed model (anchored), or the last model that doubled the labels (doubling), at
+# every step against the default's chain (seed 0 so far): camvid_al_anchor.json.
 combine "camvid_al_long20_start camvid_al_anchor" bench/results/camvid_al_anchor.json \
   --rename seed5=default

@@ -44,8 +44,14 @@ for seed in 0 1 2; do
   # chain of fine-tunings), 16 steps (about 75 minutes a seed)
   run peanut_al_anchor "anchored_s${seed}" --first-epochs 120 --images-per-step 10 --steps 16 \
     --epochs 20 "$seed" -- anchored
+  # the same fine-tuning the model of the last step that doubled the labels (15, 35, 75, 155
+  # images: at most 4 fine-tunings in a chain), in two parts of under an hour (8, then 16 steps)
+  run peanut_al_anchor/parts "doubling_s${seed}_8" --first-epochs 120 --images-per-step 10 \
+    --steps 8 --epochs 20 "$seed" -- doubling
+  run peanut_al_anchor "doubling_s${seed}" --first-epochs 120 --images-per-step 10 --steps 16 \
+    --epochs 20 "$seed" -- doubling
 done
 combine "peanut_al peanut_al_start" bench/results/peanut_al_start.json --rename default=repaint dominant=seed10 seed5=default
-# Fine-tuning the seed model at every step against the default's chain (seed 0 so far):
-# peanut_al_anchor.json.
+# Fine-tuning the seed model (anchored), or the last model that doubled the labels (doubling), at
+# every step against the default's chain (seed 0 so far): peanut_al_anchor.json.
 combine "peanut_al_start peanut_al_anchor" bench/results/peanut_al_anchor.json --rename seed5=default

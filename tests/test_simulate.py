@@ -17,7 +17,7 @@ from dbsal_backend.server import compute
 from dbsal_backend.server import context
 from dbsal_backend.engine.data import load_split
 from dbsal_backend.server.settings import Settings
-from dbsal_backend.engine.training import Recipe
+from dbsal_backend.engine.training import FINE_TUNE, Recipe
 from dbsal_backend.simulator import (STRATEGIES, SimConfig, SimulatedStep, Simulation, aggregate,
                                      clicks_to_reach, combine, compare_at_clicks, main)
 from dbsal_backend.simulator import loop
@@ -305,12 +305,16 @@ def test_the_default_answers_regions_with_their_dominant_class(dataset, tmp_path
     assert b["pixels"] == a["pixels"]
 
 
-@pytest.mark.parametrize("fine_tune", ["first", "last", "off"])
+@pytest.mark.parametrize("fine_tune", ["first", "doubling", "last", "off"])
 def test_each_step_trains_the_model_fine_tune_names(dataset, tmp_path, monkeypatch, fine_tune):
-    """``first``: every step from the seed model; ``last``: from the last step's (a chain);
-    ``off``: from new weights, for the seed model's epochs."""
+    """``first``: every step from the seed model; ``doubling``: from the last step that
+    doubled the labels (2 seed images; 4 after step 1: its model; 6 at step 2 does not renew
+    it), also after a run resumes; ``last``: from the last step's (a chain); ``off``: from new
+    weights, for the seed model's epochs."""
     assert STRATEGIES["anchored"] == replace(STRATEGIES["seed5"], name="anchored",
                                              fine_tune="first")
+    assert STRATEGIES["doubling"] == replace(STRATEGIES["seed5"], name="doubling",
+                                             fine_tune="doubling")
     assert STRATEGIES["seed5"].fine_tune == "last"
     assert STRATEGIES["default"].fine_tune == Settings().fine_tune  # the backend's
     with pytest.raises(ValueError, match="fine_tune"):
@@ -325,14 +329,17 @@ def test_each_step_trains_the_model_fine_tune_names(dataset, tmp_path, monkeypat
         return out
 
     monkeypatch.setattr(loop, "fit", fit)
-    cfg = SimConfig(n_classes=3, init_images=2, images_per_step=2, steps=3, arch="unet",
+    cfg = SimConfig(n_classes=3, init_images=2, images_per_step=2, steps=2, arch="unet",
                     pretrained=False, mc_samples=2, max_side=48, first_epochs=2,
                     recipe=Recipe(epochs=1, batch_size=2), device="cpu",
                     cache_dir=str(tmp_path / "cache"))
-    sim = Simulation(*load_split(dataset, "train", ignore_value=9)[:2],
-                     *load_split(dataset, "val", ignore_value=9)[:2], cfg)
+    pool = load_split(dataset, "train", ignore_value=9)[:2]
+    val = load_split(dataset, "val", ignore_value=9)[:2]
     strategy = replace(STRATEGIES["default"], name=fine_tune, fine_tune=fine_tune,
                        init_images=None)
+    Simulation(*pool, *val, cfg).run(strategy, 0)
+    # step 3 in a new process: resumed from the cache after step 2 (the seed model is cached)
+    sim = Simulation(*pool, *val, replace(cfg, steps=3))
     records = sim.run(strategy, 0)
     assert len(records) == 4 and len(starts) == 4  # the seed model, then 3 steps
 
@@ -340,16 +347,18 @@ def test_each_step_trains_the_model_fine_tune_names(dataset, tmp_path, monkeypat
         return all(torch.equal(a[k], b[k]) for k in a)
 
     seed_model, fresh = ends[0], starts[0][0]
+    anchor = {"first": seed_model, "doubling": ends[1]}.get(fine_tune)
     for step in (2, 3):
         start, epochs = starts[step]
         assert same(start, seed_model) == (fine_tune == "first")
-        assert same(start, ends[step - 1]) == (fine_tune == "last")
+        assert same(start, ends[step - 1]) == (fine_tune == "last" or (fine_tune, step) == (
+            "doubling", 2))
+        assert anchor is None or same(start, anchor)
         assert same(start, fresh) == (fine_tune == "off")
         assert epochs == (2 if fine_tune == "off" else 1)
     # a run of one setting never resumes from another's file
-    paths = {sim._progress_path(replace(strategy, fine_tune=f), None, 0, {}) for f in
-             ("first", "last", "off")}
-    assert len(paths) == 3
+    paths = {sim._progress_path(replace(strategy, fine_tune=f), None, 0, {}) for f in FINE_TUNE}
+    assert len(paths) == len(FINE_TUNE)
 
 
 def test_a_cheaper_start_is_part_of_the_runs_seed_set(dataset, tmp_path):

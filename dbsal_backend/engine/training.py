@@ -29,13 +29,15 @@ from .devices import pick_device
 from .label_maps import inverse_sqrt_weights, pixel_counts
 from .self_labels import self_labeled
 
-__all__ = ["FINE_TUNE", "Recipe", "class_weights", "fit", "train_one_epoch"]
+__all__ = ["FINE_TUNE", "Recipe", "class_weights", "fit", "renews_anchor", "train_one_epoch"]
 
 #: Where a training run after the first starts: ``first``, the first run's model (trained on the
-#: seed set), so that no run inherits more than one fine-tuning; ``last``, the previous run's
-#: model (a chain of fine-tunings); ``off``, ImageNet weights (a fresh model every run, trained
-#: as long as the first).
-FINE_TUNE = ("first", "last", "off")
+#: seed set), so that no run inherits more than one fine-tuning; ``doubling``, the model of the
+#: last run whose labeled images were at least twice its own start's (the first run's at first:
+#: at most log2(n) fine-tunings in a chain, see :func:`renews_anchor`); ``last``, the previous
+#: run's model (a chain of fine-tunings); ``off``, ImageNet weights (a fresh model every run,
+#: trained as long as the first).
+FINE_TUNE = ("first", "doubling", "last", "off")
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +125,20 @@ def class_weights(labels: np.ndarray | Sequence[np.ndarray], n_classes: int,
     """
     return torch.tensor(inverse_sqrt_weights(pixel_counts(labels, n_classes, ignore_index)),
                         dtype=torch.float32)
+
+
+def renews_anchor(fine_tune: str, anchor_images: int | None, images: int) -> bool:
+    """Whether a model trained on ``images`` labeled images becomes the anchor, the model later
+    runs fine-tune under ``first`` and ``doubling`` (``anchor_images``: the images of the anchor
+    so far, None before the first): the first model always; under ``doubling`` also one trained
+    on at least twice the anchor's images. Never under ``last`` and ``off`` (no anchor)."""
+    if fine_tune not in FINE_TUNE:
+        raise ValueError(f"fine_tune must be one of {FINE_TUNE}, got {fine_tune!r}")
+    if fine_tune not in ("first", "doubling"):
+        return False
+    if anchor_images is None:
+        return True
+    return fine_tune == "doubling" and images >= 2 * anchor_images
 
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,

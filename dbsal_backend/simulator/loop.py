@@ -25,7 +25,7 @@ from ..engine.networks import build_model
 from ..engine.scoring import Scorer
 from ..engine.selection import random_images
 from ..engine.superpixels import SlicParams, SuperpixelCache
-from ..engine.training import class_weights, fit
+from ..engine.training import class_weights, fit, renews_anchor
 from .annotator import Answer, SimulatedAnnotator, cai_clicks
 from .progress import Progress, cpu_state, save
 from .records import SimConfig, SimulatedStep, Tally, jsonable
@@ -174,7 +174,9 @@ class Simulation:
             return [self._record(0, tally, self.evaluate(model), t0)]
 
         model, labeled, tally, miou0 = self.seed_start(seed, strategy.init_images)
-        first = copy.deepcopy(model) if strategy.fine_tune == "first" else None
+        anchor = None  # the model later steps fine-tune (first, doubling) and its images
+        if renews_anchor(strategy.fine_tune, None, len(labeled)):
+            anchor = (copy.deepcopy(model), len(labeled))
         records = [self._record(0, tally, miou0, t0)]
         log.info("%s seed %d step 0: mIoU %.4f, %d clicks", strategy.name, seed, miou0,
                  tally.clicks)
@@ -184,6 +186,9 @@ class Simulation:
         saved = progress.load(cfg.steps)
         if saved is not None and resume:
             labeled, records = _restore(saved, model)
+            if anchor is not None and "anchor" in saved:  # else still the seed model
+                anchor[0].load_state_dict(saved["anchor"]["model"])
+                anchor = (anchor[0], int(saved["anchor"]["images"]))
             tally = Tally(**saved["tally"])
             rng.bit_generator.state = saved["rng"]
             torch.set_rng_state(saved["torch_rng"])
@@ -204,10 +209,12 @@ class Simulation:
                     tally.add(answer)
             else:
                 extra = self._query(model, strategy, policy, labeled, tally, seed)
-            start, epochs = self._start(model, first, strategy, seed)
+            start, epochs = self._start(model, anchor, strategy, seed)
             model = self.train(start, labeled, seed + step, epochs, strategy)
+            if anchor is not None and renews_anchor(strategy.fine_tune, anchor[1], len(labeled)):
+                anchor = (copy.deepcopy(model), len(labeled))
             records.append(self._record(step, tally, self.evaluate(model), t0, **extra))
-            progress.save(step, model, labeled, tally, records, rng)
+            progress.save(step, model, labeled, tally, records, rng, anchor)
             if on_step is not None:
                 on_step(step, model, labeled)
             r = records[-1]
@@ -218,13 +225,13 @@ class Simulation:
             self._mean_fraction[(strategy.name, seed)] = float(np.mean(fractions))
         return records
 
-    def _start(self, model, first, strategy: Strategy, seed: int):
+    def _start(self, model, anchor, strategy: Strategy, seed: int):
         """The model a step fine-tunes (``strategy.fine_tune``: the last step's, a copy of the
-        seed model ``first``, or new weights) and its epochs (None: the recipe's)."""
+        ``anchor``'s model, or new weights) and its epochs (None: the recipe's)."""
         if strategy.fine_tune == "last":
             return model, None
-        if strategy.fine_tune == "first":
-            return copy.deepcopy(first), None
+        if anchor is not None:
+            return copy.deepcopy(anchor[0]), None
         return self.new_model(seed), self.cfg.first_epochs
 
     def saved_run(self, strategy: Strategy, seed: int

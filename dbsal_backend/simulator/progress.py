@@ -38,7 +38,10 @@ class Progress:
         return saved if self.step <= steps else None
 
     def save(self, step: int, model: torch.nn.Module, labeled: dict[int, np.ndarray],
-             tally: Tally, records: list[SimulatedStep], rng: np.random.Generator) -> None:
+             tally: Tally, records: list[SimulatedStep], rng: np.random.Generator,
+             anchor: tuple[torch.nn.Module, int] | None = None) -> None:
+        """Keep ``step`` (and ``anchor``, the model later steps fine-tune and its images, if
+        the run has one)."""
         if self.step is not None and self.step > step:
             return
         keys = sorted(labeled)
@@ -47,6 +50,8 @@ class Progress:
                  "model": cpu_state(model),
                  "tally": asdict(tally), "records": [asdict(r) for r in records],
                  "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
+        if anchor is not None:
+            state["anchor"] = {"model": cpu_state(anchor[0]), "images": anchor[1]}
         save(self.path, state)
         self.step = step
 

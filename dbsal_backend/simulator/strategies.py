@@ -38,6 +38,9 @@ its first 5, the backend's seed batch, and a model trained on those):
               answer labels half as many pixels).
 ``anchored``  the default fine-tuning the seed model at every step, not the last step's model
               (``fine_tune="first"``: no chain of fine-tunings; ``DBSAL_FINE_TUNE=first``).
+``doubling``  the default fine-tuning the model of the last step whose labeled images were at
+              least twice its start's (``fine_tune="doubling"``: at most log2(n) fine-tunings in
+              a chain; ``DBSAL_FINE_TUNE=doubling``).
 ``repaint``   the default with repainting answers: keep or relabel each region and repaint the
               parts of other classes in it (the variants above, ``self_labeled`` to
               ``default_balanced``, are variants of it: what they were measured with).
@@ -73,8 +76,9 @@ class Strategy:
     classes) or ``"dominant"`` (keep or relabel it, nothing more). ``init_images`` makes the
     seed set smaller than the run's (:attr:`SimConfig.init_images`): its first ``init_images``
     (never more than the run's). ``fine_tune`` is the model each step's training starts from
-    (one of :data:`~dbsal_backend.engine.training.FINE_TUNE`: the seed model, the last step's,
-    or ImageNet weights trained ``first_epochs``).
+    (one of :data:`~dbsal_backend.engine.training.FINE_TUNE`: the seed model, the model of
+    the last step that doubled the labels, the last step's, or ImageNet weights trained
+    ``first_epochs``).
     """
 
     name: str
@@ -153,6 +157,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     _SEED5,
     replace(_SEED5, name="fine", superpixels=replace(_SEED5.superpixels, n_segments=600)),
     replace(_SEED5, name="anchored", fine_tune="first"),
+    replace(_SEED5, name="doubling", fine_tune="doubling"),
     _REPAINT,
     Strategy("random", kind="random"),
     Strategy("control", kind="none"),
