@@ -175,47 +175,57 @@ def _same(a: dict, b: dict) -> bool:
     return all(torch.equal(a[k], b[k]) for k in a)
 
 
-@pytest.mark.parametrize("fine_tune", ["first", "last", "off"])
+@pytest.mark.parametrize("fine_tune", ["first", "doubling", "last", "off"])
 def test_each_run_fine_tunes_the_model_fine_tune_names(tmp_path, ls, fine_tune, caplog):
     """``DBSAL_FINE_TUNE``: every run after the first from the first run's model (kept as
-    ``first-model.pt``), from the last run's, or from new weights for the first run's epochs."""
+    ``anchor-model.pt``), from the last run that doubled the labeled images (the anchor,
+    renewed), from the last run's, or from new weights for the first run's epochs."""
     service = make_service(tmp_path, ls, fine_tune=fine_tune, first_epochs=2, epochs=1)
     connected(service)
     label_seed(ls, service.run(1)["seed_batch"])
-    compute, starts, ends = service.context.compute, [], []
+    compute, starts, ends, sizes = service.context.compute, [], [], []
     train = compute.train
 
     def recorded(model, images, labels, recipe, device):
+        sizes.append(len(images))
         starts.append((_weights(model), recipe.epochs))
         trained = train(model, images, labels, recipe, device)
         ends.append(_weights(trained))
         return trained
 
     compute.train = recorded
-    first_model = tmp_path / "m" / "project-1" / "first-model.pt"
+    anchor = tmp_path / "m" / "project-1" / "anchor-model.pt"
+    anchored = fine_tune in ("first", "doubling")
     for run in range(3):
         service.run(1)
         for task in [t for t in ls.tasks if ours(ls, t) and ours(ls, t)[0]["result"]]:
             if not ls.tasks[task]["annotations"]:
                 ls.annotate(task, ours(ls, task)[0]["result"])  # a person keeps the pre-labels
-        assert first_model.is_file() == (fine_tune == "first")
+        assert anchor.is_file() == anchored
+    assert sizes == [3, 5, 7]  # labeled images: the third run's doubles the first's
     assert [epochs for _, epochs in starts] == [2, 2, 2] if fine_tune == "off" else [2, 1, 1]
     for run in (1, 2):
-        start = {"first": ends[0], "last": ends[run - 1], "off": starts[0][0]}[fine_tune]
+        start = {"first": ends[0], "doubling": ends[0], "last": ends[run - 1],
+                 "off": starts[0][0]}[fine_tune]
         assert _same(starts[run][0], start), run
     # the third run tells the first model, the last one and new weights apart
     assert [_same(starts[2][0], w) for w in (ends[0], ends[1], starts[0][0])] == [
-        fine_tune == "first", fine_tune == "last", fine_tune == "off"]
-    if fine_tune == "first":  # the first model lost (or for other classes): the run starts anew
+        anchored, fine_tune == "last", fine_tune == "off"]
+    if anchored:
         from dbsal_backend.engine.checkpoints import load_checkpoint
 
-        assert _same(_weights(load_checkpoint(first_model)[0]), ends[0])
-        first_model.unlink()
+        # the anchor: the first run's; under doubling the third run's (7 images >= 2 x 3)
+        assert _same(_weights(load_checkpoint(anchor)[0]), ends[2 if fine_tune == "doubling"
+                                                                 else 0])
+        service.run(1)
+        assert _same(starts[-1][0], ends[2 if fine_tune == "doubling" else 0])
+        # the anchor lost (or for other classes): the run starts anew and becomes the anchor
+        anchor.unlink()
         with caplog.at_level("WARNING"):
             service.run(1)
-        assert "no first model to fine-tune" in caplog.text
+        assert "no anchor model to fine-tune" in caplog.text
         assert starts[-1][1] == 2 and _same(starts[-1][0], starts[0][0])
-        assert _same(_weights(load_checkpoint(first_model)[0]), ends[-1])
+        assert _same(_weights(load_checkpoint(anchor)[0]), ends[-1])
 
 
 def test_predict_on_demand(tmp_path, ls):

@@ -11,7 +11,7 @@ from dbsal_backend.engine.constants import IGNORE_INDEX
 from dbsal_backend.labelstudio.label_config import LabelConfigError, parse_label_config
 from dbsal_backend.engine.metrics import evaluate
 from dbsal_backend.engine.networks import UNet
-from dbsal_backend.engine.training import Recipe, class_weights, fit
+from dbsal_backend.engine.training import Recipe, class_weights, fit, renews_anchor
 
 NO_LABELS = '<View><Image name="i" value="$image"/><BrushLabels name="b" toName="i"/></View>'
 
@@ -211,3 +211,19 @@ def test_class_weights_inverse_sqrt_frequency():
         class_weights(np.array([[0.5]]), 3)
     with pytest.raises(LabelConfigError, match="no <Label> children"):
         parse_label_config(NO_LABELS)  # the class count enters with the label config
+
+
+@pytest.mark.parametrize("fine_tune, anchor_images, images, expected", [
+    ("first", None, 5, True), ("first", 5, 10, False), ("first", 5, 500, False),
+    ("doubling", None, 5, True), ("doubling", 5, 9, False), ("doubling", 5, 10, True),
+    ("doubling", 0, 1, True),
+    ("last", None, 5, False), ("last", 5, 10, False), ("off", None, 5, False),
+])
+def test_an_anchor_is_the_first_model_and_under_doubling_each_that_doubles_the_labels(
+        fine_tune, anchor_images, images, expected):
+    assert renews_anchor(fine_tune, anchor_images, images) is expected
+
+
+def test_renews_anchor_names_the_fine_tune_values():
+    with pytest.raises(ValueError, match="fine_tune must be one of"):
+        renews_anchor("chain", None, 5)

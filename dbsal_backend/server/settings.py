@@ -207,8 +207,10 @@ class Settings(BaseSettings):
     fine_tune: Annotated[Literal[FINE_TUNE], BeforeValidator(_fine_tune)] = Field(  # type: ignore
         defaults.FINE_TUNE, description="The model each run after the first fine-tunes: last "
         "(the previous run's), first (the first run's: no chain of fine-tunings; better on "
-        "Peanut's many runs, worse on CamVid: docs/results.md) or off (every run from ImageNet "
-        "weights for DBSAL_FIRST_EPOCHS); true and false mean last and off.")
+        "Peanut's many runs, worse on CamVid: docs/results.md), doubling (the last run's whose "
+        "labeled images were at least twice those of the model it started from: at most "
+        "log2(n) fine-tunings in a chain) or off (every run from ImageNet weights for "
+        "DBSAL_FIRST_EPOCHS); true and false mean last and off.")
     self_label: Annotated[float | None, BeforeValidator(_unlimited)] = Field(
         None, gt=0, le=1, description="Fine-tuning trains also on the model's own pre-labels "
                                       "where nobody labeled and their probability is at least "

@@ -34,7 +34,7 @@ from ..engine.networks import build_model
 from ..engine.regions import Region, dominant_classes, region_map
 from .seed_batch import seed
 from .state import ProjectRecord, QueryRecord
-from ..engine.training import class_weights
+from ..engine.training import class_weights, renews_anchor
 
 __all__ = ["run"]
 
@@ -127,36 +127,39 @@ def _judge(context: ServiceContext, project: int, query: QueryRecord, image: np.
     context.state.set_prelabels(project, query.task_id, right, judged)
 
 
-def _first_checkpoint(project: int) -> str:
-    """Where a project keeps its first run's model (relative to ``MODEL_DIR``), which every
-    later run fine-tunes with ``DBSAL_FINE_TUNE=first``."""
-    return f"project-{project}/first-model.pt"
+def _anchor_checkpoint(project: int) -> str:
+    """Where a project keeps its anchor (relative to ``MODEL_DIR``): the model every later run
+    fine-tunes with ``DBSAL_FINE_TUNE=first`` or ``doubling`` (the first run's; under
+    ``doubling`` renewed by each run on at least twice its images)."""
+    return f"project-{project}/anchor-model.pt"
 
 
 def _start_model(context: ServiceContext, record: ProjectRecord, config: LabelConfig):
-    """The model a run fine-tunes (``DBSAL_FINE_TUNE``): a copy of the served one (``last``),
-    the first run's (``first``); None: this run trains from ImageNet weights, as the first."""
+    """The model a run fine-tunes (``DBSAL_FINE_TUNE``) and the images of the anchor it is (None
+    but for ``first`` and ``doubling``): a copy of the served one (``last``), the anchor
+    (``first``, ``doubling``); no model: this run trains from ImageNet weights, as the first."""
     s = context.settings
     served = context.served(record, config)
     if served is None or s.fine_tune == "off":
-        return None
+        return None, None
     if s.fine_tune == "last":
         with served.lock:
-            return copy.deepcopy(served.model)
+            return copy.deepcopy(served.model), None
     try:
-        return load_checkpoint(s.model_dir / _first_checkpoint(record.project_id),
-                               expected_classes=config.labels, device="cpu")[0]
+        model, meta = load_checkpoint(s.model_dir / _anchor_checkpoint(record.project_id),
+                                      expected_classes=config.labels, device="cpu")
     except (OSError, ValueError) as exc:  # missing, damaged, or for other classes
-        log.warning("project %d: no first model to fine-tune (%s); this run trains from "
-                    "ImageNet weights and becomes the first", record.project_id, exc)
-        return None
+        log.warning("project %d: no anchor model to fine-tune (%s); this run trains from "
+                    "ImageNet weights and becomes the anchor", record.project_id, exc)
+        return None, None
+    return model, int(meta.get("trained_on", 0))  # 0: unknown (renewed by doubling)
 
 
 def _train(context: ServiceContext, record: ProjectRecord, config: LabelConfig, images,
            labels) -> ProjectRecord:
     """Fine-tune (or train anew) on every annotation and make the result the served model."""
     s = context.settings
-    model = _start_model(context, record, config)
+    model, anchor_images = _start_model(context, record, config)
     first = model is None
     if first:
         torch.manual_seed(s.seed)
@@ -174,8 +177,8 @@ def _train(context: ServiceContext, record: ProjectRecord, config: LabelConfig, 
             "class_weights": None if weights is None else [float(w) for w in weights],
             "trained_on": len(images)}
     save_checkpoint(s.model_dir / relative, model, meta)
-    if first and s.fine_tune == "first":
-        save_checkpoint(s.model_dir / _first_checkpoint(record.project_id), model, meta)
+    if renews_anchor(s.fine_tune, None if first else anchor_images, len(images)):
+        save_checkpoint(s.model_dir / _anchor_checkpoint(record.project_id), model, meta)
     previous = record.checkpoint
     record = context.state.update(record.project_id, checkpoint=relative,
                                   model_version=version, last_trained=time.time())
