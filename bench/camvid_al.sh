@@ -103,6 +103,6 @@ combine camvid_al_long20 bench/results/camvid_al_long20_answers.json --rename de
 combine "camvid_al_long20 camvid_al_long20_start" bench/results/camvid_al_long20_start.json \
   --rename default=repaint dominant=seed10 seed5=default
 # Fine-tuning the seed model (anchored), or the last model that doubled the labels (doubling), at
-# every step against the default's chain (seed 0 so far): camvid_al_anchor.json.
+# every step against the default's chain (anchored: seed 0; doubling: seeds 0, 1): camvid_al_anchor.json.
 combine "camvid_al_long20_start camvid_al_anchor" bench/results/camvid_al_anchor.json \
   --rename seed5=default

@@ -53,5 +53,5 @@ for seed in 0 1 2; do
 done
 combine "peanut_al peanut_al_start" bench/results/peanut_al_start.json --rename default=repaint dominant=seed10 seed5=default
 # Fine-tuning the seed model (anchored), or the last model that doubled the labels (doubling), at
-# every step against the default's chain (seed 0 so far): peanut_al_anchor.json.
+# every step against the default's chain (anchored: seed 0; doubling: seed 0): peanut_al_anchor.json.
 combine "peanut_al_start peanut_al_anchor" bench/results/peanut_al_anchor.json --rename seed5=default

@@ -475,7 +475,7 @@ README_START_AFTER = [
      "{peak('default')[0]} ({mi(peak('default')[1]['miou'])}) its mIoU falls "
      "to {mi(S('default')[-1]['miou'])},"),
     ("fresh_training_peanut.json",
-     "partly from {d['settings']['steps']} fine-tunings in a row (a fresh model on the same labels: "
+     "partly from training on the same labels again and again (a fresh model on them: "
      "{sg(d['summary'][str(d['settings']['steps'])]['fresh_minus_warm']['mean'])};"),
     ("anchor_training_peanut.json", "the first model fine-tuned once, `DBSAL_FINE_TUNE=first`: "
      "{sg(d['summary'][str(d['settings']['steps'])]['anchor_minus_warm']['mean'])},"),
@@ -606,6 +606,27 @@ ANCHOR_SECTION = [
      "both curves exist (behind at {sum(x < 0 for x in D('eq', 'anchored'))} of them)."),
     ("fresh_training_peanut.json", "above the fresh model "
      "({mi(d['summary'][str(d['settings']['steps'])]['fresh']['miou'])})"),
+    ("peanut_al_anchor.json", "On Peanut (seed 0) it peaks at "
+     "{mi((a := runs('doubling', 0)[int(np.argmax([r['miou'] for r in runs('doubling', 0)]))])['miou'])} "
+     "mIoU at step {a['step']} and ends at {mi(runs('doubling', 0)[-1]['miou'])} (the chain "
+     "{mi(runs('default', 0)[-1]['miou'])}, `first` {mi(runs('anchored', 0)[-1]['miou'])}), and the "
+     "default minus it at equal clicks is {sg(M('eq', 'doubling'))} over the "
+     "{len(D('eq', 'doubling'))} steps ({sg(np.mean(D('eq', 'doubling')[8:]))} over steps "
+     "9-{len(D('eq', 'doubling'))})"),
+    ("camvid_al_anchor.json", "on CamVid it ends at "
+     "{join([runs('doubling', s)[-1]['miou'] for s in sorted(d['runs']['doubling'], key=int)], mi, ' and ')} "
+     "(seeds {join(sorted(d['runs']['doubling'], key=int), str, ', ')}; the chain "
+     "{join([runs('default', int(s))[-1]['miou'] for s in sorted(d['runs']['doubling'], key=int)], mi, ' and ')}), "
+     "and the default minus it is "
+     "{join([seed_diff('default', 'doubling', int(s)) for s in sorted(d['runs']['doubling'], key=int)], sg, ' and ')}."),
+    ("warm_more_training_peanut.json", "the default's model of step {d['settings']['steps']} "
+     "trained {d['settings']['fresh_epochs']} epochs more scores "
+     "{mi((e := d['summary'][str(d['settings']['steps'])])['warm_more']['miou'])} against "
+     "{mi(e['warm']['miou'])} (seed {join(d['seeds'], str, ', ')}; `bench/fresh_training.py "
+     "--from-cache --arms {join(d['settings']['arms'], str, ' ')}`, "
+     "`bench/results/warm_more_training_peanut.json`)"),
+    ("answer_noise.json", "answers carry the pixels of other classes inside them "
+     "({pc(d['peanut']['0']['wrong'], 1)}% of the labeled pixels when every"),
     ("fresh_training.json", "a fresh model scored "
      "{mi(-(e := d['summary'][str(d['settings']['steps'])])['fresh_minus_warm']['mean'])} below "
      "the chain there, and {d['settings']['fresh_epochs']} more epochs of the chain "

@@ -71,7 +71,8 @@ FIRST_EPOCHS = 120
 EPOCHS = 20
 #: Which model a later run fine-tunes (one of :data:`~dbsal_backend.engine.training.FINE_TUNE`):
 #: ``last``, the previous run's. ``first`` (no chain of fine-tunings) removed the fall of Peanut's
-#: curve after its 7th step but cost about 2 mIoU on CamVid's labels (docs/results.md).
+#: curve after its 7th step but cost about 2 mIoU on CamVid's labels; ``doubling`` kept the fall and
+#: was worth what ``last`` is on both sets (docs/results.md).
 FINE_TUNE = "last"
 #: Training batch size.
 BATCH_SIZE = 8
