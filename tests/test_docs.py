@@ -622,7 +622,8 @@ ANCHOR_SECTION = [
     ("warm_more_training_peanut.json", "the default's model of step {d['settings']['steps']} "
      "trained {d['settings']['fresh_epochs']} epochs more scores "
      "{mi((e := d['summary'][str(d['settings']['steps'])])['warm_more']['miou'])} against "
-     "{mi(e['warm']['miou'])} (seed {join(d['seeds'], str, ', ')}; `bench/fresh_training.py "
+     "{mi(e['warm']['miou'])} ({join(e['warm_more_minus_warm']['per_seed'], sg)} on seeds "
+     "{join(d['seeds'], str, ', ')}; `bench/fresh_training.py "
      "--from-cache --arms {join(d['settings']['arms'], str, ' ')}`, "
      "`bench/results/warm_more_training_peanut.json`)"),
     ("answer_noise.json", "answers carry the pixels of other classes inside them "
