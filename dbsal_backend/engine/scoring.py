@@ -196,13 +196,35 @@ class Scorer:
         """Per image, its :meth:`prelabels` (``uint8 h x w``) and their probability
         (``float32 h x w``: the mirrored average, corrected for the class weights and
         normalised again), one image at a time."""
+        for probs in self._corrected_probs(images):
+            top = probs.max(1)
+            yield (top.indices[0].to(torch.uint8).cpu().numpy(),
+                   top.values[0].float().cpu().numpy())
+
+    def label_probability(self, images: Sequence[np.ndarray], labels: Sequence[np.ndarray]
+                          ) -> Iterator[np.ndarray]:
+        """Per image, the probability the model gives each pixel's label (``float32 h x w``:
+        the mirrored average, corrected for the class weights and normalised again, as
+        :meth:`prelabel_confidence`; 1 where the label is ``IGNORE_INDEX``). Images and labels
+        are at the working resolution (the images no larger than ``max_side``)."""
+        for probs, label in zip(self._corrected_probs(images), labels):
+            probs = probs[0].float().cpu()
+            if probs.shape[1:] != label.shape:
+                raise ValueError(f"labels of shape {label.shape} for an image scored at "
+                                 f"{tuple(probs.shape[1:])}")
+            labeled = label != IGNORE_INDEX
+            given = torch.from_numpy(np.where(labeled, label, 0).astype(np.int64))
+            out = probs.gather(0, given[None])[0].numpy()
+            out[~labeled] = 1.0
+            yield out
+
+    def _corrected_probs(self, images: Sequence[np.ndarray]) -> Iterator[torch.Tensor]:
+        """:meth:`_prelabel_probs` corrected for the class weights and normalised again."""
         for probs in self._prelabel_probs(images):
             if self._prior is not None:
                 probs = probs * self._prior.to(probs.device)
                 probs = probs / probs.sum(1, keepdim=True).clamp_min(1e-12)
-            top = probs.max(1)
-            yield (top.indices[0].to(torch.uint8).cpu().numpy(),
-                   top.values[0].float().cpu().numpy())
+            yield probs
 
     def _prelabel_probs(self, images: Sequence[np.ndarray]) -> Iterator[torch.Tensor]:
         """Per image, ``1 x C x h x w`` softmax of one pass without dropout over the image and

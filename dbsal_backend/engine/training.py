@@ -3,8 +3,8 @@
 :class:`Recipe` and :func:`fit`: the training recipe the backend and the simulator share: Adam
 on (optionally class-weighted) cross-entropy that ignores ``IGNORE_INDEX``, a polynomial
 learning-rate decay over the run, flips and scale jitter, mixed precision on CUDA. Fine-tuning
-is calling :func:`fit` again on a trained model, optionally with self-labels
-(:mod:`.self_labels`). :func:`train_one_epoch` is one pass, readable top to bottom (as in
+is calling :func:`fit` again on a trained model, optionally leaving out the labels it finds
+least likely (:mod:`.trimming`) and with self-labels (:mod:`.self_labels`). :func:`train_one_epoch` is one pass, readable top to bottom (as in
 torchvision's reference scripts). Scoring is :mod:`.metrics`, checkpoints :mod:`.checkpoints`.
 """
 
@@ -28,6 +28,7 @@ from .data import SegmentationDataset
 from .devices import pick_device
 from .label_maps import inverse_sqrt_weights, pixel_counts
 from .self_labels import self_labeled
+from .trimming import check_trim, trimmed
 
 __all__ = ["FINE_TUNE", "Recipe", "class_weights", "fit", "renews_anchor", "train_one_epoch"]
 
@@ -78,6 +79,11 @@ class Recipe:
         (:func:`~dbsal_backend.engine.self_labels.class_share_top`; class-balanced self-training,
         Zou et al., ECCV 2018). Rare classes get self-labels in proportion to their
         predictions, where one threshold gives nearly all of them to the frequent ones.
+    trim : float or None
+        Fine-tuning only: before training (and before any self-labels), per image and class,
+        this share of the labeled pixels whose label the model finds least likely is left
+        out (:func:`~dbsal_backend.engine.trimming.trimmed`: the small-loss rule against the
+        other-class pixels that a region's one answer labels); ``None``: off. In ``(0, 0.5]``.
     """
 
     epochs: int = defaults.EPOCHS
@@ -91,6 +97,7 @@ class Recipe:
     amp: bool = True
     self_label: float | None = None
     self_label_share: float | None = None
+    trim: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -102,6 +109,8 @@ class Recipe:
         for name in ("self_label", "self_label_share"):
             if getattr(self, name) is not None:
                 check_fraction(f"Recipe.{name}", getattr(self, name))
+        if self.trim is not None:
+            check_trim("Recipe.trim", self.trim)
         if self.self_label is not None and self.self_label_share is not None:
             raise ValueError("Recipe.self_label and Recipe.self_label_share exclude each "
                              "other: set one of them")
@@ -193,6 +202,8 @@ def fit(model: nn.Module, images: Sequence[np.ndarray], labels: Sequence[np.ndar
     sizes = {image.shape[:2] for image in images}
     crop = None if len(sizes) == 1 else (min(h for h, _ in sizes), min(w for _, w in sizes))
     weights = class_weights(labels, n_classes) if recipe.class_weighted else None
+    if recipe.trim is not None:
+        labels = trimmed(model, images, labels, recipe.trim, weights, device)
     if recipe.self_label is not None or recipe.self_label_share is not None:
         labels = self_labeled(model, images, labels, recipe.self_label, weights, device,
                               share=recipe.self_label_share)

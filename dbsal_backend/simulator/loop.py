@@ -85,13 +85,14 @@ class Simulation:
     def train(self, model, labeled: dict[int, np.ndarray], seed: int, epochs: int | None = None,
               strategy: Strategy | None = None):
         """Train on ``labeled`` (fine-tuning ``model``) for ``epochs`` (default: the recipe's),
-        with the self-labels of ``strategy`` (none without one)."""
+        with the self-labels and trimming of ``strategy`` (none without one)."""
         idx = sorted(labeled)
         images = [fit_side(self.pool_images[i], self.cfg.max_side) for i in idx]
         labels = [resize_nearest(labeled[i], *im.shape[:2]) for i, im in zip(idx, images)]
         recipe = replace(self.cfg.recipe, seed=seed, epochs=epochs or self.cfg.recipe.epochs,
                          self_label=strategy.self_label if strategy else None,
-                         self_label_share=strategy.self_label_share if strategy else None)
+                         self_label_share=strategy.self_label_share if strategy else None,
+                         trim=strategy.trim if strategy else None)
         fit(model, images, labels, recipe, self.device)
         return model
 
@@ -255,6 +256,8 @@ class Simulation:
         described = asdict(replace(strategy, policy=policy))
         if strategy.fine_tune == "last":  # runs from before the field keep their files
             del described["fine_tune"]
+        if strategy.trim is None:  # the same
+            del described["trim"]
         digest = hashlib.sha256(json.dumps({
             "seed_model": self._seed_key(seed, labeled),
             "strategy": jsonable(described),

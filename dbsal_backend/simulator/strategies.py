@@ -41,6 +41,9 @@ its first 5, the backend's seed batch, and a model trained on those):
 ``doubling``  the default fine-tuning the model of the last step whose labeled images were at
               least twice its start's (``fine_tune="doubling"``: at most log2(n) fine-tunings in
               a chain; ``DBSAL_FINE_TUNE=doubling``).
+``trimmed``   the default leaving out, before each fine-tuning, the 20% of each image's labeled
+              pixels of a class that the model finds least likely (``trim=0.2``: the small-loss
+              rule against the other-class pixels that a region's one answer labels).
 ``repaint``   the default with repainting answers: keep or relabel each region and repaint the
               parts of other classes in it (the variants above, ``self_labeled`` to
               ``default_balanced``, are variants of it: what they were measured with).
@@ -57,6 +60,7 @@ from ..engine.active import QueryPolicy
 from ..engine.regions import ANSWERS
 from ..engine.superpixels import SlicParams
 from ..engine.training import FINE_TUNE
+from ..engine.trimming import check_trim
 
 
 @dataclass(frozen=True)
@@ -78,7 +82,8 @@ class Strategy:
     (never more than the run's). ``fine_tune`` is the model each step's training starts from
     (one of :data:`~dbsal_backend.engine.training.FINE_TUNE`: the seed model, the model of
     the last step that doubled the labels, the last step's, or ImageNet weights trained
-    ``first_epochs``).
+    ``first_epochs``). ``trim`` is the fine-tuning's
+    :attr:`~dbsal_backend.engine.training.Recipe.trim`.
     """
 
     name: str
@@ -92,12 +97,18 @@ class Strategy:
     answers: str = "repaint"  # a bare strategy: what the earlier results were measured with
     init_images: int | None = None
     fine_tune: str = "last"  # a bare strategy: what the earlier results were measured with
+    trim: float | None = None
 
     def __post_init__(self) -> None:
         if self.answers not in ANSWERS:
             raise ValueError(f"answers must be one of {ANSWERS}, got {self.answers!r}")
         if self.fine_tune not in FINE_TUNE:
             raise ValueError(f"fine_tune must be one of {FINE_TUNE}, got {self.fine_tune!r}")
+        if self.trim is not None:
+            check_trim("trim", self.trim)
+            if self.fine_tune == "off":
+                raise ValueError("trim needs a trained model to judge the labels: it cannot "
+                                 "go with fine_tune='off'")
         if self.init_images is not None and self.init_images < 1:
             raise ValueError(f"init_images must be >= 1, got {self.init_images!r}")
 
@@ -158,6 +169,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     replace(_SEED5, name="fine", superpixels=replace(_SEED5.superpixels, n_segments=600)),
     replace(_SEED5, name="anchored", fine_tune="first"),
     replace(_SEED5, name="doubling", fine_tune="doubling"),
+    replace(_SEED5, name="trimmed", trim=0.2),
     _REPAINT,
     Strategy("random", kind="random"),
     Strategy("control", kind="none"),
