@@ -259,6 +259,29 @@ def test_self_labeled_fine_tunes_on_its_own_prelabels_but_not_the_seed_model(dat
     assert settings["class_self_labeled"]["self_label_share"] == 0.2
 
 
+def test_trimmed_trims_each_fine_tuning_but_not_the_seed_model(dataset, tmp_path, monkeypatch):
+    strategy = STRATEGIES["trimmed"]
+    assert strategy == replace(STRATEGIES["seed5"], name="trimmed", trim=0.2)
+    assert STRATEGIES["default"].trim is None
+    with pytest.raises(ValueError, match="fine_tune='off'"):
+        replace(strategy, fine_tune="off")  # nothing trained to judge the labels
+    with pytest.raises(ValueError, match=r"trim must be in \(0, 0.5\]"):
+        replace(strategy, trim=0.9)
+    used = []
+    real_fit = loop.fit
+    monkeypatch.setattr(loop, "fit", lambda model, images, labels, recipe, device:
+                        used.append((recipe.epochs, recipe.trim))
+                        or real_fit(model, images, labels, recipe, device))
+    result = main(args(dataset, tmp_path, "--strategies", "trimmed", "seed5", "--seeds", "0",
+                       "--out", str(tmp_path / "trimmed.json")))
+    # the seed model (2 epochs) without; then trimmed's 2 steps with, seed5's without
+    assert used == [(2, None), (1, 0.2), (1, 0.2), (1, None), (1, None)]
+    assert result["settings"]["strategies"]["trimmed"]["trim"] == 0.2
+    # each keeps its own cache file
+    assert len(list((tmp_path / "cache" / "runs").glob("trimmed_0_*.pt"))) == 1
+    assert len(list((tmp_path / "cache" / "runs").glob("seed5_0_*.pt"))) == 1
+
+
 def test_diverse_is_the_default_with_diverse_images(dataset, tmp_path):
     default, diverse = STRATEGIES["repaint"], STRATEGIES["diverse"]
     assert diverse.policy.diversity == 3 and default.policy.diversity == 1
