@@ -277,7 +277,9 @@ def test_trimmed_trims_each_fine_tuning_but_not_the_seed_model(dataset, tmp_path
     # the seed model (2 epochs) without; then trimmed's 2 steps with, seed5's without
     assert used == [(2, None), (1, 0.2), (1, 0.2), (1, None), (1, None)]
     assert result["settings"]["strategies"]["trimmed"]["trim"] == 0.2
-    # each keeps its own cache file
+    # each keeps its own cache file; a recipe without trim is described as before the field
+    assert "trim" not in loop._recipe_key(Recipe())
+    assert loop._recipe_key(Recipe(trim=0.2))["trim"] == 0.2
     assert len(list((tmp_path / "cache" / "runs").glob("trimmed_0_*.pt"))) == 1
     assert len(list((tmp_path / "cache" / "runs").glob("seed5_0_*.pt"))) == 1
 

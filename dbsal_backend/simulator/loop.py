@@ -25,7 +25,7 @@ from ..engine.networks import build_model
 from ..engine.scoring import Scorer
 from ..engine.selection import random_images
 from ..engine.superpixels import SlicParams, SuperpixelCache
-from ..engine.training import class_weights, fit, renews_anchor
+from ..engine.training import Recipe, class_weights, fit, renews_anchor
 from .annotator import Answer, SimulatedAnnotator, cai_clicks
 from .progress import Progress, cpu_state, save
 from .records import SimConfig, SimulatedStep, Tally, jsonable
@@ -132,9 +132,8 @@ class Simulation:
         digest = hashlib.sha256(json.dumps({
             "arch": cfg.arch, "n_classes": cfg.n_classes, "pretrained": cfg.pretrained,
             "max_side": cfg.max_side, "epochs": cfg.first_epochs, "seed": seed,
-            "recipe": jsonable(asdict(replace(cfg.recipe, seed=seed, epochs=cfg.first_epochs,
-                                               self_label=None,
-                                               self_label_share=None))),
+            "recipe": _recipe_key(replace(cfg.recipe, seed=seed, epochs=cfg.first_epochs,
+                                          self_label=None, self_label_share=None)),
             "device": self.device.type, "torch": torch.__version__, "images": sorted(labeled),
         }, sort_keys=True).encode())
         for i in sorted(labeled):
@@ -258,10 +257,12 @@ class Simulation:
             del described["fine_tune"]
         if strategy.trim is None:  # the same
             del described["trim"]
+        settings = asdict(replace(self.cfg, steps=0, device="", cache_dir=""))
+        settings["recipe"] = _recipe_key(self.cfg.recipe)
         digest = hashlib.sha256(json.dumps({
             "seed_model": self._seed_key(seed, labeled),
             "strategy": jsonable(described),
-            "settings": jsonable(asdict(replace(self.cfg, steps=0, device="", cache_dir=""))),
+            "settings": jsonable(settings),
         }, sort_keys=True).encode()).hexdigest()[:24]
         return Path(self.cfg.cache_dir) / "runs" / f"{strategy.name}_{seed}_{digest}.pt"
 
@@ -326,6 +327,15 @@ class Simulation:
             extra["prelabels_right"] += answer.prelabels_right
             extra["prelabels_judged"] += answer.prelabels_judged
         return extra
+
+
+def _recipe_key(recipe: Recipe) -> dict:
+    """The recipe as the cache's digests describe it: without ``trim`` when it is off, so that
+    the files kept before the field are still found."""
+    described = jsonable(asdict(recipe))
+    if recipe.trim is None:
+        del described["trim"]
+    return described
 
 
 def _restore(saved: dict, model: torch.nn.Module
