@@ -228,6 +228,23 @@ def test_each_run_fine_tunes_the_model_fine_tune_names(tmp_path, ls, fine_tune, 
         assert _same(_weights(load_checkpoint(anchor)[0]), ends[-1])
 
 
+def test_only_fine_tuning_trims_the_labels(tmp_path, ls):
+    """``DBSAL_TRIM``: the first run has no model to judge the labels by; later runs trim."""
+    service = make_service(tmp_path, ls, trim=0.2, first_epochs=2, epochs=1)
+    connected(service)
+    label_seed(ls, service.run(1)["seed_batch"])
+    compute, trims = service.context.compute, []
+    train = compute.train
+    compute.train = lambda model, images, labels, recipe, device: (
+        trims.append(recipe.trim) or train(model, images, labels, recipe, device))
+    for run in range(2):
+        service.run(1)
+        for task in [t for t in ls.tasks if ours(ls, t) and ours(ls, t)[0]["result"]]:
+            if not ls.tasks[task]["annotations"]:
+                ls.annotate(task, ours(ls, task)[0]["result"])
+    assert trims == [None, 0.2]
+
+
 def test_predict_on_demand(tmp_path, ls):
     service = make_service(tmp_path, ls)
     connected(service)

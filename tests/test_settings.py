@@ -31,7 +31,7 @@ DEFAULTS = {
     "regions": "auto", "answers": "auto", "class_balanced": False, "max_regions": 40, "smoothing": 2,
     "diversity": 1,
     "first_epochs": 120, "epochs": 20, "batch_size": 8, "lr": 1e-3, "class_weighted": True,
-    "fine_tune": "last", "self_label": None, "max_side": 240, "train_after": 5, "model_title": "dbsal", "seed": 0,
+    "fine_tune": "last", "self_label": None, "trim": None, "max_side": 240, "train_after": 5, "model_title": "dbsal", "seed": 0,
     "score_batch_size": 4, "prefetch": 4, "score_workers": 0, "max_concurrent_runs": 1, "run_threads": 0, "run_niceness": 10,
 }
 
@@ -83,6 +83,7 @@ EVERY_VARIABLE = {
     "DBSAL_CLASS_WEIGHTED": ("off", "class_weighted", False),
     "DBSAL_FINE_TUNE": ("First", "fine_tune", "first"),
     "DBSAL_SELF_LABEL": ("0.9", "self_label", 0.9),
+    "DBSAL_TRIM": ("0.2", "trim", 0.2),
     "DBSAL_MAX_SIDE": ("256", "max_side", 256),
     "DBSAL_TRAIN_AFTER": ("0", "train_after", 0),
     "DBSAL_MODEL_TITLE": ("weeds-v1", "model_title", "weeds-v1"),
@@ -138,7 +139,8 @@ def test_fine_tune_names_the_model_and_still_reads_a_boolean(raw, expected):
     assert Settings.model_validate({"fine_tune": expected == "last"}).fine_tune in ("last", "off")
 
 
-@pytest.mark.parametrize("name", ["DBSAL_BUDGET", "DBSAL_MAX_REGIONS", "DBSAL_SELF_LABEL"])
+@pytest.mark.parametrize("name", ["DBSAL_BUDGET", "DBSAL_MAX_REGIONS", "DBSAL_SELF_LABEL",
+                                  "DBSAL_TRIM"])
 @pytest.mark.parametrize("raw", ["none", "Unlimited", "NONE"])
 def test_none_and_unlimited(name, raw):
     field = name.removeprefix("DBSAL_").lower()
@@ -199,6 +201,7 @@ def test_an_allowed_image_origin_must_be_an_origin(raw):
     ("DBSAL_EPOCHS", "ten"), ("DBSAL_BATCH_SIZE", "0"), ("DBSAL_LR", "nan"), ("DBSAL_LR", "inf"),
     ("DBSAL_LR", "-1e-3"), ("DBSAL_CLASS_WEIGHTED", "2"), ("DBSAL_FINE_TUNE", "sometimes"),
     ("DBSAL_SELF_LABEL", "0"), ("DBSAL_SELF_LABEL", "1.5"), ("DBSAL_SELF_LABEL", "nan"),
+    ("DBSAL_TRIM", "0"), ("DBSAL_TRIM", "0.6"), ("DBSAL_TRIM", "nan"),
     ("DBSAL_MAX_SIDE", "8"), ("DBSAL_TRAIN_AFTER", "-1"), ("DBSAL_MODEL_TITLE", " "),
     ("DBSAL_SEED", "-5"), ("DBSAL_SCORE_BATCH_SIZE", "0"), ("DBSAL_PREFETCH", "-1"),
     ("DBSAL_SCORE_WORKERS", "-1"), ("DBSAL_MAX_CONCURRENT_RUNS", "0"),
@@ -262,15 +265,16 @@ def test_what_the_engine_takes():
                            "DBSAL_COMPACTNESS": "7.5", "DBSAL_FIRST_EPOCHS": "9",
                            "DBSAL_EPOCHS": "2", "DBSAL_BATCH_SIZE": "5", "DBSAL_LR": "0.01",
                            "DBSAL_CLASS_WEIGHTED": "no", "DBSAL_SEED": "7",
-                           "DBSAL_SELF_LABEL": "0.8", "DBSAL_BUDGET": "100", "DBSAL_BUDGET_UNIT": "images"})
+                           "DBSAL_SELF_LABEL": "0.8", "DBSAL_TRIM": "0.1", "DBSAL_BUDGET": "100",
+                           "DBSAL_BUDGET_UNIT": "images"})
     assert s.query_policy() == QueryPolicy(images=3, split="static", scope="step",
                                            static_fraction=0.5, grouping="superpixel",
                                            class_balanced=True, max_regions=4, smoothing=1,
                                            diversity=2)
     assert s.slic_params() == SlicParams(algorithm="SLICO", n_segments=99, ruler=7.5)
     assert s.recipe() == Recipe(epochs=2, batch_size=5, lr=0.01, class_weighted=False, seed=7,
-                                self_label=0.8)
-    # the first run has no model of its own to take self-labels from
+                                self_label=0.8, trim=0.1)
+    # the first run has no model of its own to take self-labels from or to judge labels by
     assert s.recipe(first=True) == Recipe(epochs=9, batch_size=5, lr=0.01, class_weighted=False,
                                           seed=7)
     assert s.labeling_budget() == Budget(limit=100, unit="images")
@@ -281,7 +285,7 @@ def test_every_accepted_value_builds_the_engine_objects():
     """Values the settings accept never fail later, when the engine objects are built."""
     for env in ({}, {"DBSAL_STATIC_FRACTION": "1", "DBSAL_N_SEGMENTS": "2",
                      "DBSAL_COMPACTNESS": "1e-9", "DBSAL_LR": "1e-12",
-                     "DBSAL_SELF_LABEL": "1"}):
+                     "DBSAL_SELF_LABEL": "1", "DBSAL_TRIM": "0.5"}):
         s = Settings.from_env(env)
         s.query_policy(), s.slic_params(), s.recipe(), s.recipe(first=True), s.labeling_budget()
 

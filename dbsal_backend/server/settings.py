@@ -215,6 +215,10 @@ class Settings(BaseSettings):
         None, gt=0, le=1, description="Fine-tuning trains also on the model's own pre-labels "
                                       "where nobody labeled and their probability is at least "
                                       "this; none: off.")
+    trim: Annotated[float | None, BeforeValidator(_unlimited)] = Field(
+        None, gt=0, le=0.5, description="Fine-tuning leaves out, per image and class, this "
+        "share of the labels the model finds least likely (the other-class pixels a region's "
+        "one answer labels); none: off.")
     max_side: int = Field(defaults.MAX_SIDE, ge=16, description="Longer image side for training "
                           "and scoring (the size the results were measured at; time grows with "
                           "the pixels).")
@@ -329,11 +333,12 @@ class Settings(BaseSettings):
 
     def recipe(self, first: bool = False) -> Recipe:
         """The training recipe of a run; ``first``: the run that starts from ImageNet weights
-        (it has no model to take self-labels from)."""
+        (it has no model to take self-labels from, nor to judge the labels by)."""
         return Recipe(epochs=self.first_epochs if first else self.epochs,
                       batch_size=self.batch_size, lr=self.lr,
                       class_weighted=self.class_weighted, seed=self.seed,
-                      self_label=None if first else self.self_label)
+                      self_label=None if first else self.self_label,
+                      trim=None if first else self.trim)
 
     def labeling_budget(self) -> Budget:
         return Budget(limit=self.budget, unit=self.budget_unit)

@@ -125,7 +125,7 @@ def product_default(polygons: bool = True) -> Strategy:
                     self_label=defaults.recipe().self_label,
                     self_label_share=defaults.recipe().self_label_share,
                     answers=defaults.answers_for(polygons), init_images=defaults.initial_batch,
-                    fine_tune=defaults.fine_tune)
+                    fine_tune=defaults.fine_tune, trim=defaults.recipe().trim)
 
 
 # The paper's policy, spelled out (a bare QueryPolicy's cap and smoothing, not the backend's).
