@@ -623,6 +623,11 @@ ANCHOR_SECTION = [
      "`bench/results/warm_more_training_peanut.json`)"),
     ("answer_noise.json", "answers carry the pixels of other classes inside them "
      "({pc(d['peanut']['0']['wrong'], 1)}% of the labeled pixels when every"),
+    ("label_noise.json", "the queried, uncertain ones are much worse: "
+     "{pc(d['peanut']['mean']['noise'], 1)}% of the region-labeled pixels of the default's step "
+     "{d['peanut']['settings']['steps']} are of another class on Peanut, "
+     "{pc(d['camvid']['mean']['noise'], 1)}% of its step {d['camvid']['settings']['steps']} on "
+     "CamVid, {len(d['peanut']['seeds'])} seeds,"),
     ("fresh_training.json", "a fresh model scored "
      "{mi(-(e := d['summary'][str(d['settings']['steps'])])['fresh_minus_warm']['mean'])} below "
      "the chain there, and {d['settings']['fresh_epochs']} more epochs of the chain "
