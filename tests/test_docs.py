@@ -635,10 +635,63 @@ ANCHOR_SECTION = [
 ]
 
 
+
+# Trimming the labels the model finds least likely (results.md, A cheaper start): what it leaves
+# out (label_noise.json) and the trimmed runs against the default's, seeds paired.
+_TRIMMED_SEEDS = "sorted(d['runs']['trimmed'], key=int)"
+_VS = ("{join([seed_diff('%s', '%s', int(s)) for s in " + _TRIMMED_SEEDS + "], sg, ' and ')}")
+TRIM_SECTION = [
+    ("label_noise.json", "Judged by the run's own last model, a share of "
+     "{d['peanut']['settings']['shares'][2]:g} leaves out "
+     "{pc(d['peanut']['mean']['trim']['0.2']['wrong_left_out'])}% (Peanut) and "
+     "{pc(d['camvid']['mean']['trim']['0.2']['wrong_left_out'])}% (CamVid) of the wrong labels "
+     "and {pc(d['peanut']['mean']['trim']['0.2']['right_left_out'])}% and "
+     "{pc(d['camvid']['mean']['trim']['0.2']['right_left_out'])}% of the right ones"),
+    ("peanut_al_trim.json", "On Peanut (seed 0, {len(runs('trimmed', 0)) - 1} steps) it spends "
+     "the default's clicks ({k(runs('trimmed', 0)[-1]['clicks'])} at its last step against "
+     "{k(runs('default', 0)[-1]['clicks'])}) and hardly falls: it peaks at "
+     "{mi((a := runs('trimmed', 0)[int(np.argmax([r['miou'] for r in runs('trimmed', 0)]))])['miou'])} "
+     "mIoU at step {a['step']} and ends at {mi(runs('trimmed', 0)[-1]['miou'])}, where seed 0 of "
+     "the default peaks at "
+     "{mi((b := runs('default', 0)[int(np.argmax([r['miou'] for r in runs('default', 0)]))])['miou'])} "
+     "at step {b['step']} and ends at {mi(runs('default', 0)[-1]['miou'])}. The default minus it "
+     "at equal clicks is {sg(M('eq', 'trimmed'))} over the {len(D('eq', 'trimmed'))} steps where "
+     "both curves exist ({sg(np.mean(D('eq', 'trimmed')[8:]))} over steps "
+     "9-{len(D('eq', 'trimmed'))}); it passes 90% of full supervision at "
+     "{k(reach_seed('trimmed', 0, 0.9))} clicks, the default's seed 0 at "
+     "{k(reach_seed('default', 0, 0.9))}. Against random whole images (seed 0, at equal clicks) it is at "
+     "{sg(seed_diff('trimmed', 'random', 0))} where the default is at "
+     "{sg(seed_diff('default', 'random', 0))}, against `dbsal` at "
+     "{sg(seed_diff('trimmed', 'dbsal', 0))} where the default is at "
+     "{sg(seed_diff('default', 'dbsal', 0))}."),
+    ("peanut_al_trim_8.json", "Over the first {len(runs('trimmed', 0)) - 1} steps (the runs' "
+     "first parts, `bench/results/peanut_al_trim_8.json`, seeds "
+     "{join(" + _TRIMMED_SEEDS + ", str, ', ')}) the default minus it at equal clicks is "
+     + _VS % ("default", "trimmed") + " ({sg(M('eq', 'trimmed'))} on the mean)."),
+    ("camvid_al_trim.json", "On CamVid (seeds {join(" + _TRIMMED_SEEDS + ", str, ', ')}, "
+     "{len(runs('trimmed', 0)) - 1} steps; `bench/results/camvid_al_trim.json`) it ends at "
+     "{join([runs('trimmed', s)[-1]['miou'] for s in " + _TRIMMED_SEEDS + "], mi, ' and ')} mIoU "
+     "against the default's "
+     "{join([runs('default', s)[-1]['miou'] for s in " + _TRIMMED_SEEDS + "], mi, ' and ')}, "
+     "and the default minus it at equal clicks is " + _VS % ("default", "trimmed")
+     + " ({sg(M('eq', 'trimmed'))} on the mean, behind it at "
+     "{sum(x < 0 for x in D('eq', 'trimmed'))} of the {len(D('eq', 'trimmed'))} steps). Seed "
+     "0's run falls to {mi(runs('trimmed', 0)[3]['miou'])} at step 3 (from "
+     "{mi(runs('trimmed', 0)[2]['miou'])}; the default's seed 0 is at "
+     "{mi(runs('default', 0)[3]['miou'])}) and is back at {mi(runs('trimmed', 0)[4]['miou'])} the "
+     "step after."),
+]
+TRIM_SECTION.append(
+    ("peanut_al_trim.json", "removed the fall on seed 0 and lifted those margins there to "
+     "{sg(seed_diff('trimmed', 'random', 0))} and {sg(seed_diff('trimmed', 'dbsal', 0))} (the "
+     "default's seed 0: {sg(seed_diff('default', 'random', 0))} and "
+     "{sg(seed_diff('default', 'dbsal', 0))})"))
+TRIM_SECTION_ROWS = [("docs/results.md", f, text) for f, text in TRIM_SECTION]
+
 FIGURES = [
     *[("docs/results.md", f, text)
       for f, text in START_SECTION + ANSWERS_SECTION + GOALS_24 + SUPERPIXEL_ROWS + FINE_SECTION
-      + PEANUT_FALL + ANCHOR_SECTION],
+      + PEANUT_FALL + ANCHOR_SECTION + TRIM_SECTION],
     ("docs/results.md", "peanut_al_start.json",
      "Over its steps past the seed set ({span(col('random', 'clicks', slice(1, None)), k)} clicks) "
      "the random whole images' curve averages\n  {mi(np.mean(col('random', 'miou', slice(1, None))))} "
