@@ -56,6 +56,11 @@ for seed in 0 1 2; do
     --steps 8 --epochs 20 "$seed" -- trimmed
   run peanut_al_trim "trimmed_s${seed}" --first-epochs 120 --images-per-step 10 --steps 16 \
     --epochs 20 "$seed" -- trimmed
+  # the same trimming of the region answers alone (the seed set's whole images kept whole)
+  run peanut_al_trim/parts "trimmed_answers_s${seed}_8" --first-epochs 120 --images-per-step 10 \
+    --steps 8 --epochs 20 "$seed" -- trimmed_answers
+  run peanut_al_trim "trimmed_answers_s${seed}" --first-epochs 120 --images-per-step 10 \
+    --steps 16 --epochs 20 "$seed" -- trimmed_answers
 done
 combine "peanut_al peanut_al_start" bench/results/peanut_al_start.json --rename default=repaint dominant=seed10 seed5=default
 # Fine-tuning the seed model (anchored), or the last model that doubled the labels (doubling), at

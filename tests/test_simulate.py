@@ -244,9 +244,9 @@ def test_self_labeled_fine_tunes_on_its_own_prelabels_but_not_the_seed_model(dat
         recipe.self_label, recipe.self_label_share)
     used = []
     real_fit = loop.fit
-    monkeypatch.setattr(loop, "fit", lambda model, images, labels, recipe, device:
+    monkeypatch.setattr(loop, "fit", lambda model, images, labels, recipe, device, exact:
                         used.append((recipe.epochs, recipe.self_label, recipe.self_label_share))
-                        or real_fit(model, images, labels, recipe, device))
+                        or real_fit(model, images, labels, recipe, device, exact))
     result = main(args(dataset, tmp_path, "--strategies", "self_labeled", "class_self_labeled",
                        "default", "--seeds", "0", "--out", str(tmp_path / "self.json")))
     # the seed model (2 epochs) alone without; then each strategy's 2 steps with its own
@@ -269,19 +269,28 @@ def test_trimmed_trims_each_fine_tuning_but_not_the_seed_model(dataset, tmp_path
         replace(strategy, trim=0.9)
     used = []
     real_fit = loop.fit
-    monkeypatch.setattr(loop, "fit", lambda model, images, labels, recipe, device:
-                        used.append((recipe.epochs, recipe.trim))
-                        or real_fit(model, images, labels, recipe, device))
-    result = main(args(dataset, tmp_path, "--strategies", "trimmed", "seed5", "--seeds", "0",
-                       "--out", str(tmp_path / "trimmed.json")))
-    # the seed model (2 epochs) without; then trimmed's 2 steps with, seed5's without
-    assert used == [(2, None), (1, 0.2), (1, 0.2), (1, None), (1, None)]
+    monkeypatch.setattr(loop, "fit", lambda model, images, labels, recipe, device, exact:
+                        used.append((recipe.epochs, recipe.trim, exact))
+                        or real_fit(model, images, labels, recipe, device, exact))
+    result = main(args(dataset, tmp_path, "--strategies", "trimmed", "trimmed_answers", "seed5",
+                       "--seeds", "0", "--out", str(tmp_path / "trimmed.json")))
+    # the seed model (2 epochs) without; then trimmed's 2 steps with, every image trimmed;
+    # trimmed_answers' 2 steps with, the 2 seed images (whole) kept whole and the 2 answered by
+    # regions a step trimmed; seed5's without
+    assert used[:3] + used[5:] == [(2, None, None), (1, 0.2, None), (1, 0.2, None),
+                                   (1, None, None), (1, None, None)]
+    for (epochs, trim, exact), images in zip(used[3:5], (4, 6)):
+        assert (epochs, trim) == (1, 0.2)
+        assert len(exact) == images and sum(exact) == 2
+    assert STRATEGIES["trimmed_answers"] == replace(strategy, name="trimmed_answers",
+                                                    trim_whole=False)
     assert result["settings"]["strategies"]["trimmed"]["trim"] == 0.2
+    assert result["settings"]["strategies"]["trimmed_answers"]["trim_whole"] is False
     # each keeps its own cache file; a recipe without trim is described as before the field
     assert "trim" not in loop._recipe_key(Recipe())
     assert loop._recipe_key(Recipe(trim=0.2))["trim"] == 0.2
-    assert len(list((tmp_path / "cache" / "runs").glob("trimmed_0_*.pt"))) == 1
-    assert len(list((tmp_path / "cache" / "runs").glob("seed5_0_*.pt"))) == 1
+    for name in ("trimmed", "trimmed_answers", "seed5"):
+        assert len(list((tmp_path / "cache" / "runs").glob(f"{name}_0_*.pt"))) == 1
 
 
 def test_diverse_is_the_default_with_diverse_images(dataset, tmp_path):

@@ -100,3 +100,31 @@ def test_fit_trims_before_it_trains_and_never_without_the_setting(squares, monke
     assert seen == []
     losses = fit(model, images, labels, Recipe(**{**FAST.__dict__, "trim": 0.2}))
     assert seen == [0.2] and np.isfinite(losses).all()
+
+
+def test_trimmed_keeps_the_exact_images_whole(squares):
+    (images, labels), _ = squares
+    model, _ = _trained_and_half_unlabeled(images, labels)
+    exact = [i % 2 == 0 for i in range(len(labels))]
+    out = trimmed(model, images, labels, 0.2, exact=exact)
+    every = trimmed(model, images, labels, 0.2)
+    for given, kept, all_trimmed, whole in zip(labels, out, every, exact):
+        if whole:  # given pixel by pixel: nothing left out
+            np.testing.assert_array_equal(kept, given)
+        else:  # the same as without flags
+            np.testing.assert_array_equal(kept, all_trimmed)
+            assert (kept == IGNORE_INDEX).any()
+    with pytest.raises(ValueError, match="3 flags for"):
+        trimmed(model, images, labels, 0.2, exact=[True] * 3)
+
+
+def test_fit_passes_the_exact_flags_to_trimming(squares, monkeypatch):
+    (images, labels), _ = squares
+    model, _ = _trained_and_half_unlabeled(images, labels)
+    seen = []
+    real = training.trimmed
+    monkeypatch.setattr(training, "trimmed",
+                        lambda *a, **k: seen.append(a[6]) or real(*a, **k))
+    exact = [True] + [False] * (len(labels) - 1)
+    fit(model, images, labels, Recipe(**{**FAST.__dict__, "trim": 0.2}), exact=exact)
+    assert seen == [exact]

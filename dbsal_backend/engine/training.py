@@ -173,7 +173,8 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
 
 
 def fit(model: nn.Module, images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
-        recipe: Recipe, device: torch.device | str = "cpu") -> list[float]:
+        recipe: Recipe, device: torch.device | str = "cpu",
+        exact: Sequence[bool] | None = None) -> list[float]:
     """Train ``model`` on images and (partial) label maps with ``recipe``.
 
     Parameters
@@ -189,6 +190,10 @@ def fit(model: nn.Module, images: Sequence[np.ndarray], labels: Sequence[np.ndar
         The settings.
     device : torch.device or str
         Where to train (``"auto"`` allowed).
+    exact : sequence of bool or None
+        Per image, whether its labels were given pixel by pixel (a whole image): ``recipe.trim``
+        leaves those whole (:func:`~dbsal_backend.engine.trimming.trimmed`); ``None``: it trims
+        every image.
 
     Returns
     -------
@@ -203,7 +208,7 @@ def fit(model: nn.Module, images: Sequence[np.ndarray], labels: Sequence[np.ndar
     crop = None if len(sizes) == 1 else (min(h for h, _ in sizes), min(w for _, w in sizes))
     weights = class_weights(labels, n_classes) if recipe.class_weighted else None
     if recipe.trim is not None:
-        labels = trimmed(model, images, labels, recipe.trim, weights, device)
+        labels = trimmed(model, images, labels, recipe.trim, weights, device, exact)
     if recipe.self_label is not None or recipe.self_label_share is not None:
         labels = self_labeled(model, images, labels, recipe.self_label, weights, device,
                               share=recipe.self_label_share)

@@ -67,19 +67,29 @@ def least_likely(labels: np.ndarray, probability: np.ndarray, share: float) -> n
 
 def trimmed(model: nn.Module, images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
             share: float, weights: torch.Tensor | None = None,
-            device: torch.device | str = "cpu") -> list[np.ndarray]:
+            device: torch.device | str = "cpu",
+            exact: Sequence[bool] | None = None) -> list[np.ndarray]:
     """``labels`` with their :func:`least_likely` pixels set to ``IGNORE_INDEX``, judged by
     ``model`` (one pass over each image and its mirror,
     :meth:`~dbsal_backend.engine.scoring.Scorer.label_probability`, corrected by the loss's
     class ``weights``). Images and labels are at the working resolution; the given arrays are
-    not changed."""
+    not changed. ``exact``: per image, whether its labels were given pixel by pixel (a whole
+    image labeled by a person, no region answered with one class): those are kept whole
+    (``None``: every image is trimmed)."""
     check_trim("share", share)
+    if exact is None:
+        exact = [False] * len(labels)
+    elif len(exact) != len(labels):
+        raise ValueError(f"exact has {len(exact)} flags for {len(labels)} label maps")
     device = pick_device(device) if isinstance(device, str) else device
     side = max(max(image.shape[:2]) for image in images)
     scorer = Scorer(model.to(device), model.n_classes, mc_samples=1, max_side=side,
                     device=device, class_weights=None if weights is None else weights.numpy())
     out = []
-    for image, label in zip(images, labels):
+    for image, label, keep in zip(images, labels, exact):
+        if keep:
+            out.append(label)
+            continue
         probability = next(scorer.label_probability([image], [label]))
         out.append(np.where(least_likely(label, probability, share), IGNORE_INDEX,
                             label).astype(label.dtype))

@@ -85,7 +85,8 @@ class Simulation:
     def train(self, model, labeled: dict[int, np.ndarray], seed: int, epochs: int | None = None,
               strategy: Strategy | None = None):
         """Train on ``labeled`` (fine-tuning ``model``) for ``epochs`` (default: the recipe's),
-        with the self-labels and trimming of ``strategy`` (none without one)."""
+        with the self-labels and trimming of ``strategy`` (none without one; the labels equal to
+        the annotator's whole-image answer are exact, kept whole unless it trims those too)."""
         idx = sorted(labeled)
         images = [fit_side(self.pool_images[i], self.cfg.max_side) for i in idx]
         labels = [resize_nearest(labeled[i], *im.shape[:2]) for i, im in zip(idx, images)]
@@ -93,7 +94,10 @@ class Simulation:
                          self_label=strategy.self_label if strategy else None,
                          self_label_share=strategy.self_label_share if strategy else None,
                          trim=strategy.trim if strategy else None)
-        fit(model, images, labels, recipe, self.device)
+        exact = None
+        if recipe.trim is not None and not strategy.trim_whole:
+            exact = [np.array_equal(labeled[i], self.whole(i).labels) for i in idx]
+        fit(model, images, labels, recipe, self.device, exact)
         return model
 
     def evaluate(self, model) -> float:
@@ -257,6 +261,8 @@ class Simulation:
             del described["fine_tune"]
         if strategy.trim is None:  # the same
             del described["trim"]
+        if strategy.trim is None or strategy.trim_whole:  # the same
+            del described["trim_whole"]
         settings = asdict(replace(self.cfg, steps=0, device="", cache_dir=""))
         settings["recipe"] = _recipe_key(self.cfg.recipe)
         digest = hashlib.sha256(json.dumps({

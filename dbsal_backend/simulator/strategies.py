@@ -44,6 +44,8 @@ its first 5, the backend's seed batch, and a model trained on those):
 ``trimmed``   the default leaving out, before each fine-tuning, the 20% of each image's labeled
               pixels of a class that the model finds least likely (``trim=0.2``: the small-loss
               rule against the other-class pixels that a region's one answer labels).
+``trimmed_answers`` the same trimming of the region answers alone: the whole images' labels
+              (the seed set's), given pixel by pixel, are kept whole (``trim_whole=False``).
 ``repaint``   the default with repainting answers: keep or relabel each region and repaint the
               parts of other classes in it (the variants above, ``self_labeled`` to
               ``default_balanced``, are variants of it: what they were measured with).
@@ -83,7 +85,9 @@ class Strategy:
     (one of :data:`~dbsal_backend.engine.training.FINE_TUNE`: the seed model, the model of
     the last step that doubled the labels, the last step's, or ImageNet weights trained
     ``first_epochs``). ``trim`` is the fine-tuning's
-    :attr:`~dbsal_backend.engine.training.Recipe.trim`.
+    :attr:`~dbsal_backend.engine.training.Recipe.trim`; ``trim_whole``: it trims the labels of
+    whole images too (else only the images answered by regions, see the ``exact`` of
+    :func:`~dbsal_backend.engine.training.fit`).
     """
 
     name: str
@@ -98,6 +102,7 @@ class Strategy:
     init_images: int | None = None
     fine_tune: str = "last"  # a bare strategy: what the earlier results were measured with
     trim: float | None = None
+    trim_whole: bool = True  # what ``trimmed`` was measured with
 
     def __post_init__(self) -> None:
         if self.answers not in ANSWERS:
@@ -170,6 +175,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     replace(_SEED5, name="anchored", fine_tune="first"),
     replace(_SEED5, name="doubling", fine_tune="doubling"),
     replace(_SEED5, name="trimmed", trim=0.2),
+    replace(_SEED5, name="trimmed_answers", trim=0.2, trim_whole=False),
     _REPAINT,
     Strategy("random", kind="random"),
     Strategy("control", kind="none"),
