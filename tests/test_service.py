@@ -186,10 +186,10 @@ def test_each_run_fine_tunes_the_model_fine_tune_names(tmp_path, ls, fine_tune, 
     compute, starts, ends, sizes = service.context.compute, [], [], []
     train = compute.train
 
-    def recorded(model, images, labels, recipe, device):
+    def recorded(model, images, labels, recipe, device, exact):
         sizes.append(len(images))
         starts.append((_weights(model), recipe.epochs))
-        trained = train(model, images, labels, recipe, device)
+        trained = train(model, images, labels, recipe, device, exact=exact)
         ends.append(_weights(trained))
         return trained
 
@@ -228,21 +228,32 @@ def test_each_run_fine_tunes_the_model_fine_tune_names(tmp_path, ls, fine_tune, 
         assert _same(_weights(load_checkpoint(anchor)[0]), ends[-1])
 
 
-def test_only_fine_tuning_trims_the_labels(tmp_path, ls):
-    """``DBSAL_TRIM``: the first run has no model to judge the labels by; later runs trim."""
+def test_only_fine_tuning_trims_the_labels_of_region_answers(tmp_path, ls):
+    """``DBSAL_TRIM``: the first run has no model to judge the labels by; later runs trim the
+    tasks answered by regions, never the whole images labeled pixel by pixel (the seed batch)."""
     service = make_service(tmp_path, ls, trim=0.2, first_epochs=2, epochs=1)
     connected(service)
-    label_seed(ls, service.run(1)["seed_batch"])
+    seed_batch = service.run(1)["seed_batch"]
+    label_seed(ls, seed_batch)
     compute, trims = service.context.compute, []
     train = compute.train
-    compute.train = lambda model, images, labels, recipe, device: (
-        trims.append(recipe.trim) or train(model, images, labels, recipe, device))
+    compute.train = lambda model, images, labels, recipe, device, exact: (
+        trims.append((recipe.trim, list(exact)))
+        or train(model, images, labels, recipe, device, exact=exact))
+    answered = []  # the tasks answered by regions after each run
     for run in range(2):
         service.run(1)
+        answered.append([])
         for task in [t for t in ls.tasks if ours(ls, t) and ours(ls, t)[0]["result"]]:
             if not ls.tasks[task]["annotations"]:
                 ls.annotate(task, ours(ls, task)[0]["result"])
-    assert trims == [None, 0.2]
+                answered[-1].append(task)
+    assert answered[0] and not set(answered[0]) & set(seed_batch)
+    (first, whole), (trim, exact) = trims
+    assert first is None and whole == [True] * len(seed_batch)
+    # the second run: the seed batch exact, the first run's region answers trimmed
+    assert trim == 0.2 and len(exact) == len(seed_batch) + len(answered[0])
+    assert sum(exact) == len(seed_batch)
 
 
 def test_predict_on_demand(tmp_path, ls):

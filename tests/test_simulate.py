@@ -261,7 +261,7 @@ def test_self_labeled_fine_tunes_on_its_own_prelabels_but_not_the_seed_model(dat
 
 def test_trimmed_trims_each_fine_tuning_but_not_the_seed_model(dataset, tmp_path, monkeypatch):
     strategy = STRATEGIES["trimmed"]
-    assert strategy == replace(STRATEGIES["seed5"], name="trimmed", trim=0.2)
+    assert strategy == replace(STRATEGIES["seed5"], name="trimmed", trim=0.2, trim_whole=True)
     assert STRATEGIES["default"].trim is None
     with pytest.raises(ValueError, match="fine_tune='off'"):
         replace(strategy, fine_tune="off")  # nothing trained to judge the labels
@@ -284,6 +284,8 @@ def test_trimmed_trims_each_fine_tuning_but_not_the_seed_model(dataset, tmp_path
         assert len(exact) == images and sum(exact) == 2
     assert STRATEGIES["trimmed_answers"] == replace(strategy, name="trimmed_answers",
                                                     trim_whole=False)
+    # the backend's DBSAL_TRIM is trimmed_answers' (never the whole images)
+    assert strategy.trim_whole and not STRATEGIES["default"].trim_whole
     assert result["settings"]["strategies"]["trimmed"]["trim"] == 0.2
     assert result["settings"]["strategies"]["trimmed_answers"]["trim_whole"] is False
     # each keeps its own cache file; a recipe without trim is described as before the field
@@ -356,9 +358,9 @@ def test_each_step_trains_the_model_fine_tune_names(dataset, tmp_path, monkeypat
     starts, ends = [], []
     real_fit = loop.fit
 
-    def fit(model, images, labels, recipe, device):
+    def fit(model, images, labels, recipe, device, exact):
         starts.append(({k: v.clone() for k, v in model.state_dict().items()}, recipe.epochs))
-        out = real_fit(model, images, labels, recipe, device)
+        out = real_fit(model, images, labels, recipe, device, exact)
         ends.append({k: v.clone() for k, v in model.state_dict().items()})
         return out
 

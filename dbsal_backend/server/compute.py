@@ -56,8 +56,9 @@ class LocalCompute:
         self.score_workers = score_workers
 
     def train(self, model: nn.Module, images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
-              recipe: Recipe, device: torch.device) -> nn.Module:
-        fit(model, images, labels, recipe, device)
+              recipe: Recipe, device: torch.device,
+              exact: Sequence[bool] | None = None) -> nn.Module:
+        fit(model, images, labels, recipe, device, exact)
         return model
 
     def step(self, tasks: Sequence[dict], fetcher: ImageFetcher, data_key: str, scorer: Scorer,
@@ -118,10 +119,12 @@ class RayCompute:
         self.concurrency = concurrency or max(1, self.gpus or int(resources.get("CPU", 1)))
 
     def train(self, model: nn.Module, images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
-              recipe: Recipe, device: torch.device) -> nn.Module:
+              recipe: Recipe, device: torch.device,
+              exact: Sequence[bool] | None = None) -> nn.Module:
         remote = self.ray.remote(num_gpus=1 if self.gpus else 0)(_train_remote)
         trained = self.ray.get(remote.remote(copy.deepcopy(model).cpu(), list(images),
-                                             list(labels), recipe))
+                                             list(labels), recipe,
+                                             None if exact is None else list(exact)))
         model.load_state_dict(trained)
         return model.to(device)
 
@@ -177,10 +180,11 @@ class RayCompute:
         return priorities, layouts
 
 
-def _train_remote(model: nn.Module, images: list, labels: list, recipe: Recipe) -> dict:
+def _train_remote(model: nn.Module, images: list, labels: list, recipe: Recipe,
+                  exact: list | None = None) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_num_threads(1)
-    fit(model, images, labels, recipe, device)
+    fit(model, images, labels, recipe, device, exact)
     return {k: v.cpu() for k, v in model.state_dict().items()}
 
 

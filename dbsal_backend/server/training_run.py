@@ -57,12 +57,12 @@ def run(context: ServiceContext, connections: Connections, project: int) -> dict
             result: dict[str, Any] = {"tasks": len(tasks), "labeled": len(labeled)}
             counts = np.zeros(len(config.labels), np.int64)
             if labeled:
-                images, labels, spent = _labeled(context, client, fetcher, record, config,
-                                                 labeled)
+                images, labels, exact, spent = _labeled(context, client, fetcher, record,
+                                                        config, labeled)
                 record = context.state.update(project, spent=spent)
                 counts = pixel_counts(labels, len(config.labels))
                 if images:
-                    record = _train(context, record, config, images, labels)
+                    record = _train(context, record, config, images, labels, exact)
                     result["trained_on"] = len(images)
             if record.checkpoint is None:
                 seeded = seed(context, client, project, tasks)
@@ -79,12 +79,13 @@ def run(context: ServiceContext, connections: Connections, project: int) -> dict
 
 
 def _labeled(context: ServiceContext, client, fetcher, record: ProjectRecord,
-             config: LabelConfig, labeled: list[dict]) -> tuple[list, list, Effort]:
-    """Training pairs at the working resolution, the effort they represent, and the
-    pre-label counts of answered queries."""
+             config: LabelConfig, labeled: list[dict]) -> tuple[list, list, list, Effort]:
+    """Training pairs at the working resolution, whether each was labeled pixel by pixel (a
+    task without pushed regions: a whole image, never trimmed) and the effort they represent;
+    records the pre-label counts of answered queries."""
     annotations = client.annotations([t["id"] for t in labeled])
     queries = context.state.queries(record.project_id)
-    images, labels, effort = [], [], Effort()
+    images, labels, exact, effort = [], [], [], Effort()
     for task in labeled:
         annotation = annotations.get(task["id"])
         if annotation is None:
@@ -107,7 +108,8 @@ def _labeled(context: ServiceContext, client, fetcher, record: ProjectRecord,
         small = fit_side(image, context.settings.max_side)
         images.append(small)
         labels.append(resize_nearest(label_map, *small.shape[:2]))
-    return images, labels, effort
+        exact.append(query is None)
+    return images, labels, exact, effort
 
 
 def _judge(context: ServiceContext, project: int, query: QueryRecord, image: np.ndarray,
@@ -156,8 +158,9 @@ def _start_model(context: ServiceContext, record: ProjectRecord, config: LabelCo
 
 
 def _train(context: ServiceContext, record: ProjectRecord, config: LabelConfig, images,
-           labels) -> ProjectRecord:
-    """Fine-tune (or train anew) on every annotation and make the result the served model."""
+           labels, exact) -> ProjectRecord:
+    """Fine-tune (or train anew) on every annotation and make the result the served model
+    (``exact``: per image, labeled pixel by pixel; ``DBSAL_TRIM`` trims only the others)."""
     s = context.settings
     model, anchor_images = _start_model(context, record, config)
     first = model is None
@@ -167,7 +170,7 @@ def _train(context: ServiceContext, record: ProjectRecord, config: LabelConfig, 
     log.info("project %d: training on %d images (%s)", record.project_id, len(images),
              context.device)
     recipe = s.recipe(first=first)
-    model = context.compute.train(model, images, labels, recipe, context.device)
+    model = context.compute.train(model, images, labels, recipe, context.device, exact=exact)
     weights = class_weights(labels, len(config.labels)) if recipe.class_weighted else None
     version = f"{context.title(record)}-{record.al_step + 1}-" \
               f"{time.strftime('%Y%m%dT%H%M%S')}"

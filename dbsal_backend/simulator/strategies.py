@@ -45,7 +45,8 @@ its first 5, the backend's seed batch, and a model trained on those):
               pixels of a class that the model finds least likely (``trim=0.2``: the small-loss
               rule against the other-class pixels that a region's one answer labels).
 ``trimmed_answers`` the same trimming of the region answers alone: the whole images' labels
-              (the seed set's), given pixel by pixel, are kept whole (``trim_whole=False``).
+              (the seed set's), given pixel by pixel, are kept whole (``trim_whole=False``, as
+              the backend's ``DBSAL_TRIM`` does).
 ``repaint``   the default with repainting answers: keep or relabel each region and repaint the
               parts of other classes in it (the variants above, ``self_labeled`` to
               ``default_balanced``, are variants of it: what they were measured with).
@@ -130,7 +131,8 @@ def product_default(polygons: bool = True) -> Strategy:
                     self_label=defaults.recipe().self_label,
                     self_label_share=defaults.recipe().self_label_share,
                     answers=defaults.answers_for(polygons), init_images=defaults.initial_batch,
-                    fine_tune=defaults.fine_tune, trim=defaults.recipe().trim)
+                    fine_tune=defaults.fine_tune, trim=defaults.recipe().trim,
+                    trim_whole=False)  # the backend trims only tasks answered by regions
 
 
 # The paper's policy, spelled out (a bare QueryPolicy's cap and smoothing, not the backend's).
@@ -174,8 +176,8 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     replace(_SEED5, name="fine", superpixels=replace(_SEED5.superpixels, n_segments=600)),
     replace(_SEED5, name="anchored", fine_tune="first"),
     replace(_SEED5, name="doubling", fine_tune="doubling"),
-    replace(_SEED5, name="trimmed", trim=0.2),
-    replace(_SEED5, name="trimmed_answers", trim=0.2, trim_whole=False),
+    replace(_SEED5, name="trimmed", trim=0.2, trim_whole=True),
+    replace(_SEED5, name="trimmed_answers", trim=0.2),
     _REPAINT,
     Strategy("random", kind="random"),
     Strategy("control", kind="none"),
