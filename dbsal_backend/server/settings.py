@@ -217,8 +217,9 @@ class Settings(BaseSettings):
                                       "this; none: off.")
     trim: Annotated[float | None, BeforeValidator(_unlimited)] = Field(
         None, gt=0, le=0.5, description="Fine-tuning leaves out, per image and class, this "
-        "share of the labels the model finds least likely (the other-class pixels a region's "
-        "one answer labels); none: off.")
+        "share of the labels the model finds least likely in the tasks answered by regions "
+        "(the other-class pixels a region's one answer labels; whole images are kept whole); "
+        "none: off.")
     max_side: int = Field(defaults.MAX_SIDE, ge=16, description="Longer image side for training "
                           "and scoring (the size the results were measured at; time grows with "
                           "the pixels).")
