@@ -111,7 +111,7 @@ combine "camvid_al_long20 camvid_al_long20_start" bench/results/camvid_al_long20
 # every step against the default's chain (anchored: seed 0; doubling: seeds 0, 1): camvid_al_anchor.json.
 combine "camvid_al_long20_start camvid_al_anchor" bench/results/camvid_al_anchor.json \
   --rename seed5=default
-# The default with trimmed labels against the default and the others (trimmed, trimmed_answers:
-# seeds 0, 1): camvid_al_trim.json.
+# The default with trimmed labels against the default and the others (trimmed: seeds 0, 1;
+# trimmed_answers: 0, 1, 2): camvid_al_trim.json.
 combine "camvid_al_long20 camvid_al_long20_start camvid_al_trim" bench/results/camvid_al_trim.json \
   --rename default=repaint dominant=seed10 seed5=default
