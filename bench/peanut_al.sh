@@ -68,7 +68,7 @@ combine "peanut_al peanut_al_start" bench/results/peanut_al_start.json --rename 
 combine "peanut_al_start peanut_al_anchor" bench/results/peanut_al_anchor.json --rename seed5=default
 # The default with trimmed labels against the default and the others: peanut_al_trim.json (16
 # steps; trimmed: seeds 0, 1; trimmed_answers: 0), peanut_al_trim_8.json (the first 8 steps, the
-# parts; trimmed: seeds 0, 1, 2; trimmed_answers: seeds 0, 1).
+# parts; trimmed, trimmed_answers: seeds 0, 1, 2).
 combine "peanut_al peanut_al_start peanut_al_trim" bench/results/peanut_al_trim.json \
   --rename default=repaint dominant=seed10 seed5=default
 combine "peanut_al peanut_al_start peanut_al_trim/parts" bench/results/peanut_al_trim_8.json \
