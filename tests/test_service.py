@@ -228,10 +228,13 @@ def test_each_run_fine_tunes_the_model_fine_tune_names(tmp_path, ls, fine_tune, 
         assert _same(_weights(load_checkpoint(anchor)[0]), ends[-1])
 
 
-def test_only_fine_tuning_trims_the_labels_of_region_answers(tmp_path, ls):
-    """``DBSAL_TRIM``: the first run has no model to judge the labels by; later runs trim the
-    tasks answered by regions, never the whole images labeled pixel by pixel (the seed batch)."""
-    service = make_service(tmp_path, ls, trim=0.2, first_epochs=2, epochs=1)
+@pytest.mark.parametrize("answers", ["dominant", "auto"])
+def test_only_fine_tuning_trims_the_labels_of_region_answers(tmp_path, ls, answers):
+    """``DBSAL_TRIM`` (on by default): the first run has no model to judge the labels by; later
+    runs trim the tasks answered by regions with their dominant class, never the whole images
+    labeled pixel by pixel (the seed batch); repainted answers (``auto`` for this config of
+    brushes alone) are never trimmed."""
+    service = make_service(tmp_path, ls, first_epochs=2, epochs=1, answers=answers)
     connected(service)
     seed_batch = service.run(1)["seed_batch"]
     label_seed(ls, seed_batch)
@@ -252,7 +255,8 @@ def test_only_fine_tuning_trims_the_labels_of_region_answers(tmp_path, ls):
     (first, whole), (trim, exact) = trims
     assert first is None and whole == [True] * len(seed_batch)
     # the second run: the seed batch exact, the first run's region answers trimmed
-    assert trim == 0.2 and len(exact) == len(seed_batch) + len(answered[0])
+    assert trim == (0.2 if answers == "dominant" else None)
+    assert len(exact) == len(seed_batch) + len(answered[0])
     assert sum(exact) == len(seed_batch)
 
 

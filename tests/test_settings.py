@@ -2,6 +2,7 @@
 
 import inspect
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ DEFAULTS = {
     "regions": "auto", "answers": "auto", "class_balanced": False, "max_regions": 40, "smoothing": 2,
     "diversity": 1,
     "first_epochs": 120, "epochs": 20, "batch_size": 8, "lr": 1e-3, "class_weighted": True,
-    "fine_tune": "last", "self_label": None, "trim": None, "max_side": 240, "train_after": 5, "model_title": "dbsal", "seed": 0,
+    "fine_tune": "last", "self_label": None, "trim": 0.2, "max_side": 240, "train_after": 5, "model_title": "dbsal", "seed": 0,
     "score_batch_size": 4, "prefetch": 4, "score_workers": 0, "max_concurrent_runs": 1, "run_threads": 0, "run_niceness": 10,
 }
 
@@ -314,7 +315,11 @@ def test_the_engine_and_the_simulator_share_the_backend_defaults():
 
     s = Settings.model_validate({})
     assert s.slic_params() == SlicParams()
-    assert s.recipe() == Recipe()
+    # a bare recipe trims nothing; the backend trims dominant-class answers (a config with
+    # polygons), not repainted ones (brushes alone: every labeled pixel painted)
+    assert s.recipe() == Recipe(trim=0.2) and s.recipe(polygons=False) == Recipe()
+    assert s.recipe(first=True).trim is None
+    assert Settings.model_validate({"answers": "repaint"}).recipe().trim is None
     policy, bare = s.query_policy(), QueryPolicy()
     for name in ("images", "split", "scope", "static_fraction", "class_balanced", "diversity"):
         assert getattr(policy, name) == getattr(bare, name), name
@@ -325,7 +330,7 @@ def test_the_engine_and_the_simulator_share_the_backend_defaults():
     assert (cfg.arch, cfg.pretrained, cfg.heuristic, cfg.mc_samples, cfg.max_side,
             cfg.first_epochs, cfg.init_images, cfg.images_per_step, cfg.recipe) == (
         s.arch, s.pretrained, s.uncertainty, s.mc_samples, s.max_side, s.first_epochs,
-        s.initial_batch, s.step_size, s.recipe())
+        s.initial_batch, s.step_size, replace(s.recipe(), trim=None))  # trim: the strategy's
     scorer = inspect.signature(Scorer).parameters
     assert (scorer["heuristic"].default, scorer["mc_samples"].default,
             scorer["max_side"].default, scorer["batch_size"].default) == (

@@ -262,7 +262,10 @@ def test_self_labeled_fine_tunes_on_its_own_prelabels_but_not_the_seed_model(dat
 def test_trimmed_trims_each_fine_tuning_but_not_the_seed_model(dataset, tmp_path, monkeypatch):
     strategy = STRATEGIES["trimmed"]
     assert strategy == replace(STRATEGIES["seed5"], name="trimmed", trim=0.2, trim_whole=True)
-    assert STRATEGIES["default"].trim is None
+    # the default since it won: trimmed_answers' (the backend's DBSAL_TRIM); brushes alone have
+    # repainted answers, none trimmed
+    assert STRATEGIES["default"] == replace(STRATEGIES["trimmed_answers"], name="default")
+    assert STRATEGIES["default_brush"].trim is None and STRATEGIES["seed5"].trim is None
     with pytest.raises(ValueError, match="fine_tune='off'"):
         replace(strategy, fine_tune="off")  # nothing trained to judge the labels
     with pytest.raises(ValueError, match=r"trim must be in \(0, 0.5\]"):
@@ -324,10 +327,11 @@ def test_the_default_answers_regions_with_their_dominant_class(dataset, tmp_path
     """The product's default (one superpixel a region) asks for dominant-class answers;
     ``repaint`` is the same queries answered with repaints."""
     assert STRATEGIES["default"].answers == "dominant" == STRATEGIES["dominant"].answers
+    # the run's seed set, untrimmed (as measured before trimming won)
     assert STRATEGIES["dominant"] == replace(STRATEGIES["default"], name="dominant",
-                                             init_images=None)  # the run's seed set
+                                             init_images=None, trim=None)
     assert STRATEGIES["repaint"] == replace(STRATEGIES["default"], name="repaint",
-                                            answers="repaint", init_images=None)
+                                            answers="repaint", init_images=None, trim=None)
     assert STRATEGIES["default_brush"].answers == "repaint"  # a region is a whole class
     with pytest.raises(ValueError, match="answers"):
         replace(STRATEGIES["default"], answers="paint")
@@ -371,8 +375,8 @@ def test_each_step_trains_the_model_fine_tune_names(dataset, tmp_path, monkeypat
                     cache_dir=str(tmp_path / "cache"))
     pool = load_split(dataset, "train", ignore_value=9)[:2]
     val = load_split(dataset, "val", ignore_value=9)[:2]
-    strategy = replace(STRATEGIES["default"], name=fine_tune, fine_tune=fine_tune,
-                       init_images=None)
+    strategy = replace(STRATEGIES["seed5"], name=fine_tune, fine_tune=fine_tune,
+                       init_images=None)  # untrimmed: off has no model to judge labels by
     Simulation(*pool, *val, cfg).run(strategy, 0)
     # step 3 in a new process: resumed from the cache after step 2 (the seed model is cached)
     sim = Simulation(*pool, *val, replace(cfg, steps=3))
@@ -400,7 +404,8 @@ def test_each_step_trains_the_model_fine_tune_names(dataset, tmp_path, monkeypat
 def test_a_cheaper_start_is_part_of_the_runs_seed_set(dataset, tmp_path):
     """``seed5`` is the default from the first 5 images of the run's seed set (here: 1 of 2);
     the run's own seed set is the one every other strategy starts from."""
-    assert STRATEGIES["seed5"] == replace(STRATEGIES["default"], name="seed5", init_images=5)
+    assert STRATEGIES["seed5"] == replace(STRATEGIES["default"], name="seed5", init_images=5,
+                                          trim=None)  # the default before trimming won
     fine = STRATEGIES["fine"]  # the same on finer superpixels
     assert fine == replace(STRATEGIES["seed5"], name="fine", superpixels=fine.superpixels)
     assert fine.superpixels == replace(STRATEGIES["seed5"].superpixels, n_segments=600)

@@ -216,10 +216,10 @@ class Settings(BaseSettings):
                                       "where nobody labeled and their probability is at least "
                                       "this; none: off.")
     trim: Annotated[float | None, BeforeValidator(_unlimited)] = Field(
-        None, gt=0, le=0.5, description="Fine-tuning leaves out, per image and class, this "
-        "share of the labels the model finds least likely in the tasks answered by regions "
-        "(the other-class pixels a region's one answer labels; whole images are kept whole); "
-        "none: off.")
+        defaults.TRIM, gt=0, le=0.5, description="Fine-tuning leaves out, per image and class, "
+        "this share of the labels the model finds least likely in the tasks answered by regions "
+        "with one class each (the other-class pixels a region's one answer labels; whole images "
+        "and repainted regions are kept whole); none: off.")
     max_side: int = Field(defaults.MAX_SIDE, ge=16, description="Longer image side for training "
                           "and scoring (the size the results were measured at; time grows with "
                           "the pixels).")
@@ -332,14 +332,17 @@ class Settings(BaseSettings):
         return SlicParams(algorithm=self.slic_algorithm, n_segments=self.n_segments,
                           ruler=self.compactness)
 
-    def recipe(self, first: bool = False) -> Recipe:
+    def recipe(self, first: bool = False, polygons: bool = True) -> Recipe:
         """The training recipe of a run; ``first``: the run that starts from ImageNet weights
-        (it has no model to take self-labels from, nor to judge the labels by)."""
+        (it has no model to take self-labels from, nor to judge the labels by); ``polygons``
+        as in :meth:`query_policy` (``DBSAL_TRIM`` trims dominant-class answers alone: repainted
+        regions are labeled pixel by pixel)."""
+        trims = not first and self.answers_for(polygons) == "dominant"
         return Recipe(epochs=self.first_epochs if first else self.epochs,
                       batch_size=self.batch_size, lr=self.lr,
                       class_weighted=self.class_weighted, seed=self.seed,
                       self_label=None if first else self.self_label,
-                      trim=None if first else self.trim)
+                      trim=self.trim if trims else None)
 
     def labeling_budget(self) -> Budget:
         return Budget(limit=self.budget, unit=self.budget_unit)

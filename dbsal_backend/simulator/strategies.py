@@ -29,27 +29,29 @@ its first 5, the backend's seed batch, and a model trained on those):
 ``default_balanced`` the default with class-balanced superpixel scores (Cai et al. 2021;
               ``DBSAL_CLASS_BALANCED``): the split and the 40 regions favour rare predicted
               classes.
-``dominant``  the default with dominant-class answers (Cai et al. 2021): a person keeps or
+``dominant``  ``repaint`` with dominant-class answers (Cai et al. 2021): a person keeps or
               relabels each region and never repaints; the region's other classes are trained
               on as its class (the label noise this costs is in the results).
-``seed5``     the default from a cheaper start: 5 whole images in the seed set (the first 5 of
-              the run's seed set, ``--init-images``), its seed model trained on them alone.
-``fine``      the default on finer superpixels (SLICO, 600: half the size; purer regions, each
+``seed5``     ``dominant`` from a cheaper start: 5 whole images in the seed set (the first 5 of
+              the run's seed set, ``--init-images``), its seed model trained on them alone; the
+              default before ``trimmed_answers`` won (no trimming).
+``fine``      ``seed5`` on finer superpixels (SLICO, 600: half the size; purer regions, each
               answer labels half as many pixels).
-``anchored``  the default fine-tuning the seed model at every step, not the last step's model
+``anchored``  ``seed5`` fine-tuning the seed model at every step, not the last step's model
               (``fine_tune="first"``: no chain of fine-tunings; ``DBSAL_FINE_TUNE=first``).
-``doubling``  the default fine-tuning the model of the last step whose labeled images were at
+``doubling``  ``seed5`` fine-tuning the model of the last step whose labeled images were at
               least twice its start's (``fine_tune="doubling"``: at most log2(n) fine-tunings in
               a chain; ``DBSAL_FINE_TUNE=doubling``).
-``trimmed``   the default leaving out, before each fine-tuning, the 20% of each image's labeled
+``trimmed``   ``seed5`` leaving out, before each fine-tuning, the 20% of each image's labeled
               pixels of a class that the model finds least likely (``trim=0.2``: the small-loss
               rule against the other-class pixels that a region's one answer labels).
 ``trimmed_answers`` the same trimming of the region answers alone: the whole images' labels
               (the seed set's), given pixel by pixel, are kept whole (``trim_whole=False``, as
-              the backend's ``DBSAL_TRIM`` does).
-``repaint``   the default with repainting answers: keep or relabel each region and repaint the
-              parts of other classes in it (the variants above, ``self_labeled`` to
-              ``default_balanced``, are variants of it: what they were measured with).
+              the backend's ``DBSAL_TRIM`` does): the default since it won.
+``repaint``   the 10-image start with repainting answers, untrimmed: keep or relabel each
+              region and repaint the parts of other classes in it (the variants above,
+              ``self_labeled`` to ``default_balanced``, are variants of it: what they were
+              measured with).
 ``random``    random whole images.
 ``control``   no new labels: the seed model fine-tuned again at every step, as the others are
               (what the extra training alone gives; compared step by step, not by clicks).
@@ -131,7 +133,7 @@ def product_default(polygons: bool = True) -> Strategy:
                     self_label=defaults.recipe().self_label,
                     self_label_share=defaults.recipe().self_label_share,
                     answers=defaults.answers_for(polygons), init_images=defaults.initial_batch,
-                    fine_tune=defaults.fine_tune, trim=defaults.recipe().trim,
+                    fine_tune=defaults.fine_tune, trim=defaults.recipe(polygons=polygons).trim,
                     trim_whole=False)  # the backend trims only tasks answered by regions
 
 
@@ -142,9 +144,11 @@ _SLICO = SlicParams(algorithm="SLICO", n_segments=300)
 _COARSE = SlicParams(algorithm="SLIC", n_segments=150, ruler=5.0)
 # The default with repainting answers: the strategies measured as variants of the default before
 # dominant-class answers were measured keep the answers they were measured with, and the run's
-# seed set (init_images None: all of it), as every strategy measured before ``seed5``.
-_REPAINT = replace(product_default(), name="repaint", answers="repaint", init_images=None)
-_SEED5 = replace(product_default(), name="seed5", init_images=5)
+# seed set (init_images None: all of it), as every strategy measured before ``seed5``; and none
+# measured before ``trimmed_answers`` trims.
+_REPAINT = replace(product_default(), name="repaint", answers="repaint", init_images=None,
+                   trim=None)
+_SEED5 = replace(product_default(), name="seed5", init_images=5, trim=None)
 
 #: The strategies the simulator knows, by name (see the module docstring).
 STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
@@ -171,7 +175,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     replace(_REPAINT, name="wide", images_per_step=20),
     replace(_REPAINT, name="default_balanced",
             policy=replace(_REPAINT.policy, class_balanced=True)),
-    replace(product_default(), name="dominant", answers="dominant", init_images=None),
+    replace(_SEED5, name="dominant", init_images=None),
     _SEED5,
     replace(_SEED5, name="fine", superpixels=replace(_SEED5.superpixels, n_segments=600)),
     replace(_SEED5, name="anchored", fine_tune="first"),
