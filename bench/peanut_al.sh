@@ -67,7 +67,7 @@ combine "peanut_al peanut_al_start" bench/results/peanut_al_start.json --rename 
 # every step against the default's chain (anchored: seed 0; doubling: seed 0): peanut_al_anchor.json.
 combine "peanut_al_start peanut_al_anchor" bench/results/peanut_al_anchor.json --rename seed5=default
 # The default with trimmed labels against the default and the others: peanut_al_trim.json (16
-# steps; trimmed, trimmed_answers: seeds 0, 1), peanut_al_trim_8.json (the first 8 steps, the
+# steps; trimmed: seeds 0, 1; trimmed_answers: 0, 1, 2), peanut_al_trim_8.json (the first 8 steps, the
 # parts; trimmed, trimmed_answers: seeds 0, 1, 2).
 combine "peanut_al peanut_al_start peanut_al_trim" bench/results/peanut_al_trim.json \
   --rename default=repaint dominant=seed10 seed5=default

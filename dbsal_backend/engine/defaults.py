@@ -76,8 +76,8 @@ EPOCHS = 20
 FINE_TUNE = "last"
 #: Share of each region-answered image's labels of a class that a fine-tuning leaves out, those the
 #: model finds least likely (the small-loss rule against the other-class pixels a region's one
-#: answer labels; whole images are kept whole). Ahead of no trimming on both data sets (CamVid's 3
-#: seeds; Peanut's 3 over 8 steps, 2 over 16: docs/results.md); ``None``: off.
+#: answer labels; whole images are kept whole). Ahead of no trimming on both data sets over 3
+#: seeds (docs/results.md); ``None``: off.
 TRIM = 0.2
 #: Training batch size.
 BATCH_SIZE = 8
