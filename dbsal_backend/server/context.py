@@ -19,6 +19,7 @@ from ..labelstudio.label_config import LabelConfig, parse_label_config
 from ..labelstudio.client import LabelStudioClient
 from ..engine.devices import pick_device
 from ..engine.scoring import Scorer
+from ..engine.training import Recipe
 from .serving import ServingModels
 from .settings import Settings
 from .state import ProjectRecord, StateStore
@@ -104,6 +105,10 @@ class ServiceContext:
     def policy(self, config: LabelConfig) -> QueryPolicy:
         """What a step asks in this project (``DBSAL_REGIONS=auto`` follows the config)."""
         return self.settings.query_policy(polygons=config.polygon_name is not None)
+
+    def recipe(self, config: LabelConfig, first: bool) -> Recipe:
+        """How a run in this project trains (``DBSAL_TRIM`` follows the config's answers)."""
+        return self.settings.recipe(first=first, polygons=config.polygon_name is not None)
 
     @staticmethod
     def config(record: ProjectRecord) -> LabelConfig:

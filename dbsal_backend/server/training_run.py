@@ -169,7 +169,7 @@ def _train(context: ServiceContext, record: ProjectRecord, config: LabelConfig, 
         model = build_model(s.arch, len(config.labels), pretrained=s.pretrained)
     log.info("project %d: training on %d images (%s)", record.project_id, len(images),
              context.device)
-    recipe = s.recipe(first=first, polygons=config.polygon_name is not None)
+    recipe = context.recipe(config, first)
     model = context.compute.train(model, images, labels, recipe, context.device, exact=exact)
     weights = class_weights(labels, len(config.labels)) if recipe.class_weighted else None
     version = f"{context.title(record)}-{record.al_step + 1}-" \
