@@ -28,11 +28,12 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
-COPY requirements.txt requirements-nodeps.txt requirements-ray.txt ./
+# constraints.txt: every transitive dependency pinned to the versions the tests passed on.
+COPY requirements.txt requirements-nodeps.txt requirements-ray.txt constraints.txt ./
 RUN python3 -m venv /venv \
-    && /venv/bin/pip install -r requirements.txt \
-    && /venv/bin/pip install --no-deps --force-reinstall -r requirements-nodeps.txt \
-    && if [ "$WITH_RAY" = "1" ]; then /venv/bin/pip install -r requirements-ray.txt; fi \
+    && /venv/bin/pip install -r requirements.txt -c constraints.txt \
+    && /venv/bin/pip install --no-deps --force-reinstall -r requirements-nodeps.txt -c constraints.txt \
+    && if [ "$WITH_RAY" = "1" ]; then /venv/bin/pip install -r requirements-ray.txt -c constraints.txt; fi \
     && /venv/bin/python -c "import cv2.ximgproc, flask, label_studio_ml.model"
 ENV PATH=/venv/bin:$PATH
 

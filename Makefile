@@ -14,26 +14,28 @@ export OMP_NUM_THREADS ?= 1
         bench-peanut \
         bench-latency bench-ui bench-scale clean
 
-$(STAMP): requirements.txt requirements-nodeps.txt
+# constraints.txt pins everything the requirements pull in (the environment the tests passed on).
+$(STAMP): requirements.txt requirements-nodeps.txt constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -r requirements.txt -c constraints.txt
 	# label-studio-ml without its stale Flask/Werkzeug pins; opencv-contrib over the SDK's
 	# opencv-python-headless (same version, adds cv2.ximgproc for SLIC).
-	$(PY) -m pip install -q --no-deps --force-reinstall -r requirements-nodeps.txt
+	$(PY) -m pip install -q --no-deps --force-reinstall -r requirements-nodeps.txt -c constraints.txt
 	$(PY) -c "import cv2.ximgproc, flask, label_studio_ml.model; print('ok: cv2', cv2.__version__, 'flask', flask.__version__)"
 	touch $@
 
-$(DEV_STAMP): $(STAMP) requirements-dev.txt
-	$(PY) -m pip install -q -r requirements-dev.txt
+$(DEV_STAMP): $(STAMP) requirements-dev.txt constraints.txt
+	$(PY) -m pip install -q -r requirements-dev.txt -c constraints.txt
 	touch $@
 
 venv: $(STAMP)
 dev: $(DEV_STAMP)
 
-# A real Label Studio server for the end-to-end tests, in its own environment.
-$(LS_STAMP):
+# A real Label Studio server for the end-to-end tests, in its own environment (locked in full:
+# requirements-ls.txt).
+$(LS_STAMP): requirements-ls.txt
 	$(PYTHON) -m venv $(LS_VENV)
-	$(LS_VENV)/bin/python -m pip install -q label-studio==1.23.2
+	$(LS_VENV)/bin/python -m pip install -q -r requirements-ls.txt
 	touch $@
 
 ls-venv: $(LS_STAMP)
