@@ -575,7 +575,7 @@ PIXELPICK_SECTION = [
      "supervision ({mi(" + _PP.format(n=20) + ")} against {mi(full['miou'])}), at 7.3k of Cai et al.'s "
      "count (a click per region looked at) at {pc(" + _PP_CAI.format(n=20) + " / full['miou'])}%; its "
      "{len(S('default')) - 1} steps end at {pc(S('default')[-1]['miou'] / full['miou'])}% with "
-     "{k(S('default')[-1]['clicks'])} clicks, short of 14.7k. Per label it is "
+     "{k(S('default')[-1]['clicks'])} clicks{', short of ' + k(40 * 367) if S('default')[-1]['clicks'] < 40 * 367 else ''}. Per label it is "
      "{'behind' if " + _PP.format(n=20) + " / full['miou'] < " + f"{PIXELPICK[20] / PIXELPICK_FULL:.4f}"
      + " else 'not behind'} PixelPick, on the ratios to each one's own full supervision."),
 ]
