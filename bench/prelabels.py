@@ -26,12 +26,23 @@ void aside). Variants:
 ``flip``              ``mc_mean`` averaged with the MC softmax of the mirrored image
 ``smoothed_4``        ``mc_mean`` with 4 rounds of smoothing
 ``deterministic_4``   ``deterministic`` with 4 rounds of smoothing
+``neighbours``        no classifier: the 15 most similar superpixels of the labeled images vote
+                      (cosine of each superpixel's mean encoder features, the stride-8 and the
+                      context features each L2-normalised per pixel, averaged with the mirrored
+                      image's; a labeled superpixel's class is its most frequent labeled class)
+``soft_neighbours``   the soft vote of ``product``'s probabilities (one pass without dropout and
+                      its mirror, prior-corrected, normalised) plus ``neighbours``' vote shares
+
+One bound, not a rule: ``top2``, the regions whose true class is one of the two likeliest of
+``soft_neighbours``' soft vote (what any rule choosing between the model's two likeliest classes
+could reach at best).
 
 With ``--start-images 5 --images-per-step 20 --out bench/results/prelabels_start.json``: the
 same from the product's start (its seed batch of 5 whole images, 20 queried images as in the
 long protocol).
 
-Writes ``bench/results/prelabels.json``: per seed and variant, right / judged.
+Writes ``bench/results/prelabels.json``: per seed and variant, right / judged; per seed and
+pooled, the ``top2`` bound.
 """
 
 from __future__ import annotations
@@ -46,6 +57,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -59,7 +71,9 @@ from dbsal_backend.engine.training import Recipe  # noqa: E402
 from dbsal_backend.engine.uncertainty import mc_dropout  # noqa: E402
 
 VARIANTS = ("product", "mc_mean", "majority", "soft", "soft_smoothed", "no_prior", "half_prior",
-            "strong_prior", "deterministic", "flip", "smoothed_4", "deterministic_4")
+            "strong_prior", "deterministic", "flip", "smoothed_4", "deterministic_4", "neighbours",
+            "soft_neighbours")
+NEIGHBOURS = 15
 
 
 def probabilities(scorer, image: np.ndarray, *, mc: bool = True, flip: bool = False):
@@ -79,6 +93,49 @@ def probabilities(scorer, image: np.ndarray, *, mc: bool = True, flip: bool = Fa
     if flip:
         probs = torch.flip(probs, dims=[3])
     return probs[0].numpy()
+
+
+def features(model, image: np.ndarray, max_side: int) -> np.ndarray:
+    """``(height * width) x D`` per-pixel encoder features at full size: the stride-8 and the
+    context features of :meth:`EncoderSegmenter.encode`, each L2-normalised per pixel, averaged
+    over the image and its mirror (bilinear up to the image's size)."""
+    small = fit_side(image, max_side)
+    x = torch.from_numpy(small[None]).permute(0, 3, 1, 2).float().div_(255)
+    height, width = image.shape[:2]
+    model.eval()
+    total = 0
+    for flip in (False, True):
+        with torch.no_grad():
+            f = model.encode(torch.flip(x, dims=[3]) if flip else x)
+            z = torch.cat([F.normalize(f.low, dim=1), F.normalize(f.context, dim=1)], 1)
+        if flip:
+            z = torch.flip(z, dims=[3])
+        total = total + F.interpolate(z, size=(height, width), mode="bilinear",
+                                      align_corners=False)[0]
+    return (total / 2).permute(1, 2, 0).reshape(height * width, -1).numpy()
+
+
+def superpixel_means(sp: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Each superpixel's mean of ``values`` (``pixels x D``, in ``sp``'s raster order)."""
+    ids = sp.ravel().astype(np.intp)
+    n = int(ids.max()) + 1
+    sums = np.stack([np.bincount(ids, weights=v, minlength=n) for v in values.T], 1)
+    return sums / np.maximum(np.bincount(ids, minlength=n), 1)[:, None]
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+
+def neighbour_votes(queries: np.ndarray, bank: np.ndarray, bank_labels: np.ndarray,
+                    n_classes: int, k: int = NEIGHBOURS) -> np.ndarray:
+    """``len(queries) x n_classes``: the share of each class among the ``k`` rows of ``bank``
+    most similar (cosine) to each query row."""
+    nearest = np.argsort(-(unit(queries) @ unit(bank).T), axis=1)[:, :k]
+    votes = np.zeros((len(queries), n_classes))
+    for column in nearest.T:
+        np.add.at(votes, (np.arange(len(queries)), bank_labels[column]), 1.0 / k)
+    return votes
 
 
 def full_size(probs: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -157,7 +214,17 @@ def main() -> None:
         weights = np.asarray(scorer.class_weights, dtype=np.float64)
         weights = np.where(weights > 0, weights, weights.max())
         right = dict.fromkeys(VARIANTS, 0)
-        judged = mismatched = 0
+        judged = mismatched = top2 = 0
+        # the labeled superpixels (the seed set's): mean features and most frequent class
+        cache = sim.superpixels(strategy.superpixels)
+        bank, bank_labels = [], []
+        for i, answer in labeled.items():
+            sp = cache.get(pool_x[i])
+            dominant = truth_dominant(sp, answer, n)
+            means = superpixel_means(sp, features(model, pool_x[i], cfg.max_side))
+            bank.append(means[dominant >= 0])
+            bank_labels.append(dominant[dominant >= 0])
+        bank, bank_labels = np.concatenate(bank), np.concatenate(bank_labels)
         for query in result.queries:
             image, truth = pool_x[query.key], pool_y[query.key]
             sp = query.superpixels
@@ -191,11 +258,22 @@ def main() -> None:
                 "deterministic_4": smoothed(majority(sp, classes(det), n), sizes, pairs, 4),
             }
             labels["soft_smoothed"] = smoothed(labels["soft"], sizes, pairs, 2)
+            votes = np.zeros((len(sizes), n))
+            means = superpixel_means(sp, features(model, image, cfg.max_side))
+            votes[ids] = neighbour_votes(means[ids], bank, bank_labels, n)
+            labels["neighbours"] = votes.argmax(1)
+            corrected = det_flipped / weights[:, None, None]
+            corrected /= corrected.sum(0, keepdims=True)
+            soft = superpixel_means(sp, full_size(corrected, h, w).reshape(n, -1).T) + votes
+            labels["soft_neighbours"] = soft.argmax(1)
+            two = np.argsort(-soft[ids], axis=1)[:, :2]
+            top2 += int((two == dominant[:, None]).any(1)[keep].sum())
             pushed = np.array([r.label for r in query.regions])
             mismatched += int((pushed != labels["product"][ids]).sum())  # should stay 0
             for name in VARIANTS:
                 right[name] += int((labels[name][ids] == dominant)[keep].sum())
         out["seeds"][str(seed)] = {"seed_miou": miou0, "judged": judged, "right": right,
+                                   "top2": top2, "labeled_superpixels": len(bank),
                                    "product_mismatches": mismatched,
                                    "accuracy": {k: v / judged for k, v in right.items()},
                                    "seconds": round(time.perf_counter() - t0, 1)}
@@ -203,6 +281,7 @@ def main() -> None:
     total = sum(s["judged"] for s in out["seeds"].values())
     out["pooled_accuracy"] = {k: sum(s["right"][k] for s in out["seeds"].values()) / total
                               for k in VARIANTS}
+    out["pooled_top2"] = sum(s["top2"] for s in out["seeds"].values()) / total
     print(json.dumps(out["pooled_accuracy"], indent=1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))

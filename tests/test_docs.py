@@ -783,7 +783,16 @@ FIGURES = [
      "supervision's {mi(full['miou'])}"),
     ("docs/results.md", "prelabels_start.json",
      "product's is right for {pc(d['pooled_accuracy']['product'])}% of the regions, the others for "
-     "{span([v for k, v in d['pooled_accuracy'].items() if k != 'product'], pc)}%"),
+     "{span([v for k, v in d['pooled_accuracy'].items() if k != 'product'], pc)}%. The best is the "
+     "product's soft\n  vote plus the votes of the 15 labeled superpixels most alike in the encoder's "
+     "features\n  (`soft_neighbours`): {pc(d['pooled_accuracy']['soft_neighbours'])}% (by seed "
+     "{join([s['accuracy']['soft_neighbours'] - s['accuracy']['product'] for s in d['seeds'].values()], sg)} "
+     "points on the product's)"),
+    ("docs/results.md", "prelabels_start.json",
+     "The right class is one of that vote's two likeliest for {pc(d['pooled_top2'])}% of the regions"),
+    ("docs/results.md", "prelabels.json",
+     "behind the product's ({pc(d['pooled_accuracy']['soft_neighbours'])}% against "
+     "{pc(d['pooled_accuracy']['product'])}%, `bench/results/prelabels.json`)"),
     ("docs/results.md", "answer_noise.json",
      "{pc(d['camvid']['0']['wrong'], 1)}% (CamVid) and {pc(d['peanut']['0']['wrong'], 1)}% (Peanut) of the labeled "
      "pixels of the default superpixels"),
