@@ -68,6 +68,7 @@ from dbsal_backend.engine.regions import (SuperpixelTable, adjacent_pairs, smoot
                                    superpixel_table)
 from dbsal_backend.simulator import STRATEGIES, SimConfig, Simulation  # noqa: E402
 from dbsal_backend.engine.training import Recipe  # noqa: E402
+from dbsal_backend.engine.scoring import _tensor  # noqa: E402
 from dbsal_backend.engine.uncertainty import mc_dropout  # noqa: E402
 
 VARIANTS = ("product", "mc_mean", "majority", "soft", "soft_smoothed", "no_prior", "half_prior",
@@ -78,9 +79,7 @@ NEIGHBOURS = 15
 
 def probabilities(scorer, image: np.ndarray, *, mc: bool = True, flip: bool = False):
     """``C x h x w`` mean softmax at the working resolution, as the scorer computes it."""
-    small = fit_side(image, scorer.max_side)
-    x = torch.from_numpy(small[None]).permute(0, 3, 1, 2).float().div_(255)
-    x = x.contiguous(memory_format=torch.channels_last)
+    x = _tensor([fit_side(image, scorer.max_side)])
     if flip:
         x = torch.flip(x, dims=[3])
     with torch.no_grad():
@@ -99,8 +98,7 @@ def features(model, image: np.ndarray, max_side: int) -> np.ndarray:
     """``(height * width) x D`` per-pixel encoder features at full size: the stride-8 and the
     context features of :meth:`EncoderSegmenter.encode`, each L2-normalised per pixel, averaged
     over the image and its mirror (bilinear up to the image's size)."""
-    small = fit_side(image, max_side)
-    x = torch.from_numpy(small[None]).permute(0, 3, 1, 2).float().div_(255)
+    x = _tensor([fit_side(image, max_side)])
     height, width = image.shape[:2]
     model.eval()
     total = 0

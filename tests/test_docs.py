@@ -789,7 +789,8 @@ FIGURES = [
      "product's is right for {pc(d['pooled_accuracy']['product'])}% of the regions, the others for "
      "{span([v for k, v in d['pooled_accuracy'].items() if k != 'product'], pc)}%. The best is the "
      "product's soft\n  vote plus the votes of the 15 labeled superpixels most alike in the encoder's "
-     "features\n  (`soft_neighbours`): {pc(d['pooled_accuracy']['soft_neighbours'])}% (by seed "
+     "features\n  (`{max((v, k) for k, v in d['pooled_accuracy'].items() if k != 'product')[1]}`): "
+     "{pc(d['pooled_accuracy']['soft_neighbours'])}% (by seed "
      "{join([s['accuracy']['soft_neighbours'] - s['accuracy']['product'] for s in d['seeds'].values()], sg)} "
      "points on the product's)"),
     ("docs/results.md", "prelabels_start.json",
