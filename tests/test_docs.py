@@ -194,6 +194,9 @@ def namespace(d: dict) -> dict:
         c = col(name, "clicks")
         return [b - a for a, b in zip(c, c[1:])]
 
+    def seeds(name):                  # the seeds a strategy was run with, in order
+        return sorted(d["runs"][name], key=int)
+
     def runs(name, seed):
         return d["runs"][name][str(seed)]
 
@@ -236,7 +239,7 @@ def namespace(d: dict) -> dict:
         return float(np.interp(clicks, [r["clicks"] for r in rows], [r["miou"] for r in rows]))
 
     return {**globals(), "d": d, "S": S, "col": col, "pm": pm, "D": D, "SD": SD, "M": M,
-            "cost": cost, "runs": runs, "seed_diff": seed_diff,
+            "cost": cost, "seeds": seeds, "runs": runs, "seed_diff": seed_diff,
             "seed_diffs": seed_diffs, "peak": peak, "reach_seed": reach_seed, "step_cost": step_cost, "run_of": run_of, "full": full, "at": at,
             "reach": _reach, "per_region": per_region, "U": U, "np": np}
 
@@ -265,8 +268,8 @@ def _answers_section():
     for name, title in (("camvid", "CamVid"), ("peanut", "Peanut")):
         f = f"{name}_al_answers.json"
         out += [
-            (f, f"**{title}** (seeds of the default: {{join(sorted(d['runs']['default'], key=int), str, ', ')}}; "
-                f"the others: {{join(sorted(d['runs']['random'], key=int), str, ', ')}}), after the seed set and steps 1..4:"),
+            (f, f"**{title}** (seeds of the default: {{join(seeds('default'), str, ', ')}}; "
+                f"the others: {{join(seeds('random'), str, ', ')}}), after the seed set and steps 1..4:"),
             (f, "| strategy | clicks | Cai et al.'s count | mIoU (%) | pre-labels right, step 1 |\n|---|---|---|---|---|"),
             *[(f, f"| {label} | {{join(col('{o}', 'clicks'), k, ' / ')}} | "
                   f"{{join(col('{o}', 'cai_clicks'), k, ' / ')}} | {{join(S('{o}'), pm, ' / ')}} | "
@@ -285,7 +288,7 @@ def _answers_section():
             *[(f, f"| `{o}` | **{{sg(M('eq', '{o}'))}}** ({{join(D('eq', '{o}'), sg)}}) | "
                   f"**{{sg(M('eqt', '{o}'))}}** ({{join(D('eqt', '{o}'), sg)}}) |")
               for o in ("repaint", "random", "dbsal", "static")],
-            (f, "Per seed ({join(sorted(d['runs']['default'], key=int), str, ', ')}), the default minus `repaint` at "
+            (f, "Per seed ({join(seeds('default'), str, ', ')}), the default minus `repaint` at "
                 "equal clicks is {join(seed_diffs('repaint'), sg)}, "
                 "minus random whole images {join(seed_diffs('random'), sg)}. "
                 "The default beats the control by {join([r['miou_difference'] for r in d['against_control']], sg)} "
@@ -303,7 +306,7 @@ def _answers_section():
         ]
     f = "camvid_al_long20_answers.json"
     out += [(f, "**CamVid's long protocol, its first 5 steps** (20 queried images a step, 20 epochs "
-                "each; seeds {join(sorted(d['runs']['default'], key=int), str, ', ')} of the default; "
+                "each; seeds {join(seeds('default'), str, ', ')} of the default; "
                 "`bench/results/camvid_al_long20_answers.json`): the default ends at "
                 "{mi(S('default')[-1]['miou'])} mIoU with {k(S('default')[-1]['clicks'])} clicks "
                 "({pc(S('default')[-1]['miou'] / full['miou'])}% of full supervision with "
@@ -355,9 +358,9 @@ def _start_section():
                 f"**{{sg(M('eq', '{o}'))}}** ({{len(D('eq', '{o}'))}})"
                 for o in ("seed10", "repaint", "random", "dbsal", "static")) + " |"),
             (f, f"Per seed ({_seeds('default')}), the default reaches {pc(level)}% of full at "
-                f"{{join([reach_seed('default', s, {level}) for s in sorted(d['runs']['default'], key=int)], opt(k))}} "
+                f"{{join([reach_seed('default', s, {level}) for s in seeds('default')], opt(k))}} "
                 f"clicks, `seed10` at "
-                f"{{join([reach_seed('seed10', s, {level}) for s in sorted(d['runs']['default'], key=int)], opt(k))}} "
+                f"{{join([reach_seed('seed10', s, {level}) for s in seeds('default')], opt(k))}} "
                 f"(— : not within its steps); the default minus `seed10` at equal clicks is "
                 f"{{join(seed_diffs('seed10'), opt(sg))}} "
                 f"(— : the curves do not overlap). "
@@ -398,19 +401,19 @@ def _goals_24():
     c, p = README_DEFAULT
     prelabels = ("{pc(S('default')[1]['prelabel_accuracy'])}% (seeds: {join([runs('default', s)[1]"
                  "['prelabels_right'] / runs('default', s)[1]['prelabels_judged'] for s in "
-                 "sorted(d['runs']['default'], key=int)], pc, ', ')}; `seed10`: "
+                 "seeds('default')], pc, ', ')}; `seed10`: "
                  "{pc(S('seed10')[1]['prelabel_accuracy'])}%) |"
                  " {'met' if S('default')[1]['prelabel_accuracy'] >= 0.6 else '**missed**'} |")
     return [
         (c, "| goal | measured | |\n|---|---|---|"),
         (c, "| CamVid: ≥ 90% of full supervision's mIoU with ≤ 5% of the pool's clicks, ≥ 95% with "
-            "≤ 10% | the long protocol (seeds {join(sorted(d['runs']['default'], key=int), str, ', ')}): "
+            "≤ 10% | the long protocol (seeds {join(seeds('default'), str, ', ')}): "
             "the default's {len(S('default')) - 1} steps end at {pc(S('default')[-1]['miou'] / full['miou'])}% of full "
             "with {pc(S('default')[-1]['clicks'] / full['clicks'], 1)}% of the clicks; at 5% of the clicks "
             "it is at {pc(at(S('default'), 0.05 * full['clicks']) / full['miou'], 1)}% of full (seeds: "
-            "{join([at(runs('default', s), 0.05 * full['clicks']) / full['miou'] for s in sorted(d['runs']['default'], key=int)], lambda x: pc(x, 1), ', ')}); "
+            "{join([at(runs('default', s), 0.05 * full['clicks']) / full['miou'] for s in seeds('default')], lambda x: pc(x, 1), ', ')}); "
             "{'it passes 90% at ' + pc(full['share_of_full_clicks'], 1) + '%' if full.get('share_of_full_clicks') else 'its mean curve does not reach 90%'}"
-            " (seeds: {join([reach_seed('default', s, 0.9) for s in sorted(d['runs']['default'], key=int)], lambda c: 'not reached' if c is None else pc(c / full['clicks'], 1) + '%', ', ')}) | "
+            " (seeds: {join([reach_seed('default', s, 0.9) for s in seeds('default')], lambda c: 'not reached' if c is None else pc(c / full['clicks'], 1) + '%', ', ')}) | "
             "{'met' if (full.get('share_of_full_clicks') or 1) <= 0.05 else '**missed**'} at 5%; "
             "95%: its runs end at {pc(S('default')[-1]['clicks'] / full['clicks'], 1)}% of the "
             "clicks, short of 10%, and over their last 5 steps "
@@ -461,13 +464,13 @@ README_START_INTRO = [
     ("camvid_al_default.json",
      "On two data sets, CamVid (street scenes: 367 pool images, 101 to score; the default "
      "{len(S('default')) - 1} steps of 20 queried images, seeds "
-     "{join(sorted(d['runs']['default'], key=int), str, ', ')}, `bench/results/camvid_al_default.json`)"),
+     "{join(seeds('default'), str, ', ')}, `bench/results/camvid_al_default.json`)"),
     ("peanut_al_default.json",
      "and Peanut (crop and weed fields: 280 and 60; {len(S('default')) - 1} steps of 10, seeds "
-     "{join(sorted(d['runs']['default'], key=int), str, ', ')}, `peanut_al_default.json`), the backend's own "
+     "{join(seeds('default'), str, ', ')}, `peanut_al_default.json`), the backend's own "
      "step in the [offline simulator](docs/simulator.md) (5 whole images, then queried images, 20 "
      "epochs of fine-tuning a step; `seed5` too; the others from 10 whole images, fewer steps, "
-     "seeds {join(sorted(d['runs']['random'], key=int), str, ', ')}). Clicks by the simulator's cost "
+     "seeds {join(seeds('random'), str, ', ')}). Clicks by the simulator's cost "
      "model; Cai et al.'s: one per region looked at. Last steps; \"default "
      "minus it\": mIoU at equal clicks over the default's steps the other reaches, paired per seed:"),
 ]
@@ -483,7 +486,7 @@ README_START_AFTER = [
      "on CamVid it reaches 80% at {k(reach(S('default'), 0.8 * full['miou']))} clicks, `seed5` at "
      "{k(reach(S('seed5'), 0.8 * full['miou']))}, and "
      "{('90% at ' + k(full['clicks_for_90_percent']) + ' (' + pc(full['share_of_full_clicks'], 1) + '%') if full.get('share_of_full_clicks') else ('ends at ' + pc(S('default')[-1]['miou'] / full['miou']) + '% with ' + pc(S('default')[-1]['clicks'] / full['clicks'], 1) + '% (90% not reached')}; "
-     "seeds: {join([reach_seed('default', s, 0.9) for s in sorted(d['runs']['default'], key=int)], lambda c: 'not within ' + str(len(S('default')) - 1) + ' steps' if c is None else pc(c / full['clicks'], 1) + '%', ', ')}). "
+     "seeds: {join([reach_seed('default', s, 0.9) for s in seeds('default')], lambda c: 'not within ' + str(len(S('default')) - 1) + ' steps' if c is None else pc(c / full['clicks'], 1) + '%', ', ')}). "
      "Missed ([why](docs/results.md#goals-as-measured)): CamVid's 90% by 5% of the clicks "
      "({pc(at(S('default'), 0.05 * full['clicks']) / full['miou'], 1)}% there"
      "{'' if (full.get('share_of_full_clicks') or 1) > 0.05 else ', yet met: a verdict to update'}; 95% by 10% "
@@ -586,14 +589,13 @@ PIXELPICK_SECTION = [
 _LONG = "docs/results.md"
 # docs/results.md on the default's Peanut curve after its peak (peanut_al_start.json) and the fresh
 # models trained on its last labels (fresh_training_peanut.json)
-_DEFAULT_SEEDS = "sorted(d['runs']['default'], key=int)"
 PEANUT_FALL = [
     ("peanut_al_start.json",
      "Its mean curve peaks at {mi((p := peak('default'))[1]['miou'])} mIoU at step {p[0]} "
      "({k(p[1]['clicks'])} clicks) and ends at {mi(S('default')[-1]['miou'])} at step {len(S('default')) - 1}; seed by seed "
-     "(" + "{join(" + _DEFAULT_SEEDS + ", str, ', ')}) it peaks at "
-     "{join([max(r['miou'] for r in runs('default', s)) for s in " + _DEFAULT_SEEDS + "], mi)} and "
-     "ends at {join([runs('default', s)[-1]['miou'] for s in " + _DEFAULT_SEEDS + "], mi)}."),
+     "({join(seeds('default'), str, ', ')}) it peaks at "
+     "{join([max(r['miou'] for r in runs('default', s)) for s in seeds('default')], mi)} and "
+     "ends at {join([runs('default', s)[-1]['miou'] for s in seeds('default')], mi)}."),
     ("fresh_training_peanut.json",
      "trains a fresh model from the ImageNet weights for {d['settings']['fresh_epochs']} epochs on "
      "each seed's labels of step {d['settings']['steps']}: it scores "
@@ -649,11 +651,11 @@ ANCHOR_SECTION = [
      "{len(D('eq', 'doubling'))} steps ({sg(np.mean(D('eq', 'doubling')[8:]))} over steps "
      "9-{len(D('eq', 'doubling'))})"),
     ("camvid_al_anchor.json", "on CamVid it ends at "
-     "{join([runs('doubling', s)[-1]['miou'] for s in sorted(d['runs']['doubling'], key=int)], mi, ' and ')} "
-     "(seeds {join(sorted(d['runs']['doubling'], key=int), str, ', ')}; the chain "
-     "{join([runs('default', int(s))[-1]['miou'] for s in sorted(d['runs']['doubling'], key=int)], mi, ' and ')}), "
+     "{join([runs('doubling', s)[-1]['miou'] for s in seeds('doubling')], mi, ' and ')} "
+     "(seeds {join(seeds('doubling'), str, ', ')}; the chain "
+     "{join([runs('default', int(s))[-1]['miou'] for s in seeds('doubling')], mi, ' and ')}), "
      "and the default minus it is "
-     "{join([seed_diff('default', 'doubling', int(s)) for s in sorted(d['runs']['doubling'], key=int)], sg, ' and ')}."),
+     "{join([seed_diff('default', 'doubling', int(s)) for s in seeds('doubling')], sg, ' and ')}."),
     ("warm_more_training_peanut.json", "the default's model of step {d['settings']['steps']} "
      "trained {d['settings']['fresh_epochs']} epochs more scores "
      "{mi((e := d['summary'][str(d['settings']['steps'])])['warm_more']['miou'])} against "
@@ -678,7 +680,7 @@ ANCHOR_SECTION = [
 
 # Trimming the labels the model finds least likely (results.md, A cheaper start): what it leaves
 # out (label_noise.json) and the trimmed runs against the default's, seeds paired.
-_TRIMMED_SEEDS = "sorted(d['runs']['trimmed'], key=int)"
+_TRIMMED_SEEDS = "seeds('trimmed')"
 _VS = ("{join([seed_diff('%s', '%s', int(s)) for s in " + _TRIMMED_SEEDS + "], sg, ' and ')}")
 _EACH = "{join([%s for s in " + _TRIMMED_SEEDS + "], mi, ' and ')}"
 TRIM_SECTION = [
@@ -734,7 +736,7 @@ TRIM_SECTION.append(
      + " against `dbsal`)"))
 # Trimming the region answers alone (trimmed_answers, what DBSAL_TRIM does) against the default
 # and trimmed, seeds paired.
-_TA_SEEDS = "sorted(d['runs']['trimmed_answers'], key=int)"
+_TA_SEEDS = "seeds('trimmed_answers')"
 _TA_VS = ("{join([seed_diff('%s', '%s', int(s)) for s in " + _TA_SEEDS + "], sg, ' and ')}")
 _TA_EACH = "{join([%s for s in " + _TA_SEEDS + "], mi, ' and ')}"
 TRIM_SECTION += [
