@@ -18,6 +18,11 @@ train two more models, and all three are scored on val:
                (default ``--epochs``) on the same labels: one step's training from the first
                model instead of the last (no chain of fine-tunings; by default the same cost as
                the run's own step)
+``step``       the run's model fine-tuned once more as the strategy's steps do (its trimming,
+               ``--epochs``) on the same labels
+``step_ema``   the same, ending with the moving average of its weights (``--ema``,
+               :attr:`~dbsal_backend.engine.training.Recipe.ema`): the same shuffling,
+               augmentation and trimming as ``step``, so the pair differs by the averaging alone
 
 ``passes`` counts image passes of training behind each model. The run itself is not changed:
 the extra models are trained on copies, with the random state put back, so ``warm`` is the
@@ -41,6 +46,7 @@ import copy
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +59,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from dbsal_backend.simulator import STRATEGIES  # noqa: E402
 from prelabels import al_simulation  # noqa: E402
 
-ARMS = ("warm", "fresh", "warm_more", "anchor")
+ARMS = ("warm", "fresh", "warm_more", "anchor", "step", "step_ema")
 
 
 def main() -> None:
@@ -68,6 +74,7 @@ def main() -> None:
     p.add_argument("--fresh-epochs", type=int, default=60)
     p.add_argument("--anchor-epochs", type=int, default=None,
                    help="epochs of the anchor arm (default: --epochs)")
+    p.add_argument("--ema", type=float, default=0.998, help="the decay of step_ema's average")
     p.add_argument("--strategy", default="default", choices=list(STRATEGIES))
     p.add_argument("--out", default="bench/results/fresh_training.json")
     p.add_argument("--merge", nargs="+", metavar="JSON",
@@ -99,6 +106,7 @@ def main() -> None:
                        "images_per_step": args.images_per_step, "epochs": args.epochs,
                        "first_epochs": sim.cfg.first_epochs, "fresh_epochs": args.fresh_epochs,
                        **({"anchor_epochs": args.anchor_epochs} if args.anchor_epochs else {}),
+                       **({"ema": args.ema} if "step_ema" in args.arms else {}),
                        "max_side": sim.cfg.max_side, "at": sorted(at), "arms": args.arms,
                        "n_classes": args.n_classes, "from_cache": args.from_cache,
                        "torch_threads": torch.get_num_threads()}
@@ -118,6 +126,8 @@ def main() -> None:
             row["passes"]["warm_more"] = row["passes"]["warm"] + args.fresh_epochs * n
             anchor_epochs = args.anchor_epochs or args.epochs
             row["passes"]["anchor"] = sim.cfg.first_epochs * init + anchor_epochs * n
+            row["passes"]["step"] = row["passes"]["step_ema"] = (row["passes"]["warm"]
+                                                                 + args.epochs * n)
             t0 = time.perf_counter()
             with torch.random.fork_rng():
                 if "fresh" in args.arms:
@@ -131,6 +141,11 @@ def main() -> None:
                     first = sim.seed_start(seed, strategy.init_images)[0]
                     row["anchor"] = sim.evaluate(sim.train(first, labeled, seed + step,
                                                            anchor_epochs))
+                for arm, averaged in (("step", None), ("step_ema", args.ema)):
+                    if arm in args.arms:
+                        again = sim.train(copy.deepcopy(model), labeled, seed + 100 + step,
+                                          None, replace(strategy, ema=averaged))
+                        row[arm] = sim.evaluate(again)
             model.eval()
             row["seconds"] = round(time.perf_counter() - t0, 1)
             rows[step] = row
@@ -158,7 +173,7 @@ def main() -> None:
 
 def summary(seeds: dict) -> dict:
     """Per step: each model's mean mIoU over the seeds, and the paired differences from
-    ``warm``."""
+    ``warm`` (and of ``step_ema`` from ``step``)."""
     out = {}
     for step in sorted({s for row in seeds.values() for s in row["steps"]}, key=int):
         rows = [row["steps"][step] for row in seeds.values() if step in row["steps"]]
@@ -171,6 +186,11 @@ def summary(seeds: dict) -> dict:
             diffs = np.array([r[arm] - r["warm"] for r in rows])
             entry[f"{arm}_minus_warm"] = {"mean": float(diffs.mean()), "std": float(diffs.std()),
                                           "per_seed": diffs.round(4).tolist()}
+        if "step" in arms and "step_ema" in arms:  # the averaging alone
+            diffs = np.array([r["step_ema"] - r["step"] for r in rows])
+            entry["step_ema_minus_step"] = {"mean": float(diffs.mean()),
+                                            "std": float(diffs.std()),
+                                            "per_seed": diffs.round(4).tolist()}
         out[step] = entry
     return out
 

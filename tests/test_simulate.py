@@ -298,6 +298,30 @@ def test_trimmed_trims_each_fine_tuning_but_not_the_seed_model(dataset, tmp_path
         assert len(list((tmp_path / "cache" / "runs").glob(f"{name}_0_*.pt"))) == 1
 
 
+def test_averaged_ends_each_fine_tuning_with_the_average_but_not_the_seed_model(
+        dataset, tmp_path, monkeypatch):
+    assert STRATEGIES["averaged"] == replace(STRATEGIES["default"], name="averaged", ema=0.998)
+    assert STRATEGIES["default"].ema is None  # not the product's default (not measured to win)
+    with pytest.raises(ValueError, match=r"ema must be in \(0, 1\)"):
+        replace(STRATEGIES["default"], ema=1.0)
+    used = []
+    real_fit = loop.fit
+    monkeypatch.setattr(loop, "fit", lambda model, images, labels, recipe, device, exact:
+                        used.append((recipe.epochs, recipe.ema, recipe.trim))
+                        or real_fit(model, images, labels, recipe, device, exact))
+    result = main(args(dataset, tmp_path, "--strategies", "averaged", "default", "--seeds", "0",
+                       "--out", str(tmp_path / "averaged.json")))
+    # one seed model (2 epochs) without; averaged's 2 steps with it, the default's without
+    assert used == [(2, None, None), (1, 0.998, 0.2), (1, 0.998, 0.2), (1, None, 0.2),
+                    (1, None, 0.2)]
+    assert result["settings"]["strategies"]["averaged"]["ema"] == 0.998
+    # a recipe or strategy without it is described as before the field (the cache's files)
+    assert "ema" not in loop._recipe_key(Recipe())
+    assert loop._recipe_key(Recipe(ema=0.99))["ema"] == 0.99
+    for name in ("averaged", "default"):
+        assert len(list((tmp_path / "cache" / "runs").glob(f"{name}_0_*.pt"))) == 1
+
+
 def test_diverse_is_the_default_with_diverse_images(dataset, tmp_path):
     default, diverse = STRATEGIES["repaint"], STRATEGIES["diverse"]
     assert diverse.policy.diversity == 3 and default.policy.diversity == 1

@@ -1,6 +1,7 @@
 """Tests for dbsal_backend.engine.training: the recipe, fit and the loss's class weights."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -58,6 +59,7 @@ def test_recipe_defaults():
     assert (recipe.class_weighted, recipe.scale_range, recipe.hflip, recipe.seed, recipe.amp) == (
         True, (0.75, 1.25), True, 0, True)
     assert recipe.self_label is None and recipe.self_label_share is None
+    assert recipe.trim is None and recipe.ema is None
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -68,6 +70,7 @@ def test_recipe_defaults():
     {"self_label": 0}, {"self_label": 1.5}, {"self_label": -0.1}, {"self_label": True},
     {"self_label": "0.9"}, {"self_label_share": 0}, {"self_label_share": 1.01},
     {"self_label_share": True}, {"self_label": 0.9, "self_label_share": 0.2},
+    {"ema": 0}, {"ema": 1}, {"ema": 1.5}, {"ema": True}, {"ema": "0.99"},
 ])
 def test_recipe_validation(kwargs):
     with pytest.raises((TypeError, ValueError)):
@@ -129,6 +132,33 @@ def test_fit_is_deterministic_for_a_seed(squares):
     other = _tiny_unet()
     fit(other, images, labels, Recipe(epochs=2, batch_size=3, lr=1e-2, seed=4))
     assert not all(torch.equal(a[k], other.state_dict()[k]) for k in a)
+
+
+def test_fit_with_ema_ends_with_the_average_of_its_weights(squares, monkeypatch):
+    (images, labels), (val_images, val_labels) = squares
+    recipe = Recipe(epochs=20, batch_size=4, lr=2e-2, scale_range=None, class_weighted=False,
+                    seed=1)
+    plain = _tiny_unet()
+    fit(plain, images, labels, recipe)
+    averages = []
+    real = training.WeightAverage
+
+    def kept(model, decay):
+        averages.append(real(model, decay))
+        return averages[-1]
+
+    monkeypatch.setattr(training, "WeightAverage", kept)
+    averaged = _tiny_unet()
+    losses = fit(averaged, images, labels, replace(recipe, ema=0.9))
+    (average,) = averages
+    assert average.updates == 20 * 2  # one update per optimizer step: 8 images, 4 a batch
+    state = averaged.state_dict()
+    assert all(torch.equal(state[k], average.state[k]) for k in state)  # it ends on the average
+    # the same run (same shuffling and augmentation) but its last weights: they differ
+    last = plain.state_dict()
+    assert any(not torch.equal(state[k], last[k]) for k in state if state[k].is_floating_point())
+    assert len(losses) == 20 and not averaged.training
+    assert evaluate(averaged, val_images, val_labels, 2)["miou"] > 0.85  # it still learned
 
 
 def test_fit_fine_tunes_a_trained_model(squares):

@@ -2,7 +2,8 @@
 
 :class:`Recipe` and :func:`fit`: the training recipe the backend and the simulator share: Adam
 on (optionally class-weighted) cross-entropy that ignores ``IGNORE_INDEX``, a polynomial
-learning-rate decay over the run, flips and scale jitter, mixed precision on CUDA. Fine-tuning
+learning-rate decay over the run, flips and scale jitter, mixed precision on CUDA, optionally
+ending with a moving average of the weights (:mod:`.averaging`). Fine-tuning
 is calling :func:`fit` again on a trained model, optionally leaving out the labels it finds
 least likely (:mod:`.trimming`) and with self-labels (:mod:`.self_labels`). :func:`train_one_epoch` is one pass, readable top to bottom (as in
 torchvision's reference scripts). Scoring is :mod:`.metrics`, checkpoints :mod:`.checkpoints`.
@@ -22,6 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from . import defaults
+from .averaging import WeightAverage, check_decay
 from .checks import check_fraction, check_int
 from .constants import IGNORE_INDEX
 from .data import SegmentationDataset
@@ -98,6 +100,7 @@ class Recipe:
     self_label: float | None = None
     self_label_share: float | None = None
     trim: float | None = None
+    ema: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size"):
@@ -111,6 +114,8 @@ class Recipe:
                 check_fraction(f"Recipe.{name}", getattr(self, name))
         if self.trim is not None:
             check_trim("Recipe.trim", self.trim)
+        if self.ema is not None:
+            check_decay("Recipe.ema", self.ema)
         if self.self_label is not None and self.self_label_share is not None:
             raise ValueError("Recipe.self_label and Recipe.self_label_share exclude each "
                              "other: set one of them")
@@ -152,8 +157,10 @@ def renews_anchor(fine_tune: str, anchor_images: int | None, images: int) -> boo
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
                     scheduler: torch.optim.lr_scheduler.LRScheduler, criterion: nn.Module,
-                    device: torch.device, scaler: torch.amp.GradScaler) -> float:
-    """One pass over ``loader``; returns the mean loss (NaN if every batch was unlabeled)."""
+                    device: torch.device, scaler: torch.amp.GradScaler,
+                    average: WeightAverage | None = None) -> float:
+    """One pass over ``loader``; returns the mean loss (NaN if every batch was unlabeled).
+    ``average``, if given, is updated after each optimizer step."""
     model.train()
     total, steps = 0.0, 0
     for images, labels in loader:
@@ -166,6 +173,8 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
+            if average is not None:
+                average.update(model)
             total += loss.item()
             steps += 1
         scheduler.step()
@@ -226,13 +235,16 @@ def fit(model: nn.Module, images: Sequence[np.ndarray], labels: Sequence[np.ndar
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: (1 - min(step, steps - 1) / steps) ** 0.9)
     scaler = torch.amp.GradScaler("cuda", enabled=recipe.amp and device.type == "cuda")
+    average = None if recipe.ema is None else WeightAverage(model, recipe.ema)
     losses = []
     for epoch in range(recipe.epochs):
         dataset.set_epoch(epoch)
         start = time.perf_counter()
         losses.append(train_one_epoch(model, loader, optimizer, scheduler, criterion, device,
-                                      scaler))
+                                      scaler, average))
         logger.debug("epoch %d/%d loss %.4f (%.1fs)", epoch + 1, recipe.epochs, losses[-1],
                      time.perf_counter() - start)
+    if average is not None:
+        average.copy_to(model)
     model.eval()
     return losses

@@ -93,7 +93,8 @@ class Simulation:
         recipe = replace(self.cfg.recipe, seed=seed, epochs=epochs or self.cfg.recipe.epochs,
                          self_label=strategy.self_label if strategy else None,
                          self_label_share=strategy.self_label_share if strategy else None,
-                         trim=strategy.trim if strategy else None)
+                         trim=strategy.trim if strategy else None,
+                         ema=strategy.ema if strategy else None)
         exact = None
         if recipe.trim is not None and not strategy.trim_whole:
             exact = [np.array_equal(labeled[i], self.whole(i).labels) for i in idx]
@@ -263,6 +264,8 @@ class Simulation:
             del described["trim"]
         if strategy.trim is None or strategy.trim_whole:  # the same
             del described["trim_whole"]
+        if strategy.ema is None:  # the same
+            del described["ema"]
         settings = asdict(replace(self.cfg, steps=0, device="", cache_dir=""))
         settings["recipe"] = _recipe_key(self.cfg.recipe)
         digest = hashlib.sha256(json.dumps({
@@ -336,11 +339,12 @@ class Simulation:
 
 
 def _recipe_key(recipe: Recipe) -> dict:
-    """The recipe as the cache's digests describe it: without ``trim`` when it is off, so that
-    the files kept before the field are still found."""
+    """The recipe as the cache's digests describe it: without ``trim`` and ``ema`` when they are
+    off, so that the files kept before those fields are still found."""
     described = jsonable(asdict(recipe))
-    if recipe.trim is None:
-        del described["trim"]
+    for name in ("trim", "ema"):
+        if getattr(recipe, name) is None:
+            del described[name]
     return described
 
 

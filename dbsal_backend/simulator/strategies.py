@@ -48,6 +48,8 @@ its first 5, the backend's seed batch, and a model trained on those):
 ``trimmed_answers`` the same trimming of the region answers alone: the whole images' labels
               (the seed set's), given pixel by pixel, are kept whole (``trim_whole=False``, as
               the backend's ``DBSAL_TRIM`` does): the default since it won.
+``averaged``  the default ending each fine-tuning with a moving average of its weights
+              (``ema=0.998``, :attr:`~dbsal_backend.engine.training.Recipe.ema`).
 ``repaint``   the 10-image start with repainting answers, untrimmed: keep or relabel each
               region and repaint the parts of other classes in it (the variants above,
               ``self_labeled`` to ``default_balanced``, are variants of it: what they were
@@ -62,6 +64,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ..engine.active import QueryPolicy
+from ..engine.averaging import check_decay
 from ..engine.regions import ANSWERS
 from ..engine.superpixels import SlicParams
 from ..engine.training import FINE_TUNE
@@ -90,7 +93,8 @@ class Strategy:
     ``first_epochs``). ``trim`` is the fine-tuning's
     :attr:`~dbsal_backend.engine.training.Recipe.trim`; ``trim_whole``: it trims the labels of
     whole images too (else only the images answered by regions, see the ``exact`` of
-    :func:`~dbsal_backend.engine.training.fit`).
+    :func:`~dbsal_backend.engine.training.fit`). ``ema`` is the fine-tuning's
+    :attr:`~dbsal_backend.engine.training.Recipe.ema` (the seed model trains without).
     """
 
     name: str
@@ -106,6 +110,7 @@ class Strategy:
     fine_tune: str = "last"  # a bare strategy: what the earlier results were measured with
     trim: float | None = None
     trim_whole: bool = True  # what ``trimmed`` was measured with
+    ema: float | None = None
 
     def __post_init__(self) -> None:
         if self.answers not in ANSWERS:
@@ -117,6 +122,8 @@ class Strategy:
             if self.fine_tune == "off":
                 raise ValueError("trim needs a trained model to judge the labels: it cannot "
                                  "go with fine_tune='off'")
+        if self.ema is not None:
+            check_decay("ema", self.ema)
         if self.init_images is not None and self.init_images < 1:
             raise ValueError(f"init_images must be >= 1, got {self.init_images!r}")
 
@@ -134,7 +141,8 @@ def product_default(polygons: bool = True) -> Strategy:
                     self_label_share=defaults.recipe().self_label_share,
                     answers=defaults.answers_for(polygons), init_images=defaults.initial_batch,
                     fine_tune=defaults.fine_tune, trim=defaults.recipe(polygons=polygons).trim,
-                    trim_whole=False)  # the backend trims only tasks answered by regions
+                    trim_whole=False,  # the backend trims only tasks answered by regions
+                    ema=defaults.recipe(polygons=polygons).ema)
 
 
 # The paper's policy, spelled out (a bare QueryPolicy's cap and smoothing, not the backend's).
@@ -182,6 +190,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     replace(_SEED5, name="doubling", fine_tune="doubling"),
     replace(_SEED5, name="trimmed", trim=0.2, trim_whole=True),
     replace(_SEED5, name="trimmed_answers", trim=0.2),
+    replace(product_default(), name="averaged", ema=0.998),
     _REPAINT,
     Strategy("random", kind="random"),
     Strategy("control", kind="none"),
