@@ -94,12 +94,15 @@ for seed in 0 1 2; do
   long camvid_al_trim "trimmed_s${seed}" 9 20 20 "$seed" -- trimmed
   # the same trimming of the region answers alone (the seed set's whole images kept whole; the
   # product's default since it won): 9 steps, then on to 11 (5% of the clicks; about 50 minutes
-  # a seed for the two more steps), 12 (about 30 minutes more) and 16 (toward 10% of the clicks;
-  # about 16 minutes a step a seed on one core, each step kept in the cache as it ends)
+  # a seed for the two more steps), 12 (about 30 minutes more), 16 and 19 (toward 10% of the
+  # clicks; about 16 minutes a step a seed on one core, each step kept in the cache as it ends).
+  # Step 19 asks the pool's last 2 images: the default asks an image once, so a 20th step has
+  # none left (the run ends there, whatever --steps says).
   long camvid_al_trim/parts "trimmed_answers_s${seed}_9" 9 20 20 "$seed" -- trimmed_answers
   long camvid_al_trim/parts "trimmed_answers_s${seed}_11" 11 20 20 "$seed" -- trimmed_answers
   long camvid_al_trim/parts "trimmed_answers_s${seed}_12" 12 20 20 "$seed" -- trimmed_answers
-  long camvid_al_trim "trimmed_answers_s${seed}" 16 20 20 "$seed" -- trimmed_answers
+  long camvid_al_trim/parts "trimmed_answers_s${seed}_16" 16 20 20 "$seed" -- trimmed_answers
+  long camvid_al_trim "trimmed_answers_s${seed}" 19 20 20 "$seed" -- trimmed_answers
   long camvid_al_long20 "random_s${seed}" 5 10 20 "$seed" -- random
   long camvid_al_long20 "control_s${seed}" 11 20 20 "$seed" -- control
   # the paper's split and its matched static budget: 4 steps of 20 images reach about the
