@@ -796,6 +796,16 @@ FIGURES = [
      "{pc(d['pooled_accuracy']['soft_neighbours'])}% (by seed "
      "{join([s['accuracy']['soft_neighbours'] - s['accuracy']['product'] for s in d['seeds'].values()], sg)} "
      "points on the product's)"),
+    ("docs/how-it-works.md", "camvid_al_default.json",
+     "task has an annotation (on CamVid's 367 pool images, after {len(S('default')) - 1} steps of 20 "
+     "and {pc(S('default')[-1]['clicks'] / full['clicks'], 1)}% of the clicks"),
+    ("docs/results.md", "camvid_al_default.json",
+     "so at its {len(S('default')) - 1}th step every one of the 367\n  pool images has been asked, "
+     "with {pc(S('default')[-1]['clicks'] / full['clicks'], 1)}% of the clicks, and nothing is left "
+     "to ask. Its last step asks\n  the pool's last {S('default')[-1]['images'] - S('default')[-2]['images']:.0f} "
+     "images ({S('default')[-1]['clicks'] - S('default')[-2]['clicks']:.0f} clicks) and moves the mean by "
+     "{sg(S('default')[-1]['miou'] - S('default')[-2]['miou'])} mIoU (seeds "
+     "{join([runs('default', s)[-1]['miou'] - runs('default', s)[-2]['miou'] for s in seeds('default')], sg, ', ')})"),
     ("docs/results.md", "prelabels_start.json",
      "The right class is one of that vote's two likeliest for {pc(d['pooled_top2'])}% of the regions"),
     ("docs/results.md", "prelabels.json",
