@@ -37,6 +37,13 @@ last step that the strategy's run (``bench/camvid_al.sh``, ``bench/peanut_al.sh`
     OMP_NUM_THREADS=1 .venv/bin/python bench/fresh_training.py --data ../shared/data/peanut \
         --n-classes 3 --ignore-value -1 --strategy seed5 --steps 16 --from-cache --seeds 0 \
         --arms fresh --out bench/results/fresh_training_peanut.json
+
+The weight averaging of ``bench/results/weight_averaging_camvid.json`` (one process a seed,
+about 55 minutes each with three on the 2 cores, then ``--merge``):
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/fresh_training.py --strategy trimmed_answers \
+        --steps 19 --images-per-step 20 --from-cache --seeds 0 --arms step step_ema \
+        --ema 0.998 --out bench/results/weight_averaging_camvid_s0.json
 """
 
 from __future__ import annotations

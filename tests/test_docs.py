@@ -796,6 +796,17 @@ FIGURES = [
      "{pc(d['pooled_accuracy']['soft_neighbours'])}% (by seed "
      "{join([s['accuracy']['soft_neighbours'] - s['accuracy']['product'] for s in d['seeds'].values()], sg)} "
      "points on the product's)"),
+    ("docs/results.md", "weight_averaging_camvid.json",
+     "at the default's last step ({d['settings']['steps']}, every pool image asked), each\n"
+     "seed's model was fine-tuned once more on its own labels as a step does (its trimming, "
+     "{d['settings']['epochs']} epochs), with and without a moving average of the weights "
+     "(`Recipe.ema` {d['settings']['ema']}, the same shuffling and augmentation; "
+     "`bench/fresh_training.py --arms step step_ema`, `bench/results/weight_averaging_camvid.json`). "
+     "The average scores {sg(d['summary']['19']['step_ema_minus_step']['mean'])} mIoU over the plain "
+     "fine-tuning (by seed {join(d['summary']['19']['step_ema_minus_step']['per_seed'], sg, ', ')}), "
+     "where one more plain fine-tuning moves the model by "
+     "{sg(d['summary']['19']['step_minus_warm']['mean'])} (by seed "
+     "{join(d['summary']['19']['step_minus_warm']['per_seed'], sg, ', ')})"),
     ("docs/how-it-works.md", "camvid_al_default.json",
      "task has an annotation (on CamVid's 367 pool images, after {len(S('default')) - 1} steps of 20 "
      "and {pc(S('default')[-1]['clicks'] / full['clicks'], 1)}% of the clicks"),

@@ -298,10 +298,13 @@ def test_trimmed_trims_each_fine_tuning_but_not_the_seed_model(dataset, tmp_path
         assert len(list((tmp_path / "cache" / "runs").glob(f"{name}_0_*.pt"))) == 1
 
 
-def test_averaged_ends_each_fine_tuning_with_the_average_but_not_the_seed_model(
+def test_a_strategys_ema_ends_each_fine_tuning_with_the_average_but_not_the_seed_model(
         dataset, tmp_path, monkeypatch):
-    assert STRATEGIES["averaged"] == replace(STRATEGIES["default"], name="averaged", ema=0.998)
-    assert STRATEGIES["default"].ema is None  # not the product's default (not measured to win)
+    # not a named strategy: measured on one more step's fine-tuning alone
+    # (bench/fresh_training.py's step_ema), where it did not win
+    assert STRATEGIES["default"].ema is None
+    monkeypatch.setitem(STRATEGIES, "averaged",
+                        replace(STRATEGIES["default"], name="averaged", ema=0.998))
     with pytest.raises(ValueError, match=r"ema must be in \(0, 1\)"):
         replace(STRATEGIES["default"], ema=1.0)
     used = []

@@ -48,8 +48,6 @@ its first 5, the backend's seed batch, and a model trained on those):
 ``trimmed_answers`` the same trimming of the region answers alone: the whole images' labels
               (the seed set's), given pixel by pixel, are kept whole (``trim_whole=False``, as
               the backend's ``DBSAL_TRIM`` does): the default since it won.
-``averaged``  the default ending each fine-tuning with a moving average of its weights
-              (``ema=0.998``, :attr:`~dbsal_backend.engine.training.Recipe.ema`).
 ``repaint``   the 10-image start with repainting answers, untrimmed: keep or relabel each
               region and repaint the parts of other classes in it (the variants above,
               ``self_labeled`` to ``default_balanced``, are variants of it: what they were
@@ -190,7 +188,6 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     replace(_SEED5, name="doubling", fine_tune="doubling"),
     replace(_SEED5, name="trimmed", trim=0.2, trim_whole=True),
     replace(_SEED5, name="trimmed_answers", trim=0.2),
-    replace(product_default(), name="averaged", ema=0.998),
     _REPAINT,
     Strategy("random", kind="random"),
     Strategy("control", kind="none"),
