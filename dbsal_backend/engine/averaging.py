@@ -13,12 +13,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .checks import is_number
+
 __all__ = ["WeightAverage", "check_decay"]
 
 
 def check_decay(name: str, value) -> None:
-    """``value`` must be a float in ``(0, 1)`` (a decay of 1 would never move)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+    """``value`` must be a number in ``(0, 1)`` (a decay of 1 would never move)."""
+    if not is_number(value) or not 0 < value < 1:
         raise ValueError(f"{name} must be in (0, 1), got {value!r}")
 
 
