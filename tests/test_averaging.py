@@ -1,5 +1,6 @@
 """Tests for dbsal_backend.engine.averaging: the moving average of a model's weights."""
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -68,3 +69,7 @@ def test_copy_to_loads_the_average_and_the_copy_is_not_shared():
 def test_the_decay_is_in_the_open_unit_interval(decay):
     with pytest.raises(ValueError, match=r"decay must be in \(0, 1\)"):
         WeightAverage(_model(), decay)
+
+
+def test_a_numpy_decay_is_a_decay():
+    assert WeightAverage(_model(), np.float32(0.9)).decay == pytest.approx(0.9)
