@@ -315,6 +315,21 @@ def test_budget_in_regions_limits_what_a_step_asks(tmp_path, ls):
         assert result.get("budget_spent") and offered == 0
 
 
+def test_with_every_task_annotated_a_run_trains_and_asks_nothing(tmp_path, ls):
+    service = make_service(tmp_path, ls)
+    connected(service)
+    label_seed(ls, service.run(1)["seed_batch"])
+    first = service.run(1)
+    assert first["step"] == 1 and first["queried"] > 0
+    # a person labels every task left, queried or not
+    label_seed(ls, [t for t in ls.tasks if not ls.tasks[t]["annotations"]])
+    last = service.run(1)
+    # trained on every label; no step recorded, no regions left on any task
+    assert last["trained_on"] == len(ls.tasks) and last["pool_done"]
+    assert last["step"] == 1 == service.state.get(1).al_step
+    assert not any(ours(ls, t) for t in ls.tasks)
+
+
 def test_a_project_that_disconnects_is_left_alone(tmp_path, ls):
     service = make_service(tmp_path, ls)
     connected(service)

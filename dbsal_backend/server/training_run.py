@@ -205,6 +205,10 @@ def _step(context: ServiceContext, client, fetcher, record: ProjectRecord, confi
         publish.replace(client, project, title, {})
         log.info("project %d: the labeling budget is spent; no new regions", project)
         return {"step": record.al_step, "budget_spent": True}
+    if not unlabeled:  # a task is asked once: with every one annotated, the loop is done
+        publish.replace(client, project, title, {})
+        log.info("project %d: every task has an annotation; no new regions", project)
+        return {"step": record.al_step, "pool_done": True}
     skipped: list[int] = []
 
     def skip(task: int, exc: Exception) -> None:
