@@ -133,14 +133,14 @@ def product_default(polygons: bool = True) -> Strategy:
     from ..server.settings import Settings
 
     defaults = Settings.model_validate({})
+    recipe = defaults.recipe(polygons=polygons)  # a fine-tuning's (not the first run's)
     return Strategy("default" if polygons else "default_brush",
                     policy=defaults.query_policy(polygons), superpixels=defaults.slic_params(),
-                    self_label=defaults.recipe().self_label,
-                    self_label_share=defaults.recipe().self_label_share,
+                    self_label=recipe.self_label, self_label_share=recipe.self_label_share,
                     answers=defaults.answers_for(polygons), init_images=defaults.initial_batch,
-                    fine_tune=defaults.fine_tune, trim=defaults.recipe(polygons=polygons).trim,
+                    fine_tune=defaults.fine_tune, trim=recipe.trim,
                     trim_whole=False,  # the backend trims only tasks answered by regions
-                    ema=defaults.recipe(polygons=polygons).ema)
+                    ema=recipe.ema)
 
 
 # The paper's policy, spelled out (a bare QueryPolicy's cap and smoothing, not the backend's).
