@@ -1,0 +1,203 @@
+"""A start with no whole images: regions in many images, answered with their class.
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/region_start.py --seeds 0 [--regions 40] \\
+        [--out bench/results/region_start_camvid_s0.json]
+
+Issue 24 names the cheapest start, "fewer whole images, or none (regions in many images from
+the first step, answered with their class)". Before any model there is nothing to rank
+superpixels by, nor a guess to pre-label them with, so this start asks ``--regions`` random
+superpixels (the product's SLICO 300) of each of as many random pool images as the product's
+start costs in clicks, each answered with its dominant class as the default's answers are
+(:meth:`SimulatedAnnotator.review`, ``repaint=False``) and priced as a relabel (2 clicks: select
+the region, click its class), since no pre-label can be right. Arms, per seed (the same seeds,
+seed sets and seed models as ``bench/camvid_al.sh``'s default, kept in ``.sim-cache``):
+
+``whole5``        the product's start: its seed batch of 5 whole images drawn as polygons, the
+                  seed model trained 120 epochs on them (the simulator's cached seed model)
+``regions``       the region start at the same clicks, a model trained 120 epochs on it
+``regions_fast``  the same labels, trained for the epochs that make as many image passes as
+                  ``whole5``'s (600): the first model as soon as ``whole5``'s
+
+For each: the first model's mIoU on val and its training time, then the product's step 1 from
+it (``default``: 20 queried images, 40 regions each, dominant-class answers), the step-1
+pre-labels right, and the step's fine-tuning (20 epochs, trimming the region answers, as the
+default does) with its mIoU and clicks. Writes ``--out`` after each seed with a ``summary``:
+means and the paired differences from ``whole5`` (``--merge`` joins files of other seeds).
+
+Peanut: ``--data ../shared/data/peanut --n-classes 3 --ignore-value -1 --images-per-step 10``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from dbsal_backend.engine.regions import Region  # noqa: E402
+from dbsal_backend.simulator import STRATEGIES  # noqa: E402
+from dbsal_backend.simulator.records import Tally  # noqa: E402
+from prelabels import al_simulation  # noqa: E402
+
+ARMS = ("whole5", "regions", "regions_fast")
+
+
+def random_regions(superpixels: np.ndarray, k: int, rng: np.random.Generator,
+                   unknown: int) -> list[Region]:
+    """``k`` random superpixels of an image (all of them if it has fewer), one region each,
+    pre-labeled ``unknown`` (a class no answer has: every region is relabeled)."""
+    ids, sizes = np.unique(superpixels, return_counts=True)
+    chosen = np.sort(rng.choice(ids.size, size=min(k, ids.size), replace=False))
+    return [Region((int(ids[i]),), unknown, 0.0, int(sizes[i])) for i in chosen]
+
+
+def region_start(sim, strategy, budget: int, k: int, seed: int
+                 ) -> tuple[dict[int, np.ndarray], Tally]:
+    """Random pool images, ``k`` random regions each, answered with their dominant class,
+    until the clicks reach ``budget``."""
+    rng = np.random.default_rng(seed + 3000)
+    cache = sim.superpixels(strategy.superpixels)
+    labeled: dict[int, np.ndarray] = {}
+    tally = Tally()
+    for i in rng.permutation(len(sim.pool_images)):
+        if tally.clicks >= budget:
+            break
+        superpixels = cache.get(sim.pool_images[i])
+        regions = random_regions(superpixels, k, rng, sim.cfg.n_classes)
+        answer = sim.annotator.review(sim.pool_labels[i], superpixels, regions, repaint=False)
+        labeled[int(i)] = answer.labels
+        tally.add(answer)
+    return labeled, tally
+
+
+def step_one(sim, strategy, model, labeled: dict[int, np.ndarray], tally: Tally,
+             seed: int) -> dict:
+    """The product's step 1 from ``model``: query, answers, fine-tuning (copies, nothing of the
+    caller's changes)."""
+    labeled, tally = dict(labeled), copy.deepcopy(tally)
+    policy = replace(strategy.policy, images=sim.cfg.images_per_step)
+    t0 = time.perf_counter()
+    result = sim.step(sim.scorer(model, labeled, seed), strategy, policy, labeled, seed)
+    right = judged = 0
+    for query in result.queries:
+        answer = sim.annotator.review(sim.pool_labels[query.key], query.superpixels,
+                                      query.regions, repaint=strategy.answers == "repaint")
+        labeled[query.key] = answer.labels
+        tally.add(answer)
+        right += answer.prelabels_right
+        judged += answer.prelabels_judged
+    tuned = sim.train(copy.deepcopy(model), labeled, seed + 1, None, strategy)
+    return {"miou": sim.evaluate(tuned), "clicks": tally.clicks, "regions": tally.regions,
+            "prelabels_right": right, "prelabels_judged": judged,
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def run_seed(sim, strategy, seed: int, k: int, arms: list[str]) -> dict:
+    row: dict = {}
+    model, labeled, tally, miou = sim.seed_start(seed, strategy.init_images)
+    n_whole = len(labeled)
+    passes = sim.cfg.first_epochs * n_whole
+    if "whole5" in arms:
+        row["whole5"] = {"images": n_whole, "clicks": tally.clicks, "regions": 0,
+                         "first_miou": miou, "epochs": sim.cfg.first_epochs,
+                         "step1": step_one(sim, strategy, model, labeled, tally, seed)}
+        print(f"seed {seed} whole5: {row['whole5']}", flush=True)
+    start, start_tally = region_start(sim, strategy, tally.clicks, k, seed)
+    for arm in ("regions", "regions_fast"):
+        if arm not in arms:
+            continue
+        epochs = (sim.cfg.first_epochs if arm == "regions"
+                  else max(1, round(passes / len(start))))
+        t0 = time.perf_counter()
+        first = sim.train(sim.new_model(seed), start, seed, epochs)
+        seconds = round(time.perf_counter() - t0, 1)
+        row[arm] = {"images": len(start), "clicks": start_tally.clicks,
+                    "regions": start_tally.regions, "pixels": start_tally.pixels,
+                    "first_miou": sim.evaluate(first), "epochs": epochs,
+                    "train_seconds": seconds,
+                    "step1": step_one(sim, strategy, first.eval(), start, start_tally, seed)}
+        print(f"seed {seed} {arm}: {row[arm]}", flush=True)
+    return row
+
+
+def summary(seeds: dict) -> dict:
+    """Means over the seeds, and each arm minus ``whole5`` paired per seed."""
+    out: dict = {}
+    rows = list(seeds.values())
+    for arm in ARMS:
+        have = [r[arm] for r in rows if arm in r]
+        if not have:
+            continue
+        right = sum(r["step1"]["prelabels_right"] for r in have)
+        judged = sum(r["step1"]["prelabels_judged"] for r in have)
+        out[arm] = {"seeds": len(have),
+                    "clicks": float(np.mean([r["clicks"] for r in have])),
+                    "first_miou": float(np.mean([r["first_miou"] for r in have])),
+                    "step1_miou": float(np.mean([r["step1"]["miou"] for r in have])),
+                    "step1_clicks": float(np.mean([r["step1"]["clicks"] for r in have])),
+                    "step1_prelabels_right": right / judged if judged else None}
+        if arm != "whole5":
+            paired = [r for r in rows if arm in r and "whole5" in r]
+            for key in ("first_miou", "step1_miou"):
+                get = (lambda r, a: r[a][key]) if key == "first_miou" else (
+                    lambda r, a: r[a]["step1"]["miou"])
+                diffs = np.array([get(r, arm) - get(r, "whole5") for r in paired])
+                out[arm][f"{key}_minus_whole5"] = {
+                    "mean": float(diffs.mean()) if diffs.size else None,
+                    "per_seed": diffs.round(4).tolist()}
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="../shared/data/camvid")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--regions", type=int, default=40, help="random regions per image")
+    p.add_argument("--images-per-step", type=int, default=20)
+    p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    p.add_argument("--n-classes", type=int, default=11)
+    p.add_argument("--ignore-value", type=int, default=11, help="the void value; -1: none")
+    p.add_argument("--out", default="bench/results/region_start_camvid.json")
+    p.add_argument("--merge", nargs="+", metavar="JSON",
+                   help="only merge these results files (same settings) into --out")
+    args = p.parse_args()
+    if args.merge:
+        docs = [json.loads(Path(f).read_text()) for f in args.merge]
+        if any(d["settings"] != docs[0]["settings"] for d in docs):
+            raise SystemExit("the files to merge were made with different settings")
+        seeds = {k: v for d in docs for k, v in d["seeds"].items()}
+        merged = {"settings": docs[0]["settings"], "seeds": seeds, "summary": summary(seeds)}
+        Path(args.out).write_text(json.dumps(merged, indent=1))
+        print(json.dumps(merged["summary"], indent=1))
+        return
+    sim = al_simulation(args.data, images_per_step=args.images_per_step,
+                        n_classes=args.n_classes,
+                        ignore_value=None if args.ignore_value < 0 else args.ignore_value)
+    strategy = STRATEGIES["default"]
+    out_path = Path(args.out)
+    out = json.loads(out_path.read_text()) if out_path.exists() else {"seeds": {}}
+    out["settings"] = {"data": args.data, "strategy": "default", "regions": args.regions,
+                       "images_per_step": args.images_per_step, "arms": args.arms,
+                       "first_epochs": sim.cfg.first_epochs, "max_side": sim.cfg.max_side,
+                       "relabel_clicks": sim.cfg.clicks.relabel_clicks,
+                       "n_classes": args.n_classes, "torch_threads": torch.get_num_threads()}
+    for seed in args.seeds:
+        out["seeds"][str(seed)] = run_seed(sim, strategy, seed, args.regions, args.arms)
+        out["summary"] = summary(out["seeds"])
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        out_path.write_text(json.dumps(out, indent=1))
+    print(json.dumps(out["summary"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
