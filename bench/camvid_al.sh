@@ -103,6 +103,14 @@ for seed in 0 1 2; do
   long camvid_al_trim/parts "trimmed_answers_s${seed}_12" 12 20 20 "$seed" -- trimmed_answers
   long camvid_al_trim/parts "trimmed_answers_s${seed}_16" 16 20 20 "$seed" -- trimmed_answers
   long camvid_al_trim "trimmed_answers_s${seed}" 19 20 20 "$seed" -- trimmed_answers
+  # no whole images (region_start: 40 random superpixels of each of 30 pool images, answered
+  # with their class, a seed model of 20 epochs; bench/region_start.py measured the idea at step
+  # 1), in parts of under an hour each with three seeds on the 2 cores
+  long camvid_al_region/parts "region_start_s${seed}_4" 4 20 20 "$seed" -- region_start
+  long camvid_al_region/parts "region_start_s${seed}_7" 7 20 20 "$seed" -- region_start
+  long camvid_al_region/parts "region_start_s${seed}_9" 9 20 20 "$seed" -- region_start
+  long camvid_al_region/parts "region_start_s${seed}_11" 11 20 20 "$seed" -- region_start
+  long camvid_al_region "region_start_s${seed}" 12 20 20 "$seed" -- region_start
   long camvid_al_long20 "random_s${seed}" 5 10 20 "$seed" -- random
   long camvid_al_long20 "control_s${seed}" 11 20 20 "$seed" -- control
   # the paper's split and its matched static budget: 4 steps of 20 images reach about the

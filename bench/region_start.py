@@ -44,24 +44,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from dbsal_backend.engine.regions import Region  # noqa: E402
 from dbsal_backend.simulator import STRATEGIES  # noqa: E402
+from dbsal_backend.simulator.loop import random_regions  # noqa: E402
 from dbsal_backend.simulator.records import Tally  # noqa: E402
 from prelabels import al_simulation  # noqa: E402
 
 ARMS = ("whole5", "regions", "regions_fast")
 
 
-def random_regions(superpixels: np.ndarray, k: int, rng: np.random.Generator,
-                   unknown: int) -> list[Region]:
-    """``k`` random superpixels of an image (all of them if it has fewer), one region each,
-    pre-labeled ``unknown`` (a class no answer has: every region is relabeled)."""
-    ids, sizes = np.unique(superpixels, return_counts=True)
-    chosen = np.sort(rng.choice(ids.size, size=min(k, ids.size), replace=False))
-    return [Region((int(ids[i]),), unknown, 0.0, int(sizes[i])) for i in chosen]
-
-
-def region_start(sim, strategy, budget: int, k: int, seed: int
+def budget_start(sim, strategy, budget: int, k: int, seed: int
                  ) -> tuple[dict[int, np.ndarray], Tally]:
     """Random pool images, ``k`` random regions each, answered with their dominant class,
     until the clicks reach ``budget``."""
@@ -112,7 +103,7 @@ def run_seed(sim, strategy, seed: int, k: int, arms: list[str]) -> dict:
                          "first_miou": miou, "epochs": sim.cfg.first_epochs,
                          "step1": step_one(sim, strategy, model, labeled, tally, seed)}
         print(f"seed {seed} whole5: {row['whole5']}", flush=True)
-    start, start_tally = region_start(sim, strategy, tally.clicks, k, seed)
+    start, start_tally = budget_start(sim, strategy, tally.clicks, k, seed)
     for arm in ("regions", "regions_fast"):
         if arm not in arms:
             continue

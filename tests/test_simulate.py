@@ -465,6 +465,64 @@ def test_a_cheaper_start_is_part_of_the_runs_seed_set(dataset, tmp_path):
     assert cheap_start[1].images == 3 and cheap_start[1].regions > 0
 
 
+def test_a_region_start_asks_random_superpixels_of_many_images_and_relabels_each(
+        dataset, tmp_path, monkeypatch):
+    """``region_start``: no whole images; ``start_regions`` random superpixels of each of
+    ``init_images`` pool images, each answered with its class and priced as a relabel (no
+    model, no guess), the seed model trained its own ``first_epochs``; then the default's
+    steps."""
+    strategy = STRATEGIES["region_start"]
+    assert strategy == replace(STRATEGIES["default"], name="region_start", init_images=30,
+                               start_regions=40, first_epochs=20)
+    for name, bad in (("start_regions", 0), ("first_epochs", True), ("start_regions", 2.0)):
+        with pytest.raises(ValueError, match=name):
+            replace(strategy, **{name: bad})
+    epochs = []
+    real_fit = loop.fit
+    monkeypatch.setattr(loop, "fit", lambda model, images, labels, recipe, device, exact:
+                        epochs.append((recipe.epochs, len(images), recipe.trim, exact))
+                        or real_fit(model, images, labels, recipe, device, exact))
+    cfg = SimConfig(n_classes=3, init_images=2, images_per_step=2, steps=1, arch="unet",
+                    pretrained=False, first_epochs=2, max_side=48, mc_samples=2, device="cpu",
+                    cache_dir=str(tmp_path / "c"), recipe=Recipe(epochs=1, batch_size=2))
+    pool_x, pool_y, _ = load_split(dataset, "train", ignore_value=9)
+    sim = Simulation(pool_x, pool_y, *load_split(dataset, "val", ignore_value=9)[:2], cfg)
+    small = replace(strategy, init_images=3, start_regions=5, first_epochs=3)
+    records = sim.run(small, 0)
+    start = records[0]
+    assert start.images == 3 and start.regions == 15
+    assert start.corrections == 15 and start.clicks == 30  # every region relabeled: 2 clicks
+    assert start.cai_clicks == 15  # one a region asked
+    assert epochs[0][:3] == (3, 3, None)  # its own epochs, on its 3 images, untrimmed
+    assert epochs[1][2] == 0.2 and not any(epochs[1][3])  # then trimmed: no whole image
+    assert records[1].images == 5
+    # the answers: each labeled pixel carries its superpixel's dominant class, 5 superpixels
+    labeled, tally = sim.region_start(0, 3, 5, strategy.superpixels)
+    assert tally.regions == 15 and sorted(labeled) == sorted(random_images(
+        list(range(len(pool_x))), 3, np.random.default_rng([0, 3])))
+    cache = sim.superpixels(strategy.superpixels)
+    for i, labels in labeled.items():
+        segments, truth = cache.get(pool_x[i]), pool_y[i]
+        asked = np.unique(segments[labels != loop.IGNORE_INDEX])
+        assert 1 <= asked.size <= 5
+        for sp in asked:
+            inside = (segments == sp) & (truth != loop.IGNORE_INDEX)
+            assert len(np.unique(labels[inside])) == 1
+            assert labels[inside][0] == np.bincount(truth[inside]).argmax()
+    # the same start again (a resumed run) is the same draw; another seed another
+    assert all(np.array_equal(labeled[i], sim.region_start(0, 3, 5, strategy.superpixels)[0][i])
+               for i in labeled)
+    assert sim.region_start(1, 3, 5, strategy.superpixels)[0].keys() != labeled.keys() or any(
+        not np.array_equal(labeled[i], v)
+        for i, v in sim.region_start(1, 3, 5, strategy.superpixels)[0].items())
+    # its seed model and run files are its own; a whole start's keep their names (cache files)
+    described = sim._progress_path(STRATEGIES["default"], None, 0, {})
+    assert described == sim._progress_path(replace(STRATEGIES["default"], first_epochs=None,
+                                                   start_regions=None), None, 0, {})
+    assert sim._seed_key(0, {}) == sim._seed_key(0, {}, cfg.first_epochs)
+    assert sim._seed_key(0, {}, 3) != sim._seed_key(0, {})
+
+
 def test_cai_clicks_price_each_region_asked_at_one_click(dataset, tmp_path):
     result = main(args(dataset, tmp_path, "--strategies", "default", "random", "--seeds", "0",
                        "--out", str(tmp_path / "cai.json")))

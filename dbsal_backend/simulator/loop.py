@@ -21,6 +21,7 @@ from ..engine.data import fit_side, resize_nearest
 from ..engine.devices import pick_device
 from ..engine.label_maps import inverse_sqrt_weights, pixel_counts
 from ..engine.metrics import evaluate
+from ..engine.regions import Region
 from ..engine.networks import build_model
 from ..engine.scoring import Scorer
 from ..engine.selection import random_images
@@ -53,7 +54,7 @@ class Simulation:
         self.total_pixels = int(sum((lbl != IGNORE_INDEX).sum() for lbl in self.pool_labels))
         self._whole = [None] * len(self.pool_images)
         self._caches: dict[SlicParams, SuperpixelCache] = {}
-        self._seed_models: dict[tuple[int, ...], tuple[dict, float]] = {}  # by seed, images
+        self._seed_models: dict[tuple[int, int, str], tuple[dict, float]] = {}  # seed, epochs, key
         self._mean_fraction: dict[tuple[str, int], float] = {}
 
     # -- pieces -------------------------------------------------------------------------------
@@ -105,12 +106,15 @@ class Simulation:
         return float(evaluate(model, self.val_images, self.val_labels, self.cfg.n_classes,
                               self.cfg.max_side)["miou"])
 
-    def _seed_model(self, seed: int, labeled: dict[int, np.ndarray]):
-        """The model trained on the seed set and its mIoU, trained once per seed (and kept in
-        ``cache_dir/seed_models``, keyed by everything it depends on, for later runs)."""
-        key = (seed, *sorted(labeled))
+    def _seed_model(self, seed: int, labeled: dict[int, np.ndarray], epochs: int | None = None):
+        """The model trained ``epochs`` (default: ``first_epochs``) on the seed set and its
+        mIoU, trained once per seed (and kept in ``cache_dir/seed_models``, keyed by everything
+        it depends on, for later runs)."""
+        epochs = epochs or self.cfg.first_epochs
+        digest = self._seed_key(seed, labeled, epochs)
+        key = (seed, epochs, digest)
         if key not in self._seed_models:
-            path = Path(self.cfg.cache_dir) / "seed_models" / f"{self._seed_key(seed, labeled)}.pt"
+            path = Path(self.cfg.cache_dir) / "seed_models" / f"{digest}.pt"
             saved = None
             if path.exists():
                 try:
@@ -121,7 +125,7 @@ class Simulation:
                     log.warning("seed %d: cannot read %s (%s); training again", seed, path, exc)
                     saved = None
             if saved is None:
-                model = self.train(self.new_model(seed), labeled, seed, self.cfg.first_epochs)
+                model = self.train(self.new_model(seed), labeled, seed, epochs)
                 state = cpu_state(model)
                 self._seed_models[key] = (state, self.evaluate(model))
                 save(path, {"state": state, "miou": self._seed_models[key][1]})
@@ -130,14 +134,17 @@ class Simulation:
         model.load_state_dict(state)
         return model.to(self.device).eval(), miou0
 
-    def _seed_key(self, seed: int, labeled: dict[int, np.ndarray]) -> str:
-        """A digest of what the seed model depends on: the model and training settings, the
-        device type, torch's version, the seed set and the validation split (its mIoU)."""
+    def _seed_key(self, seed: int, labeled: dict[int, np.ndarray],
+                  epochs: int | None = None) -> str:
+        """A digest of what the seed model depends on: the model and training settings (its
+        ``epochs``, default ``first_epochs``), the device type, torch's version, the seed set's
+        labels and the validation split (its mIoU)."""
         cfg = self.cfg
+        epochs = epochs or cfg.first_epochs
         digest = hashlib.sha256(json.dumps({
             "arch": cfg.arch, "n_classes": cfg.n_classes, "pretrained": cfg.pretrained,
-            "max_side": cfg.max_side, "epochs": cfg.first_epochs, "seed": seed,
-            "recipe": _recipe_key(replace(cfg.recipe, seed=seed, epochs=cfg.first_epochs,
+            "max_side": cfg.max_side, "epochs": epochs, "seed": seed,
+            "recipe": _recipe_key(replace(cfg.recipe, seed=seed, epochs=epochs,
                                           self_label=None, self_label_share=None)),
             "device": self.device.type, "torch": torch.__version__, "images": sorted(labeled),
         }, sort_keys=True).encode())
@@ -178,7 +185,7 @@ class Simulation:
                               cfg.full_epochs or cfg.first_epochs)
             return [self._record(0, tally, self.evaluate(model), t0)]
 
-        model, labeled, tally, miou0 = self.seed_start(seed, strategy.init_images)
+        model, labeled, tally, miou0 = self.start(strategy, seed)
         anchor = None  # the model later steps fine-tune (first, doubling) and its images
         if renews_anchor(strategy.fine_tune, None, len(labeled)):
             anchor = (copy.deepcopy(model), len(labeled))
@@ -244,7 +251,7 @@ class Simulation:
         """The last step that :meth:`run` kept in the cache for these settings (at most
         ``cfg.steps``): its model, every label so far and the records up to it; None if the run
         has kept no step. Nothing is trained (but the seed model, if it is not cached)."""
-        model, labeled, _, _ = self.seed_start(seed, strategy.init_images)
+        model, labeled, _, _ = self.start(strategy, seed)
         path = self._progress_path(strategy, self._policy(strategy, seed), seed, labeled)
         saved = Progress(path).load(self.cfg.steps)
         if saved is None:
@@ -264,12 +271,13 @@ class Simulation:
             del described["trim"]
         if strategy.trim is None or strategy.trim_whole:  # the same
             del described["trim_whole"]
-        if strategy.ema is None:  # the same
-            del described["ema"]
+        for name in ("ema", "start_regions", "first_epochs"):  # the same
+            if described[name] is None:
+                del described[name]
         settings = asdict(replace(self.cfg, steps=0, device="", cache_dir=""))
         settings["recipe"] = _recipe_key(self.cfg.recipe)
         digest = hashlib.sha256(json.dumps({
-            "seed_model": self._seed_key(seed, labeled),
+            "seed_model": self._seed_key(seed, labeled, strategy.first_epochs),
             "strategy": jsonable(described),
             "settings": jsonable(settings),
         }, sort_keys=True).encode()).hexdigest()[:24]
@@ -288,17 +296,47 @@ class Simulation:
             policy = replace(policy, static_fraction=self._mean_fraction[key])
         return policy
 
-    def seed_start(self, seed: int, images: int | None = None
+    def start(self, strategy: Strategy, seed: int
+              ) -> tuple[torch.nn.Module, dict[int, np.ndarray], Tally, float]:
+        """What ``strategy`` starts from with ``seed``: :meth:`seed_start` (whole images), or
+        with ``start_regions`` :meth:`region_start`."""
+        if strategy.start_regions is None:
+            return self.seed_start(seed, strategy.init_images, strategy.first_epochs)
+        labeled, tally = self.region_start(seed, strategy.init_images or self.cfg.init_images,
+                                           strategy.start_regions, strategy.superpixels,
+                                           strategy.answers == "repaint")
+        model, miou0 = self._seed_model(seed, labeled, strategy.first_epochs)
+        return model, labeled, tally, miou0
+
+    def region_start(self, seed: int, images: int, regions: int, superpixels: SlicParams,
+                     repaint: bool = False) -> tuple[dict[int, np.ndarray], Tally]:
+        """A start with no whole images: ``regions`` random superpixels of each of ``images``
+        random pool images (a draw of their own), each a region the annotator answers; before
+        any model there is no guess, so every region is relabeled (pre-label: no class)."""
+        rng = np.random.default_rng([seed, 3])
+        cache = self.superpixels(superpixels)
+        labeled: dict[int, np.ndarray] = {}
+        tally = Tally()
+        for i in sorted(random_images(list(range(len(self.pool_images))), images, rng)):
+            segments = cache.get(self.pool_images[i])
+            asked = random_regions(segments, regions, rng, self.cfg.n_classes)
+            answer = self.annotator.review(self.pool_labels[i], segments, asked, repaint)
+            labeled[i] = answer.labels
+            tally.add(answer)
+        return labeled, tally
+
+    def seed_start(self, seed: int, images: int | None = None, epochs: int | None = None
                    ) -> tuple[torch.nn.Module, dict[int, np.ndarray], Tally, float]:
         """What every strategy of ``seed`` starts from: the seed model, the seed set's labels,
-        their cost and the model's mIoU (``images``: a smaller seed set, see :meth:`seed_set`)."""
+        their cost and the model's mIoU (``images``: a smaller seed set, see :meth:`seed_set`;
+        ``epochs``: the seed model's, default ``first_epochs``)."""
         tally = Tally()
         labeled: dict[int, np.ndarray] = {}
         for i in self.seed_set(seed, images):
             answer = self.whole(i)
             labeled[i] = answer.labels
             tally.add(answer)
-        model, miou0 = self._seed_model(seed, labeled)
+        model, miou0 = self._seed_model(seed, labeled, epochs)
         return model, labeled, tally, miou0
 
     def scorer(self, model, labeled: dict[int, np.ndarray], seed: int) -> Scorer:
@@ -336,6 +374,15 @@ class Simulation:
             extra["prelabels_right"] += answer.prelabels_right
             extra["prelabels_judged"] += answer.prelabels_judged
         return extra
+
+
+def random_regions(superpixels: np.ndarray, k: int, rng: np.random.Generator,
+                   label: int) -> list[Region]:
+    """``k`` random superpixels of an image (all of them if it has fewer), one region each,
+    pre-labeled ``label`` (a start's: no model to guess with)."""
+    ids, sizes = np.unique(superpixels, return_counts=True)
+    chosen = np.sort(rng.choice(ids.size, size=min(k, ids.size), replace=False))
+    return [Region((int(ids[i]),), label, 0.0, int(sizes[i])) for i in chosen]
 
 
 def _recipe_key(recipe: Recipe) -> dict:

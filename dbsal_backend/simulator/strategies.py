@@ -48,6 +48,10 @@ its first 5, the backend's seed batch, and a model trained on those):
 ``trimmed_answers`` the same trimming of the region answers alone: the whole images' labels
               (the seed set's), given pixel by pixel, are kept whole (``trim_whole=False``, as
               the backend's ``DBSAL_TRIM`` does): the default since it won.
+``region_start`` the default with no whole images: its start asks 40 random superpixels
+              (``start_regions``) of each of 30 random pool images, answered with their class
+              (no model, so no pre-label: each a relabel), the seed model trained 20 epochs on
+              them (``first_epochs``: as many image passes as 120 over 5 whole images).
 ``repaint``   the 10-image start with repainting answers, untrimmed: keep or relabel each
               region and repaint the parts of other classes in it (the variants above,
               ``self_labeled`` to ``default_balanced``, are variants of it: what they were
@@ -63,6 +67,7 @@ from dataclasses import dataclass, field, replace
 
 from ..engine.active import QueryPolicy
 from ..engine.averaging import check_decay
+from ..engine.checks import check_int
 from ..engine.regions import ANSWERS
 from ..engine.superpixels import SlicParams
 from ..engine.training import FINE_TUNE
@@ -93,6 +98,11 @@ class Strategy:
     whole images too (else only the images answered by regions, see the ``exact`` of
     :func:`~dbsal_backend.engine.training.fit`). ``ema`` is the fine-tuning's
     :attr:`~dbsal_backend.engine.training.Recipe.ema` (the seed model trains without).
+    ``start_regions`` asks the seed set as regions instead of whole images: that many random
+    superpixels of each of its ``init_images`` images (a draw of its own, not the run's seed
+    set), each answered with its class and priced as a relabel (before any model there is no
+    guess to keep). ``first_epochs`` trains the seed model for that many epochs instead of the
+    run's (:attr:`SimConfig.first_epochs`).
     """
 
     name: str
@@ -109,6 +119,8 @@ class Strategy:
     trim: float | None = None
     trim_whole: bool = True  # what ``trimmed`` was measured with
     ema: float | None = None
+    start_regions: int | None = None
+    first_epochs: int | None = None
 
     def __post_init__(self) -> None:
         if self.answers not in ANSWERS:
@@ -122,8 +134,9 @@ class Strategy:
                                  "go with fine_tune='off'")
         if self.ema is not None:
             check_decay("ema", self.ema)
-        if self.init_images is not None and self.init_images < 1:
-            raise ValueError(f"init_images must be >= 1, got {self.init_images!r}")
+        for name in ("init_images", "start_regions", "first_epochs"):
+            if getattr(self, name) is not None:
+                check_int(name, getattr(self, name), 1)
 
 
 def product_default(polygons: bool = True) -> Strategy:
@@ -188,6 +201,8 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     replace(_SEED5, name="doubling", fine_tune="doubling"),
     replace(_SEED5, name="trimmed", trim=0.2, trim_whole=True),
     replace(_SEED5, name="trimmed_answers", trim=0.2),
+    replace(product_default(), name="region_start", init_images=30, start_regions=40,
+            first_epochs=20),
     _REPAINT,
     Strategy("random", kind="random"),
     Strategy("control", kind="none"),
