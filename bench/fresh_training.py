@@ -64,7 +64,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from dbsal_backend.simulator import STRATEGIES  # noqa: E402
-from prelabels import al_simulation  # noqa: E402
+from prelabels import al_simulation, merge_seed_files  # noqa: E402
 
 ARMS = ("warm", "fresh", "warm_more", "anchor", "step", "step_ema")
 
@@ -94,13 +94,7 @@ def main() -> None:
     p.add_argument("--ignore-value", type=int, default=11, help="the void value; -1: none")
     args = p.parse_args()
     if args.merge:
-        docs = [json.loads(Path(f).read_text()) for f in args.merge]
-        if any(d["settings"] != docs[0]["settings"] for d in docs):
-            raise SystemExit("the files to merge were made with different settings")
-        seeds = {k: v for d in docs for k, v in d["seeds"].items()}
-        merged = {"settings": docs[0]["settings"], "seeds": seeds, "summary": summary(seeds)}
-        Path(args.out).write_text(json.dumps(merged, indent=1))
-        print(json.dumps(merged["summary"], indent=1))
+        merge_seed_files(args.merge, args.out, summary)
         return
     at = {args.steps} if args.from_cache else set(args.at or [args.steps])
     sim = al_simulation(args.data, steps=args.steps, images_per_step=args.images_per_step,

@@ -184,6 +184,19 @@ def al_simulation(data: str, steps: int = 1, images_per_step: int = 10,
     return Simulation(pool_x, pool_y, val_x, val_y, cfg)
 
 
+def merge_seed_files(files: list[str], out: str, summary) -> dict:
+    """Join results files of the same settings made by separate processes (one a seed) into
+    ``out``, with ``summary(seeds)`` over all their seeds."""
+    docs = [json.loads(Path(f).read_text()) for f in files]
+    if any(d["settings"] != docs[0]["settings"] for d in docs):
+        raise SystemExit("the files to merge were made with different settings")
+    seeds = {k: v for d in docs for k, v in d["seeds"].items()}
+    merged = {"settings": docs[0]["settings"], "seeds": seeds, "summary": summary(seeds)}
+    Path(out).write_text(json.dumps(merged, indent=1))
+    print(json.dumps(merged["summary"], indent=1))
+    return merged
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="../shared/data/camvid")

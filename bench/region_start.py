@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from dbsal_backend.simulator import STRATEGIES  # noqa: E402
 from dbsal_backend.simulator.loop import random_regions  # noqa: E402
 from dbsal_backend.simulator.records import Tally  # noqa: E402
-from prelabels import al_simulation  # noqa: E402
+from prelabels import al_simulation, merge_seed_files  # noqa: E402
 
 ARMS = ("whole5", "regions", "regions_fast")
 
@@ -163,13 +163,7 @@ def main() -> None:
                    help="only merge these results files (same settings) into --out")
     args = p.parse_args()
     if args.merge:
-        docs = [json.loads(Path(f).read_text()) for f in args.merge]
-        if any(d["settings"] != docs[0]["settings"] for d in docs):
-            raise SystemExit("the files to merge were made with different settings")
-        seeds = {k: v for d in docs for k, v in d["seeds"].items()}
-        merged = {"settings": docs[0]["settings"], "seeds": seeds, "summary": summary(seeds)}
-        Path(args.out).write_text(json.dumps(merged, indent=1))
-        print(json.dumps(merged["summary"], indent=1))
+        merge_seed_files(args.merge, args.out, summary)
         return
     sim = al_simulation(args.data, images_per_step=args.images_per_step,
                         n_classes=args.n_classes,

@@ -525,6 +525,35 @@ def _fine_section():
 FINE_SECTION = _fine_section()
 
 
+def _region_start_section():
+    """docs/results.md's table of bench/region_start.py: a row per data set and start."""
+    out = [("region_start_camvid.json",
+            "| data set | start | images | clicks | first model: mIoU | after step 1: clicks, "
+            "mIoU | minus the whole images after step 1 (per seed) | step-1 pre-labels right "
+            "|\n|---|---|---|---|---|---|---|---|")]
+    for name, title in (("camvid", "CamVid"), ("peanut", "Peanut")):
+        for arm, label in (("whole5", f"{title} | 5 whole images (the product's)"),
+                           ("regions", " | `regions`: 40 a pool image, 120 epochs"),
+                           ("regions_fast", " | `regions_fast`: the same, the whole images' "
+                            "passes ({span([r['regions_fast']['epochs'] for r in d['seeds'].values()], "
+                            "str)} epochs)")):
+            diff = ("—" if arm == "whole5" else
+                    f"{{sg(d['summary']['{arm}']['step1_miou_minus_whole5']['mean'])}} "
+                    f"({{join(d['summary']['{arm}']['step1_miou_minus_whole5']['per_seed'], sg, ', ')}})")
+            out.append((f"region_start_{name}.json",
+                        f"| {label} | {{span([r['{arm}']['images'] for r in d['seeds'].values()], "
+                        f"str) if '{arm}' != 'whole5' else 5}} | "
+                        f"{{k(d['summary']['{arm}']['clicks'])}} | "
+                        f"{{mi(d['summary']['{arm}']['first_miou'])}} | "
+                        f"{{k(d['summary']['{arm}']['step1_clicks'])}}, "
+                        f"{{mi(d['summary']['{arm}']['step1_miou'])}} | {diff} | "
+                        f"{{pc(d['summary']['{arm}']['step1_prelabels_right'])}}% |"))
+    return out
+
+
+REGION_START_SECTION = _region_start_section()
+
+
 def _superpixel_row(variant, label):
     """A row of docs/results.md's table of superpixel settings (answer_noise.json)."""
     def cells(data):
@@ -779,7 +808,7 @@ TRIM_SECTION_ROWS = [("docs/results.md", f, text) for f, text in TRIM_SECTION]
 FIGURES = [
     *[("docs/results.md", f, text)
       for f, text in START_SECTION + ANSWERS_SECTION + GOALS_24 + SUPERPIXEL_ROWS + FINE_SECTION
-      + PEANUT_FALL + ANCHOR_SECTION + TRIM_SECTION],
+      + PEANUT_FALL + ANCHOR_SECTION + TRIM_SECTION + REGION_START_SECTION],
     ("docs/results.md", "peanut_al_start.json",
      "where the curves overlap (its steps 9-16) it led random whole images by "
      "{sg(M('eq', 'random'))} and `dbsal` by {sg(M('eq', 'dbsal'))}"),
@@ -819,6 +848,33 @@ FIGURES = [
      "{join([runs('default', s)[-1]['miou'] - runs('default', s)[-2]['miou'] for s in seeds('default')], sg, ', ')})"),
     ("docs/results.md", "prelabels_start.json",
      "The right class is one of that vote's two likeliest for {pc(d['pooled_top2'])}% of the regions"),
+    ("docs/results.md", "region_start_camvid.json",
+     "On CamVid a whole image is many polygons "
+     "({span([r['whole5']['clicks'] / r['whole5']['images'] for r in d['seeds'].values()], lambda x: f'{x:.0f}')} "
+     "clicks an image, by seed), and 40 random superpixels of "
+     "{span([r['regions']['images'] for r in d['seeds'].values()], str)} images"),
+    ("docs/results.md", "region_start_camvid.json",
+     "though a first model trained as fast as today's is only level "
+     "({sg(d['summary']['regions_fast']['first_miou_minus_whole5']['mean'])}). On Peanut "
+     "({span([r['whole5']['clicks'] / r['whole5']['images'] for r in load('region_start_peanut.json')['seeds'].values()], lambda x: f'{x:.0f}')} "
+     "clicks a whole image)"),
+    ("docs/results.md", "region_start_peanut.json",
+     "the first model from random regions is "
+     "{span([-d['summary'][a]['first_miou_minus_whole5']['mean'] for a in ('regions', 'regions_fast')], mi)} "
+     "mIoU behind and still "
+     "{span([-d['summary'][a]['step1_miou_minus_whole5']['mean'] for a in ('regions', 'regions_fast')], mi)} "
+     "behind after step 1"),
+    ("docs/results.md", "region_start_peanut.json",
+     "its step-1 pre-labels are right for "
+     "{span([d['summary'][a]['step1_prelabels_right'] for a in ('regions', 'regions_fast')], pc)}% of "
+     "the regions against {pc(d['summary']['whole5']['step1_prelabels_right'])}%"),
+    ("docs/results.md", "region_start_camvid.json",
+     "CamVid's step-1 pre-labels stay far from 60% "
+     "({span([d['summary'][a]['step1_prelabels_right'] for a in ('regions', 'regions_fast')], pc)}%)"),
+    ("docs/results.md", "region_start_camvid.json",
+     "at the same clicks, the step-1 pre-labels are right for "
+     "{pc(d['summary']['regions']['step1_prelabels_right'])}% (a first model of 120 epochs) and "
+     "{pc(d['summary']['regions_fast']['step1_prelabels_right'])}% (as fast as today's) of the regions"),
     ("docs/results.md", "prelabels.json",
      "behind the product's ({pc(d['pooled_accuracy']['soft_neighbours'])}% against "
      "{pc(d['pooled_accuracy']['product'])}%, `bench/results/prelabels.json`)"),
