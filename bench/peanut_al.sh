@@ -61,12 +61,6 @@ for seed in 0 1 2; do
     --steps 8 --epochs 20 "$seed" -- trimmed_answers
   run peanut_al_trim "trimmed_answers_s${seed}" --first-epochs 120 --images-per-step 10 \
     --steps 16 --epochs 20 "$seed" -- trimmed_answers
-  # no whole images (region_start: 40 random superpixels of each of 30 pool images, answered
-  # with their class; bench/region_start.py measured the idea at step 1), 8 then 16 steps
-  run peanut_al_region/parts "region_start_s${seed}_8" --first-epochs 120 --images-per-step 10 \
-    --steps 8 --epochs 20 "$seed" -- region_start
-  run peanut_al_region "region_start_s${seed}" --first-epochs 120 --images-per-step 10 \
-    --steps 16 --epochs 20 "$seed" -- region_start
 done
 combine "peanut_al peanut_al_start" bench/results/peanut_al_start.json --rename default=repaint dominant=seed10 seed5=default
 # Fine-tuning the seed model (anchored), or the last model that doubled the labels (doubling), at

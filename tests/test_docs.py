@@ -868,6 +868,17 @@ FIGURES = [
      "its step-1 pre-labels are right for "
      "{span([d['summary'][a]['step1_prelabels_right'] for a in ('regions', 'regions_fast')], pc)}% of "
      "the regions against {pc(d['summary']['whole5']['step1_prelabels_right'])}%"),
+    ("docs/results.md", "camvid_al_region.json",
+     "ran CamVid's long protocol for {len(S('region_start')) - 1} steps (seeds "
+     "{join(seeds('region_start'), str, ', ')}; `bench/results/camvid_al_region.json`): it leads "
+     "the default by {sg(-M('eq', 'region_start'))} mIoU at equal clicks over the default's "
+     "{len(D('eq', 'region_start'))} steps its curve reaches (by seed "
+     "{join([-x for x in seed_diffs('region_start')], sg, ', ')}), and its step-1 pre-labels are "
+     "right for {pc(S('region_start')[1]['prelabel_accuracy'])}% of the regions. By step its lead "
+     "is {join([-x for x in D('eq', 'region_start')], sg, ', ')}: it holds to the default's step "
+     "{len(D('eq', 'region_start'))} ({k(S('default')[len(D('eq', 'region_start'))]['clicks'])} "
+     "clicks), where the default is at "
+     "{pc(S('default')[len(D('eq', 'region_start'))]['miou'] / full['miou'])}% of full supervision"),
     ("docs/results.md", "region_start_camvid.json",
      "CamVid's step-1 pre-labels stay far from 60% "
      "({span([d['summary'][a]['step1_prelabels_right'] for a in ('regions', 'regions_fast')], pc)}%)"),
