@@ -25,6 +25,8 @@ default does) with its mIoU and clicks. Writes ``--out`` after each seed with a 
 means and the paired differences from ``whole5`` (``--merge`` joins files of other seeds).
 
 Peanut: ``--data ../shared/data/peanut --n-classes 3 --ignore-value -1 --images-per-step 10``.
+The simulator's strategy ``region_start`` is the same start as the backend would serve it (a
+fixed number of images, a draw of its own), for the long protocols.
 """
 
 from __future__ import annotations
@@ -139,10 +141,9 @@ def summary(seeds: dict) -> dict:
                     "step1_prelabels_right": right / judged if judged else None}
         if arm != "whole5":
             paired = [r for r in rows if arm in r and "whole5" in r]
-            for key in ("first_miou", "step1_miou"):
-                get = (lambda r, a: r[a][key]) if key == "first_miou" else (
-                    lambda r, a: r[a]["step1"]["miou"])
-                diffs = np.array([get(r, arm) - get(r, "whole5") for r in paired])
+            for key, get in (("first_miou", lambda a: a["first_miou"]),
+                             ("step1_miou", lambda a: a["step1"]["miou"])):
+                diffs = np.array([get(r[arm]) - get(r["whole5"]) for r in paired])
                 out[arm][f"{key}_minus_whole5"] = {
                     "mean": float(diffs.mean()) if diffs.size else None,
                     "per_seed": diffs.round(4).tolist()}

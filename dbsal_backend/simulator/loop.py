@@ -54,7 +54,7 @@ class Simulation:
         self.total_pixels = int(sum((lbl != IGNORE_INDEX).sum() for lbl in self.pool_labels))
         self._whole = [None] * len(self.pool_images)
         self._caches: dict[SlicParams, SuperpixelCache] = {}
-        self._seed_models: dict[tuple[int, int, str], tuple[dict, float]] = {}  # seed, epochs, key
+        self._seed_models: dict[str, tuple[dict, float]] = {}  # by _seed_key
         self._mean_fraction: dict[tuple[str, int], float] = {}
 
     # -- pieces -------------------------------------------------------------------------------
@@ -111,10 +111,9 @@ class Simulation:
         mIoU, trained once per seed (and kept in ``cache_dir/seed_models``, keyed by everything
         it depends on, for later runs)."""
         epochs = epochs or self.cfg.first_epochs
-        digest = self._seed_key(seed, labeled, epochs)
-        key = (seed, epochs, digest)
+        key = self._seed_key(seed, labeled, epochs)
         if key not in self._seed_models:
-            path = Path(self.cfg.cache_dir) / "seed_models" / f"{digest}.pt"
+            path = Path(self.cfg.cache_dir) / "seed_models" / f"{key}.pt"
             saved = None
             if path.exists():
                 try:
