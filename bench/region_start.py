@@ -39,6 +39,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -46,27 +47,53 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from dbsal_backend.engine.regions import Region  # noqa: E402
 from dbsal_backend.simulator import STRATEGIES  # noqa: E402
 from dbsal_backend.simulator.loop import random_regions  # noqa: E402
 from dbsal_backend.simulator.records import Tally  # noqa: E402
 from prelabels import al_simulation, merge_seed_files  # noqa: E402
 
-ARMS = ("whole5", "regions", "regions_fast")
+ARMS = ("whole5", "regions", "regions_fast", "hybrid", "diverse")
 
 
-def budget_start(sim, strategy, budget: int, k: int, seed: int
+def diverse_regions(image: np.ndarray, superpixels: np.ndarray, k: int,
+                    rng: np.random.Generator, label: int) -> list[Region]:
+    """``k`` superpixels of an image that differ most in colour: greedy k-centres on their
+    mean CIELAB colour from a random first one (no model needed; all if it has fewer)."""
+    if image.shape[:2] != superpixels.shape:
+        image = cv2.resize(image, superpixels.shape[::-1], interpolation=cv2.INTER_AREA)
+    lab = cv2.cvtColor(np.ascontiguousarray(image[..., :3]), cv2.COLOR_RGB2LAB)
+    ids, inverse, sizes = np.unique(superpixels, return_inverse=True, return_counts=True)
+    inverse = inverse.ravel()
+    colour = np.stack([np.bincount(inverse, lab[..., c].ravel().astype(np.float64), ids.size)
+                       for c in range(3)], axis=1) / sizes[:, None]
+    chosen = [int(rng.integers(ids.size))]
+    nearest = np.linalg.norm(colour - colour[chosen[0]], axis=1)
+    while len(chosen) < min(k, ids.size):
+        far = int(nearest.argmax())
+        chosen.append(far)
+        nearest = np.minimum(nearest, np.linalg.norm(colour - colour[far], axis=1))
+    return [Region((int(ids[i]),), label, 0.0, int(sizes[i])) for i in sorted(chosen)]
+
+
+def budget_start(sim, strategy, budget: int, k: int, seed: int, diverse: bool = False,
+                 labeled: dict[int, np.ndarray] | None = None, tally: Tally | None = None
                  ) -> tuple[dict[int, np.ndarray], Tally]:
-    """Random pool images, ``k`` random regions each, answered with their dominant class,
-    until the clicks reach ``budget``."""
+    """Random pool images not in ``labeled``, ``k`` regions each (random, or with ``diverse``
+    the most different in colour), answered with their dominant class, until the clicks
+    (``tally``'s included) reach ``budget``."""
     rng = np.random.default_rng(seed + 3000)
     cache = sim.superpixels(strategy.superpixels)
-    labeled: dict[int, np.ndarray] = {}
-    tally = Tally()
+    labeled = dict(labeled or {})
+    tally = copy.deepcopy(tally) if tally is not None else Tally()
     for i in rng.permutation(len(sim.pool_images)):
         if tally.clicks >= budget:
             break
+        if int(i) in labeled:
+            continue
         superpixels = cache.get(sim.pool_images[i])
-        regions = random_regions(superpixels, k, rng, sim.cfg.n_classes)
+        regions = (diverse_regions(sim.pool_images[i], superpixels, k, rng, sim.cfg.n_classes)
+                   if diverse else random_regions(superpixels, k, rng, sim.cfg.n_classes))
         answer = sim.annotator.review(sim.pool_labels[i], superpixels, regions, repaint=False)
         labeled[int(i)] = answer.labels
         tally.add(answer)
@@ -95,7 +122,7 @@ def step_one(sim, strategy, model, labeled: dict[int, np.ndarray], tally: Tally,
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def run_seed(sim, strategy, seed: int, k: int, arms: list[str]) -> dict:
+def run_seed(sim, strategy, seed: int, k: int, arms: list[str], whole: int) -> dict:
     row: dict = {}
     model, labeled, tally, miou = sim.seed_start(seed, strategy.init_images)
     n_whole = len(labeled)
@@ -105,10 +132,20 @@ def run_seed(sim, strategy, seed: int, k: int, arms: list[str]) -> dict:
                          "first_miou": miou, "epochs": sim.cfg.first_epochs,
                          "step1": step_one(sim, strategy, model, labeled, tally, seed)}
         print(f"seed {seed} whole5: {row['whole5']}", flush=True)
-    start, start_tally = budget_start(sim, strategy, tally.clicks, k, seed)
-    for arm in ("regions", "regions_fast"):
+    starts = {"regions": lambda: budget_start(sim, strategy, tally.clicks, k, seed),
+              "diverse": lambda: budget_start(sim, strategy, tally.clicks, k, seed, True)}
+    starts["regions_fast"] = starts["regions"]
+    if "hybrid" in arms:
+        few = {i: labeled[i] for i in sim.seed_set(seed, whole)}
+        few_tally = Tally()
+        for i in few:
+            few_tally.add(sim.whole(i))
+        starts["hybrid"] = lambda: budget_start(sim, strategy, tally.clicks, k, seed,
+                                                labeled=few, tally=few_tally)
+    for arm in ARMS[1:]:
         if arm not in arms:
             continue
+        start, start_tally = starts[arm]()
         epochs = (sim.cfg.first_epochs if arm == "regions"
                   else max(1, round(passes / len(start))))
         t0 = time.perf_counter()
@@ -156,7 +193,8 @@ def main() -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--regions", type=int, default=40, help="random regions per image")
     p.add_argument("--images-per-step", type=int, default=20)
-    p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    p.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS[:3]))
+    p.add_argument("--whole", type=int, default=2, help="hybrid: whole images of the seed set")
     p.add_argument("--n-classes", type=int, default=11)
     p.add_argument("--ignore-value", type=int, default=11, help="the void value; -1: none")
     p.add_argument("--out", default="bench/results/region_start_camvid.json")
@@ -173,12 +211,15 @@ def main() -> None:
     out_path = Path(args.out)
     out = json.loads(out_path.read_text()) if out_path.exists() else {"seeds": {}}
     out["settings"] = {"data": args.data, "strategy": "default", "regions": args.regions,
-                       "images_per_step": args.images_per_step, "arms": args.arms,
+                       "images_per_step": args.images_per_step,
+                       "arms": sorted(set(out.get("settings", {}).get("arms", [])) | set(args.arms),
+                                      key=ARMS.index), "whole": args.whole,
                        "first_epochs": sim.cfg.first_epochs, "max_side": sim.cfg.max_side,
                        "relabel_clicks": sim.cfg.clicks.relabel_clicks,
                        "n_classes": args.n_classes, "torch_threads": torch.get_num_threads()}
     for seed in args.seeds:
-        out["seeds"][str(seed)] = run_seed(sim, strategy, seed, args.regions, args.arms)
+        row = out["seeds"].setdefault(str(seed), {})  # arms run before are kept
+        row.update(run_seed(sim, strategy, seed, args.regions, args.arms, args.whole))
         out["summary"] = summary(out["seeds"])
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(out, indent=1))
