@@ -17,6 +17,11 @@ seed sets and seed models as ``bench/camvid_al.sh``'s default, kept in ``.sim-ca
 ``regions``       the region start at the same clicks, a model trained 120 epochs on it
 ``regions_fast``  the same labels, trained for the epochs that make as many image passes as
                   ``whole5``'s (600): the first model as soon as ``whole5``'s
+``hybrid``        the first ``--whole`` (2) whole images of the seed set, then random regions
+                  as above for the rest of the clicks; ``regions_fast``'s image passes
+``colour``        as ``regions_fast``, each image's regions the superpixels most different in
+                  colour (:func:`~dbsal_backend.simulator.loop.colour_regions`), not random:
+                  more of the rare classes, before any model (``--arms hybrid colour``)
 
 For each: the first model's mIoU on val and its training time, then the product's step 1 from
 it (``default``: 20 queried images, 40 regions each, dominant-class answers), the step-1
@@ -39,7 +44,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -47,40 +51,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from dbsal_backend.engine.regions import Region  # noqa: E402
 from dbsal_backend.simulator import STRATEGIES  # noqa: E402
-from dbsal_backend.simulator.loop import random_regions  # noqa: E402
+from dbsal_backend.simulator.loop import colour_regions, random_regions  # noqa: E402
 from dbsal_backend.simulator.records import Tally  # noqa: E402
 from prelabels import al_simulation, merge_seed_files  # noqa: E402
 
-ARMS = ("whole5", "regions", "regions_fast", "hybrid", "diverse")
+ARMS = ("whole5", "regions", "regions_fast", "hybrid", "colour")
 
 
-def diverse_regions(image: np.ndarray, superpixels: np.ndarray, k: int,
-                    rng: np.random.Generator, label: int) -> list[Region]:
-    """``k`` superpixels of an image that differ most in colour: greedy k-centres on their
-    mean CIELAB colour from a random first one (no model needed; all if it has fewer)."""
-    if image.shape[:2] != superpixels.shape:
-        image = cv2.resize(image, superpixels.shape[::-1], interpolation=cv2.INTER_AREA)
-    lab = cv2.cvtColor(np.ascontiguousarray(image[..., :3]), cv2.COLOR_RGB2LAB)
-    ids, inverse, sizes = np.unique(superpixels, return_inverse=True, return_counts=True)
-    inverse = inverse.ravel()
-    colour = np.stack([np.bincount(inverse, lab[..., c].ravel().astype(np.float64), ids.size)
-                       for c in range(3)], axis=1) / sizes[:, None]
-    chosen = [int(rng.integers(ids.size))]
-    nearest = np.linalg.norm(colour - colour[chosen[0]], axis=1)
-    while len(chosen) < min(k, ids.size):
-        far = int(nearest.argmax())
-        chosen.append(far)
-        nearest = np.minimum(nearest, np.linalg.norm(colour - colour[far], axis=1))
-    return [Region((int(ids[i]),), label, 0.0, int(sizes[i])) for i in sorted(chosen)]
-
-
-def budget_start(sim, strategy, budget: int, k: int, seed: int, diverse: bool = False,
+def budget_start(sim, strategy, budget: int, k: int, seed: int, colour: bool = False,
                  labeled: dict[int, np.ndarray] | None = None, tally: Tally | None = None
                  ) -> tuple[dict[int, np.ndarray], Tally]:
-    """Random pool images not in ``labeled``, ``k`` regions each (random, or with ``diverse``
-    the most different in colour), answered with their dominant class, until the clicks
+    """Random pool images not in ``labeled``, ``k`` regions each (random, or with ``colour``
+    the most different in colour: :func:`colour_regions`), answered with their dominant class, until the clicks
     (``tally``'s included) reach ``budget``."""
     rng = np.random.default_rng(seed + 3000)
     cache = sim.superpixels(strategy.superpixels)
@@ -92,8 +75,8 @@ def budget_start(sim, strategy, budget: int, k: int, seed: int, diverse: bool = 
         if int(i) in labeled:
             continue
         superpixels = cache.get(sim.pool_images[i])
-        regions = (diverse_regions(sim.pool_images[i], superpixels, k, rng, sim.cfg.n_classes)
-                   if diverse else random_regions(superpixels, k, rng, sim.cfg.n_classes))
+        regions = (colour_regions(sim.pool_images[i], superpixels, k, rng, sim.cfg.n_classes)
+                   if colour else random_regions(superpixels, k, rng, sim.cfg.n_classes))
         answer = sim.annotator.review(sim.pool_labels[i], superpixels, regions, repaint=False)
         labeled[int(i)] = answer.labels
         tally.add(answer)
@@ -133,7 +116,7 @@ def run_seed(sim, strategy, seed: int, k: int, arms: list[str], whole: int) -> d
                          "step1": step_one(sim, strategy, model, labeled, tally, seed)}
         print(f"seed {seed} whole5: {row['whole5']}", flush=True)
     starts = {"regions": lambda: budget_start(sim, strategy, tally.clicks, k, seed),
-              "diverse": lambda: budget_start(sim, strategy, tally.clicks, k, seed, True)}
+              "colour": lambda: budget_start(sim, strategy, tally.clicks, k, seed, True)}
     starts["regions_fast"] = starts["regions"]
     if "hybrid" in arms:
         few = {i: labeled[i] for i in sim.seed_set(seed, whole)}

@@ -9,6 +9,7 @@ import pytest
 from dbsal_backend.engine.active import QueryPolicy
 from dbsal_backend.engine.selection import (
     diverse_top,
+    farthest_first,
     layout,
     SPLIT_METHODS,
     kmeans_split,
@@ -277,6 +278,23 @@ def test_diverse_top_validation():
         QueryPolicy(diversity=0)  # the candidates (images x diversity): checked in the policy
     with pytest.raises(ValueError, match="iterations"):
         diverse_top(scores, {}, 1, 3, iterations=0)
+
+
+def test_farthest_first_takes_points_far_apart_then_stops_at_copies():
+    # two tight clusters and one outlier: from point 0, the outlier, then the other cluster
+    # (its point farther from those taken)
+    x = [[0, 0], [0.1, 0], [5, 5], [5.1, 5], [20, 0]]
+    assert farthest_first(x, 3) == [0, 4, 3]
+    assert farthest_first(x, 3, first=2) == [2, 4, 0]
+    assert farthest_first(x, 1) == [0]
+    assert farthest_first(x, 9) == [0, 4, 3, 1, 2]  # never more than the points
+    assert farthest_first([[1, 1]] * 4 + [[2, 2]], 5) == [0, 4]  # the rest are copies
+    assert farthest_first([[0], [3], [3]], 3) == [0, 1]  # ties: the earlier row
+    for bad, match in (([[0], [np.inf]], "finite"), ([], "non-empty"), ([1, 2], "2-d")):
+        with pytest.raises(ValueError, match=match):
+            farthest_first(bad, 1)
+    with pytest.raises(ValueError, match="first"):
+        farthest_first(x, 2, first=5)
 
 
 def test_random_images_distinct_uniform_and_seeded():

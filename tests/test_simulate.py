@@ -523,6 +523,40 @@ def test_a_region_start_asks_random_superpixels_of_many_images_and_relabels_each
     assert sim._seed_key(0, {}, 3) != sim._seed_key(0, {})
 
 
+def test_a_colour_start_asks_each_images_superpixels_most_different_in_colour(dataset):
+    """``colour_start``: ``region_start`` whose regions are the farthest-first superpixels in
+    mean colour (:func:`loop.colour_regions`), so a rare colour is asked before any model."""
+    strategy = STRATEGIES["colour_start"]
+    assert strategy == replace(STRATEGIES["region_start"], name="colour_start",
+                               start_pick="colour")
+    with pytest.raises(ValueError, match="start_pick"):
+        replace(strategy, start_pick="colours")
+    # an image of grey superpixels and one red one: the red one is asked, whatever the draw
+    image = np.full((20, 40, 3), 120, np.uint8)
+    image[:, 35:] = (220, 20, 20)
+    segments = np.repeat(np.arange(8, dtype=np.int32), 5)[None].repeat(20, 0)
+    image[:, 5:10] += 1  # a slightly different grey
+    for seed in range(5):
+        asked = loop.colour_regions(image, segments, 2, np.random.default_rng(seed), 3)
+        assert [r.superpixels for r in asked][-1] == (7,) and len(asked) == 2
+        assert all(r.label == 3 and r.pixels == 100 for r in asked)
+    # fewer colours than regions wanted: made up with random ones; never more than there are
+    flat = np.full((20, 40, 3), 9, np.uint8)
+    assert len(loop.colour_regions(flat, segments, 5, np.random.default_rng(0), 3)) == 5
+    assert len(loop.colour_regions(image, segments, 50, np.random.default_rng(0), 3)) == 8
+    # in the simulator: the same images as region_start's, other superpixels, a run key of
+    # its own
+    cfg = SimConfig(n_classes=3, init_images=2, max_side=48, device="cpu")
+    pool_x, pool_y, _ = load_split(dataset, "train", ignore_value=9)
+    sim = Simulation(pool_x, pool_y, *load_split(dataset, "val", ignore_value=9)[:2], cfg)
+    coloured, tally = sim.region_start(0, 3, 5, strategy.superpixels, pick="colour")
+    randomly, _ = sim.region_start(0, 3, 5, strategy.superpixels)
+    assert coloured.keys() == randomly.keys() and tally.regions == 15
+    assert any(not np.array_equal(coloured[i], randomly[i]) for i in coloured)
+    assert sim._progress_path(strategy, None, 0, {}).name[13:] != sim._progress_path(
+        replace(strategy, start_pick="random"), None, 0, {}).name[13:]
+
+
 def test_cai_clicks_price_each_region_asked_at_one_click(dataset, tmp_path):
     result = main(args(dataset, tmp_path, "--strategies", "default", "random", "--seeds", "0",
                        "--out", str(tmp_path / "cai.json")))

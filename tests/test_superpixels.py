@@ -12,6 +12,7 @@ from dbsal_backend.engine.superpixels import (
     SlicParams,
     SuperpixelCache,
     _relabel,
+    mean_colours,
     slic,
 )
 
@@ -338,3 +339,21 @@ def test_a_cache_folder_that_breaks_later_falls_back_to_memory(tmp_path):
     assert cache.problem and "memory" in cache.problem
     np.testing.assert_array_equal(cache.get(image), labels)
     assert cache.hits == 1
+
+
+def test_mean_colours_are_each_superpixels_mean_cielab():
+    image = np.zeros((20, 30, 3), np.uint8)
+    image[:, 15:] = (200, 30, 40)  # a red right half
+    image[0, 0] = (255, 255, 255)  # one white pixel in the black half
+    superpixels = np.zeros((20, 30), np.int32)
+    superpixels[:, 15:] = 1
+    lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB).astype(float)
+    colours = mean_colours(image, superpixels)
+    assert colours.shape == (2, 3)
+    np.testing.assert_allclose(colours[0], lab[:, :15].reshape(-1, 3).mean(0))
+    np.testing.assert_allclose(colours[1], lab[0, 20])
+    # superpixels at a smaller working size: the image is shrunk to them first
+    np.testing.assert_allclose(mean_colours(np.repeat(np.repeat(image, 2, 0), 2, 1),
+                                            superpixels)[1], lab[0, 20], atol=1)
+    with pytest.raises(ValueError, match="uint8"):
+        mean_colours(image.astype(float), superpixels)

@@ -31,6 +31,7 @@ __all__ = [
     "LAYOUT_GRID",
     "SPLIT_METHODS",
     "diverse_top",
+    "farthest_first",
     "kmeans_split",
     "layout",
     "natural_breaks_split",
@@ -136,17 +137,7 @@ def diverse_top(scores: Mapping[Hashable, float], features: Mapping[Hashable, An
     if missing:
         raise ValueError(f"no features for {len(missing)} candidate images, e.g. {missing[0]!r}")
     x = np.stack([np.asarray(features[key], dtype=np.float64).ravel() for key in ranked])
-    if not np.isfinite(x).all():
-        raise ValueError("features must be finite")
-    centres = [0]
-    nearest = ((x - x[0]) ** 2).sum(1)
-    while len(centres) < k:
-        far = int(np.argmax(nearest))  # ties: the more uncertain image
-        if nearest[far] <= 0:
-            break  # the rest are copies of chosen centres
-        centres.append(far)
-        nearest = np.minimum(nearest, ((x - x[far]) ** 2).sum(1))
-    centre = x[centres]
+    centre = x[farthest_first(x, k)]  # ties: the more uncertain image
     assign = np.full(len(ranked), -1)
     for _ in range(iterations):
         new = np.argmin(((x[:, None, :] - centre[None]) ** 2).sum(2), axis=1)  # ties: earlier
@@ -161,6 +152,28 @@ def diverse_top(scores: Mapping[Hashable, float], features: Mapping[Hashable, An
     rest = [i for i in range(len(ranked)) if i not in taken]
     chosen = sorted([*taken, *rest[:max(0, k - len(taken))]])
     return [ranked[i] for i in chosen]
+
+
+def farthest_first(x: Any, k: int, first: int = 0) -> list[int]:
+    """Rows of ``x`` (points, one a row) far from each other: ``first``, then again and again
+    the row farthest (Euclidean) from those taken, ties to the earlier row, until ``k`` are
+    taken or the rest are copies of taken rows (greedy k-centres, deterministic)."""
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or not len(x):
+        raise ValueError(f"x must be a non-empty 2-d array of points, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("features must be finite")
+    if not 0 <= first < len(x):
+        raise ValueError(f"first must index a row of x (0..{len(x) - 1}), got {first}")
+    taken = [int(first)]
+    nearest = ((x - x[first]) ** 2).sum(1)
+    while len(taken) < k:
+        far = int(np.argmax(nearest))
+        if nearest[far] <= 0:
+            break  # the rest are copies of taken rows
+        taken.append(far)
+        nearest = np.minimum(nearest, ((x - x[far]) ** 2).sum(1))
+    return taken
 
 
 # ---------------------------------------------------------------- splits

@@ -36,7 +36,7 @@ from .files import atomic_write
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ALGORITHMS", "SlicParams", "slic", "SuperpixelCache"]
+__all__ = ["ALGORITHMS", "SlicParams", "mean_colours", "slic", "SuperpixelCache"]
 
 #: Algorithm names accepted by :class:`SlicParams`, mapped to OpenCV's constants.
 ALGORITHMS = {
@@ -206,6 +206,20 @@ def slic(image: np.ndarray, params: SlicParams = SlicParams()) -> np.ndarray:
     if params.min_element_size > 0:
         engine.enforceLabelConnectivity(int(params.min_element_size))
     return _relabel(engine.getLabels())
+
+
+def mean_colours(image: np.ndarray, superpixels: np.ndarray) -> np.ndarray:
+    """The mean CIELAB colour of each superpixel (ids ``0..n-1``, as :func:`slic` gives them),
+    ``n x 3`` on OpenCV's 8-bit scale; the image is shrunk to the label map's size first when
+    they differ (the superpixels of a large image, at :meth:`SlicParams.working_size`)."""
+    rgb = _as_rgb(image)
+    if rgb.shape[:2] != superpixels.shape:
+        rgb = cv2.resize(rgb, superpixels.shape[::-1], interpolation=cv2.INTER_AREA)
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float64)
+    ids = np.asarray(superpixels).ravel()
+    n = int(ids.max()) + 1
+    sizes = np.maximum(np.bincount(ids, minlength=n), 1)
+    return np.stack([np.bincount(ids, lab[:, c], n) for c in range(3)], axis=1) / sizes[:, None]
 
 
 class SuperpixelCache:

@@ -24,8 +24,8 @@ from ..engine.metrics import evaluate
 from ..engine.regions import Region
 from ..engine.networks import build_model
 from ..engine.scoring import Scorer
-from ..engine.selection import random_images
-from ..engine.superpixels import SlicParams, SuperpixelCache
+from ..engine.selection import farthest_first, random_images
+from ..engine.superpixels import SlicParams, SuperpixelCache, mean_colours
 from ..engine.training import Recipe, class_weights, fit, renews_anchor
 from .annotator import Answer, SimulatedAnnotator, cai_clicks
 from .progress import Progress, cpu_state, save
@@ -273,6 +273,8 @@ class Simulation:
         for name in ("ema", "start_regions", "first_epochs"):  # the same
             if described[name] is None:
                 del described[name]
+        if strategy.start_pick == "random":  # the same
+            del described["start_pick"]
         settings = asdict(replace(self.cfg, steps=0, device="", cache_dir=""))
         settings["recipe"] = _recipe_key(self.cfg.recipe)
         digest = hashlib.sha256(json.dumps({
@@ -303,22 +305,26 @@ class Simulation:
             return self.seed_start(seed, strategy.init_images, strategy.first_epochs)
         labeled, tally = self.region_start(seed, strategy.init_images or self.cfg.init_images,
                                            strategy.start_regions, strategy.superpixels,
-                                           strategy.answers == "repaint")
+                                           strategy.answers == "repaint", strategy.start_pick)
         model, miou0 = self._seed_model(seed, labeled, strategy.first_epochs)
         return model, labeled, tally, miou0
 
     def region_start(self, seed: int, images: int, regions: int, superpixels: SlicParams,
-                     repaint: bool = False) -> tuple[dict[int, np.ndarray], Tally]:
-        """A start with no whole images: ``regions`` random superpixels of each of ``images``
-        random pool images (a draw of their own), each a region the annotator answers; before
-        any model there is no guess, so every region is relabeled (pre-label: no class)."""
+                     repaint: bool = False, pick: str = "random"
+                     ) -> tuple[dict[int, np.ndarray], Tally]:
+        """A start with no whole images: ``regions`` superpixels of each of ``images`` random
+        pool images (a draw of their own; the superpixels random, or with ``pick="colour"``
+        :func:`colour_regions`), each a region the annotator answers; before any model there
+        is no guess, so every region is relabeled (pre-label: no class)."""
         rng = np.random.default_rng([seed, 3])
         cache = self.superpixels(superpixels)
         labeled: dict[int, np.ndarray] = {}
         tally = Tally()
         for i in sorted(random_images(list(range(len(self.pool_images))), images, rng)):
             segments = cache.get(self.pool_images[i])
-            asked = random_regions(segments, regions, rng, self.cfg.n_classes)
+            asked = (colour_regions(self.pool_images[i], segments, regions, rng,
+                                    self.cfg.n_classes) if pick == "colour"
+                     else random_regions(segments, regions, rng, self.cfg.n_classes))
             answer = self.annotator.review(self.pool_labels[i], segments, asked, repaint)
             labeled[i] = answer.labels
             tally.add(answer)
@@ -382,6 +388,20 @@ def random_regions(superpixels: np.ndarray, k: int, rng: np.random.Generator,
     ids, sizes = np.unique(superpixels, return_counts=True)
     chosen = np.sort(rng.choice(ids.size, size=min(k, ids.size), replace=False))
     return [Region((int(ids[i]),), label, 0.0, int(sizes[i])) for i in chosen]
+
+
+def colour_regions(image: np.ndarray, superpixels: np.ndarray, k: int,
+                   rng: np.random.Generator, label: int) -> list[Region]:
+    """``k`` superpixels of an image that differ most in colour (all if it has fewer), one
+    region each, pre-labeled ``label``: farthest-first on their mean CIELAB colour from a random
+    one (no model needed; an image of few colours is made up with random ones)."""
+    colours = mean_colours(image, superpixels)
+    sizes = np.bincount(superpixels.ravel(), minlength=len(colours))
+    chosen = farthest_first(colours, k, first=int(rng.integers(len(colours))))
+    if len(chosen) < min(k, len(colours)):
+        rest = np.setdiff1d(np.arange(len(colours)), chosen)
+        chosen += rng.choice(rest, size=min(k, len(colours)) - len(chosen), replace=False).tolist()
+    return [Region((int(i),), label, 0.0, int(sizes[i])) for i in sorted(chosen)]
 
 
 def _recipe_key(recipe: Recipe) -> dict:

@@ -52,6 +52,8 @@ its first 5, the backend's seed batch, and a model trained on those):
               (``start_regions``) of each of 30 random pool images, answered with their class
               (no model, so no pre-label: each a relabel), the seed model trained 20 epochs on
               them (``first_epochs``: as many image passes as 120 over 5 whole images).
+``colour_start`` ``region_start`` asking, in each image, the 40 superpixels most different in
+              colour (``start_pick="colour"``), not 40 random ones.
 ``repaint``   the 10-image start with repainting answers, untrimmed: keep or relabel each
               region and repaint the parts of other classes in it (the variants above,
               ``self_labeled`` to ``default_balanced``, are variants of it: what they were
@@ -72,6 +74,9 @@ from ..engine.regions import ANSWERS
 from ..engine.superpixels import SlicParams
 from ..engine.training import FINE_TUNE
 from ..engine.trimming import check_trim
+
+#: How a start of regions picks each image's superpixels (:attr:`Strategy.start_pick`).
+START_PICKS = ("random", "colour")
 
 
 @dataclass(frozen=True)
@@ -101,8 +106,10 @@ class Strategy:
     ``start_regions`` asks the seed set as regions instead of whole images: that many random
     superpixels of each of its ``init_images`` images (a draw of its own, not the run's seed
     set), each answered with its class and priced as a relabel (before any model there is no
-    guess to keep). ``first_epochs`` trains the seed model for that many epochs instead of the
-    run's (:attr:`SimConfig.first_epochs`).
+    guess to keep); ``start_pick`` says which: ``"random"`` ones, or the ``"colour"``
+    farthest-first ones (:func:`~dbsal_backend.simulator.loop.colour_regions`).
+    ``first_epochs`` trains the seed model for that many epochs instead of the run's
+    (:attr:`SimConfig.first_epochs`).
     """
 
     name: str
@@ -120,6 +127,7 @@ class Strategy:
     trim_whole: bool = True  # what ``trimmed`` was measured with
     ema: float | None = None
     start_regions: int | None = None
+    start_pick: str = "random"
     first_epochs: int | None = None
 
     def __post_init__(self) -> None:
@@ -137,6 +145,8 @@ class Strategy:
         for name in ("init_images", "start_regions", "first_epochs"):
             if getattr(self, name) is not None:
                 check_int(name, getattr(self, name), 1)
+        if self.start_pick not in START_PICKS:
+            raise ValueError(f"start_pick must be one of {START_PICKS}, got {self.start_pick!r}")
 
 
 def product_default(polygons: bool = True) -> Strategy:
@@ -203,6 +213,8 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     replace(_SEED5, name="trimmed_answers", trim=0.2),
     replace(product_default(), name="region_start", init_images=30, start_regions=40,
             first_epochs=20),
+    replace(product_default(), name="colour_start", init_images=30, start_regions=40,
+            start_pick="colour", first_epochs=20),
     _REPAINT,
     Strategy("random", kind="random"),
     Strategy("control", kind="none"),
