@@ -51,6 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from dbsal_backend.engine.constants import IGNORE_INDEX  # noqa: E402
 from dbsal_backend.simulator import STRATEGIES  # noqa: E402
 from dbsal_backend.simulator.loop import colour_regions, random_regions  # noqa: E402
 from dbsal_backend.simulator.records import Tally  # noqa: E402
@@ -105,40 +106,54 @@ def step_one(sim, strategy, model, labeled: dict[int, np.ndarray], tally: Tally,
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def run_seed(sim, strategy, seed: int, k: int, arms: list[str], whole: int) -> dict:
+def starts(sim, strategy, seed: int, k: int, whole: int, labeled: dict[int, np.ndarray],
+           tally: Tally) -> dict:
+    """Each arm's start (its labels and their cost, made when called) at the clicks of the
+    whole images ``labeled`` (the seed set's, costing ``tally``)."""
+    few = {i: labeled[i] for i in sim.seed_set(seed, whole)}
+    few_tally = Tally()
+    for i in few:
+        few_tally.add(sim.whole(i))
+    regions = lambda: budget_start(sim, strategy, tally.clicks, k, seed)  # noqa: E731
+    return {"whole5": lambda: (labeled, tally), "regions": regions, "regions_fast": regions,
+            "hybrid": lambda: budget_start(sim, strategy, tally.clicks, k, seed,
+                                           labeled=few, tally=few_tally),
+            "colour": lambda: budget_start(sim, strategy, tally.clicks, k, seed, True)}
+
+
+def class_shares(labeled: dict[int, np.ndarray], n_classes: int) -> list[float]:
+    """Each class's share of the labeled pixels of a start."""
+    counts = sum(np.bincount(v[v != IGNORE_INDEX].ravel(), minlength=n_classes)[:n_classes]
+                 for v in labeled.values())
+    return (counts / max(1, counts.sum())).round(4).tolist()
+
+
+def run_seed(sim, strategy, seed: int, k: int, arms: list[str], whole: int,
+             shares_only: bool = False) -> dict:
+    """The arms' rows of ``seed`` (with ``shares_only``: only each start's class shares)."""
     row: dict = {}
     model, labeled, tally, miou = sim.seed_start(seed, strategy.init_images)
-    n_whole = len(labeled)
-    passes = sim.cfg.first_epochs * n_whole
-    if "whole5" in arms:
-        row["whole5"] = {"images": n_whole, "clicks": tally.clicks, "regions": 0,
-                         "first_miou": miou, "epochs": sim.cfg.first_epochs,
-                         "step1": step_one(sim, strategy, model, labeled, tally, seed)}
-        print(f"seed {seed} whole5: {row['whole5']}", flush=True)
-    starts = {"regions": lambda: budget_start(sim, strategy, tally.clicks, k, seed),
-              "colour": lambda: budget_start(sim, strategy, tally.clicks, k, seed, True)}
-    starts["regions_fast"] = starts["regions"]
-    if "hybrid" in arms:
-        few = {i: labeled[i] for i in sim.seed_set(seed, whole)}
-        few_tally = Tally()
-        for i in few:
-            few_tally.add(sim.whole(i))
-        starts["hybrid"] = lambda: budget_start(sim, strategy, tally.clicks, k, seed,
-                                                labeled=few, tally=few_tally)
-    for arm in ARMS[1:]:
-        if arm not in arms:
+    passes = sim.cfg.first_epochs * len(labeled)
+    made = starts(sim, strategy, seed, k, whole, labeled, tally)
+    for arm in arms:
+        start, start_tally = made[arm]()
+        if shares_only:
+            row[arm] = {"class_shares": class_shares(start, sim.cfg.n_classes)}
             continue
-        start, start_tally = starts[arm]()
-        epochs = (sim.cfg.first_epochs if arm == "regions"
-                  else max(1, round(passes / len(start))))
-        t0 = time.perf_counter()
-        first = sim.train(sim.new_model(seed), start, seed, epochs)
-        seconds = round(time.perf_counter() - t0, 1)
+        if arm == "whole5":
+            first, epochs, seconds = model, sim.cfg.first_epochs, None
+        else:
+            epochs = (sim.cfg.first_epochs if arm == "regions"
+                      else max(1, round(passes / len(start))))
+            t0 = time.perf_counter()
+            first = sim.train(sim.new_model(seed), start, seed, epochs).eval()
+            seconds = round(time.perf_counter() - t0, 1)
+            miou = sim.evaluate(first)
         row[arm] = {"images": len(start), "clicks": start_tally.clicks,
                     "regions": start_tally.regions, "pixels": start_tally.pixels,
-                    "first_miou": sim.evaluate(first), "epochs": epochs,
-                    "train_seconds": seconds,
-                    "step1": step_one(sim, strategy, first.eval(), start, start_tally, seed)}
+                    "first_miou": miou, "epochs": epochs, "train_seconds": seconds,
+                    "class_shares": class_shares(start, sim.cfg.n_classes),
+                    "step1": step_one(sim, strategy, first, start, start_tally, seed)}
         print(f"seed {seed} {arm}: {row[arm]}", flush=True)
     return row
 
@@ -148,7 +163,8 @@ def summary(seeds: dict) -> dict:
     out: dict = {}
     rows = list(seeds.values())
     for arm in ARMS:
-        have = [r[arm] for r in rows if arm in r]
+        shares = [r[arm]["class_shares"] for r in rows if "class_shares" in r.get(arm, {})]
+        have = [r[arm] for r in rows if "step1" in r.get(arm, {})]
         if not have:
             continue
         right = sum(r["step1"]["prelabels_right"] for r in have)
@@ -158,9 +174,11 @@ def summary(seeds: dict) -> dict:
                     "first_miou": float(np.mean([r["first_miou"] for r in have])),
                     "step1_miou": float(np.mean([r["step1"]["miou"] for r in have])),
                     "step1_clicks": float(np.mean([r["step1"]["clicks"] for r in have])),
-                    "step1_prelabels_right": right / judged if judged else None}
+                    "step1_prelabels_right": right / judged if judged else None,
+                    "class_shares": (np.mean(shares, axis=0).round(4).tolist()
+                                     if shares else None)}
         if arm != "whole5":
-            paired = [r for r in rows if arm in r and "whole5" in r]
+            paired = [r for r in rows if "step1" in r.get(arm, {}) and "step1" in r["whole5"]]
             for key, get in (("first_miou", lambda a: a["first_miou"]),
                              ("step1_miou", lambda a: a["step1"]["miou"])):
                 diffs = np.array([get(r[arm]) - get(r["whole5"]) for r in paired])
@@ -181,6 +199,8 @@ def main() -> None:
     p.add_argument("--n-classes", type=int, default=11)
     p.add_argument("--ignore-value", type=int, default=11, help="the void value; -1: none")
     p.add_argument("--out", default="bench/results/region_start_camvid.json")
+    p.add_argument("--shares-only", action="store_true",
+                   help="only each start's class shares of the labeled pixels (no training)")
     p.add_argument("--merge", nargs="+", metavar="JSON",
                    help="only merge these results files (same settings) into --out")
     args = p.parse_args()
@@ -201,8 +221,11 @@ def main() -> None:
                        "relabel_clicks": sim.cfg.clicks.relabel_clicks,
                        "n_classes": args.n_classes, "torch_threads": torch.get_num_threads()}
     for seed in args.seeds:
-        row = out["seeds"].setdefault(str(seed), {})  # arms run before are kept
-        row.update(run_seed(sim, strategy, seed, args.regions, args.arms, args.whole))
+        row = out["seeds"].setdefault(str(seed), {})  # arms and figures made before are kept
+        made = run_seed(sim, strategy, seed, args.regions, args.arms, args.whole,
+                        args.shares_only)
+        for arm, figures in made.items():
+            row.setdefault(arm, {}).update(figures)
         out["summary"] = summary(out["seeds"])
         out_path.parent.mkdir(parents=True, exist_ok=True)
         out_path.write_text(json.dumps(out, indent=1))

@@ -536,7 +536,11 @@ def _region_start_section():
                            ("regions", " | `regions`: 40 a pool image, 120 epochs"),
                            ("regions_fast", " | `regions_fast`: the same, the whole images' "
                             "passes ({span([r['regions_fast']['epochs'] for r in d['seeds'].values()], "
-                            "str)} epochs)")):
+                            "str)} epochs)"),
+                           ("hybrid", " | `hybrid`: 2 of the whole images, then random regions "
+                            "(the same passes)"),
+                           ("colour", " | `colour`: 40 a pool image most different in colour "
+                            "(the same passes)")):
             diff = ("—" if arm == "whole5" else
                     f"{{sg(d['summary']['{arm}']['step1_miou_minus_whole5']['mean'])}} "
                     f"({{join(d['summary']['{arm}']['step1_miou_minus_whole5']['per_seed'], sg, ', ')}})")
@@ -868,6 +872,37 @@ FIGURES = [
      "its step-1 pre-labels are right for "
      "{span([d['summary'][a]['step1_prelabels_right'] for a in ('regions', 'regions_fast')], pc)}% of "
      "the regions against {pc(d['summary']['whole5']['step1_prelabels_right'])}%"),
+    ("docs/results.md", "region_start_camvid.json",
+     "The hybrid leads on CamVid by {sg(d['summary']['hybrid']['step1_miou_minus_whole5']['mean'])} "
+     "and trails on Peanut by "
+     "{sg(load('region_start_peanut.json')['summary']['hybrid']['step1_miou_minus_whole5']['mean'])} "
+     "(by seed {join(load('region_start_peanut.json')['summary']['hybrid']['step1_miou_minus_whole5']['per_seed'], sg, ', ')}). "
+     "`colour` leads on CamVid by {sg(d['summary']['colour']['step1_miou_minus_whole5']['mean'])} "
+     "(by seed {join(d['summary']['colour']['step1_miou_minus_whole5']['per_seed'], sg, ', ')}) "
+     "and is level on Peanut, "
+     "{sg(load('region_start_peanut.json')['summary']['colour']['step1_miou_minus_whole5']['mean'])} "
+     "(by seed {join(load('region_start_peanut.json')['summary']['colour']['step1_miou_minus_whole5']['per_seed'], sg, ', ')})"),
+    ("docs/results.md", "region_start_camvid.json",
+     "the best of all the starts on both sets: {pc(d['summary']['colour']['step1_prelabels_right'])}% "
+     "on CamVid against the whole images' {pc(d['summary']['whole5']['step1_prelabels_right'])}%, "
+     "{pc(load('region_start_peanut.json')['summary']['colour']['step1_prelabels_right'])}% on Peanut "
+     "against {pc(load('region_start_peanut.json')['summary']['whole5']['step1_prelabels_right'])}%"),
+    ("docs/results.md", "region_start_peanut.json",
+     "weeds are {pc(d['summary']['colour']['class_shares'][2], 1)}% of the pixels its start labels on "
+     "Peanut (random regions {pc(d['summary']['regions']['class_shares'][2], 1)}%, the whole images "
+     "{pc(d['summary']['whole5']['class_shares'][2], 1)}%) and crop "
+     "{pc(d['summary']['colour']['class_shares'][1], 1)}% "
+     "({pc(d['summary']['regions']['class_shares'][1], 1)}%, "
+     "{pc(d['summary']['whole5']['class_shares'][1], 1)}%)"),
+    ("docs/results.md", "region_start_camvid.json",
+     "asks buildings more ({pc(d['summary']['colour']['class_shares'][1], 1)}% against "
+     "{pc(d['summary']['whole5']['class_shares'][1], 1)}% in the whole images) and road less "
+     "({pc(d['summary']['colour']['class_shares'][3], 1)}% against "
+     "{pc(d['summary']['whole5']['class_shares'][3], 1)}%)"),
+    ("docs/results.md", "region_start_peanut.json",
+     "its first model on Peanut is still {mi(-d['summary']['colour']['first_miou_minus_whole5']['mean'])} "
+     "mIoU behind the whole images' ({mi(d['summary']['colour']['first_miou'])} against "
+     "{mi(d['summary']['whole5']['first_miou'])})"),
     ("docs/results.md", "camvid_al_region.json",
      "ran CamVid's long protocol for {len(S('region_start')) - 1} steps (seeds "
      "{join(seeds('region_start'), str, ', ')}; `bench/results/camvid_al_region.json`): it leads "
