@@ -109,6 +109,9 @@ for seed in 0 1 2; do
   # 2 cores), then 6
   long camvid_al_region/parts "region_start_s${seed}_4" 4 20 20 "$seed" -- region_start
   long camvid_al_region "region_start_s${seed}" 6 20 20 "$seed" -- region_start
+  # the same start asking each image's 40 superpixels most different in colour (colour_start;
+  # bench/region_start.py's `colour`: level with the whole images on Peanut at step 1): 4 steps
+  long camvid_al_region/parts "colour_start_s${seed}_4" 4 20 20 "$seed" -- colour_start
   long camvid_al_long20 "random_s${seed}" 5 10 20 "$seed" -- random
   long camvid_al_long20 "control_s${seed}" 11 20 20 "$seed" -- control
   # the paper's split and its matched static budget: 4 steps of 20 images reach about the

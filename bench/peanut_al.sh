@@ -61,6 +61,10 @@ for seed in 0 1 2; do
     --steps 8 --epochs 20 "$seed" -- trimmed_answers
   run peanut_al_trim "trimmed_answers_s${seed}" --first-epochs 120 --images-per-step 10 \
     --steps 16 --epochs 20 "$seed" -- trimmed_answers
+  # no whole images: 40 superpixels most different in colour of each of 30 pool images, answered
+  # with their class (colour_start; bench/region_start.py's `colour`), 8 steps
+  run peanut_al_region "colour_start_s${seed}" --first-epochs 120 --images-per-step 10 \
+    --steps 8 --epochs 20 "$seed" -- colour_start
 done
 combine "peanut_al peanut_al_start" bench/results/peanut_al_start.json --rename default=repaint dominant=seed10 seed5=default
 # Fine-tuning the seed model (anchored), or the last model that doubled the labels (doubling), at
@@ -77,3 +81,7 @@ combine "peanut_al peanut_al_start peanut_al_trim/parts" bench/results/peanut_al
 # default before, untrimmed, is "seed5"), against the others: peanut_al_default.json (the README's).
 combine "peanut_al peanut_al_start peanut_al_trim" bench/results/peanut_al_default.json \
   --rename default=repaint dominant=seed10 trimmed_answers=default
+# The start of regions picked by colour against the default: peanut_al_region.json.
+cp bench/results/peanut_al/full.json bench/results/peanut_al_region/full.json
+combine "peanut_al_trim peanut_al_region" bench/results/peanut_al_region.json \
+  --rename trimmed_answers=default
