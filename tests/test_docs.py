@@ -903,6 +903,24 @@ FIGURES = [
      "its first model on Peanut is still {mi(-d['summary']['colour']['first_miou_minus_whole5']['mean'])} "
      "mIoU behind the whole images' ({mi(d['summary']['colour']['first_miou'])} against "
      "{mi(d['summary']['whole5']['first_miou'])})"),
+    ("docs/results.md", "peanut_al_region.json",
+     "ran Peanut's protocol for {len(S('colour_start')) - 1} steps (seeds "
+     "{join(seeds('colour_start'), str, ', ')}; `bench/results/peanut_al_region.json`): it leads "
+     "the default by {sg(-M('eq', 'colour_start'))} mIoU at equal clicks over the default's "
+     "{len(D('eq', 'colour_start'))} steps its curve reaches, by seed "
+     "{join([-x for x in seed_diffs('colour_start')], sg, ', ')}"),
+    ("docs/results.md", "peanut_al_region.json",
+     "whose 5 whole images cost the most ({join([runs('default', s)[0]['clicks'] for s in seeds('default')], k, ', ')} "
+     "clicks by seed). Its mean curve passes 90% of full supervision at "
+     "{k(reach(S('colour_start'), 0.9 * full['miou']))} clicks (the default's at "
+     "{k(reach(S('default'), 0.9 * full['miou']))}) and is still rising at its "
+     "{len(S('colour_start')) - 1}th step: {mi(S('colour_start')[-1]['miou'])} mIoU "
+     "({pc(S('colour_start')[-1]['miou'] / full['miou'])}% of full) at "
+     "{k(S('colour_start')[-1]['clicks'])} clicks, where the default is at "
+     "{mi(at(S('default'), S('colour_start')[-1]['clicks']))} (its peak: "
+     "{mi(max(r['miou'] for r in S('default')))}); its step-1 pre-labels are right for "
+     "{pc(S('colour_start')[1]['prelabel_accuracy'])}% of the regions (the default's "
+     "{pc(S('default')[1]['prelabel_accuracy'])}%)"),
     ("docs/results.md", "camvid_al_region.json",
      "ran CamVid's long protocol for {len(S('region_start')) - 1} steps (seeds "
      "{join(seeds('region_start'), str, ', ')}; `bench/results/camvid_al_region.json`): it leads "
