@@ -922,6 +922,18 @@ FIGURES = [
      "{pc(S('colour_start')[1]['prelabel_accuracy'])}% of the regions (the default's "
      "{pc(S('default')[1]['prelabel_accuracy'])}%)"),
     ("docs/results.md", "camvid_al_region.json",
+     "On CamVid it ran {len(S('colour_start')) - 1} steps (`bench/results/camvid_al_region.json`): "
+     "it leads the default by {sg(-M('eq', 'colour_start'))} mIoU at equal clicks over the "
+     "default's {len(D('eq', 'colour_start'))} steps its curve reaches (by seed "
+     "{join([-x for x in seed_diffs('colour_start')], sg, ', ')}; by step "
+     "{join([-x for x in D('eq', 'colour_start')], sg, ', ')}, where the random regions' lead was "
+     "{join([-x for x in D('eq', 'region_start')][:len(D('eq', 'colour_start'))], sg, ', ')}) and "
+     "ends at {mi(S('colour_start')[-1]['miou'])} mIoU with {k(S('colour_start')[-1]['clicks'])} "
+     "clicks, where the default is at {mi(at(S('default'), S('colour_start')[-1]['clicks']))}; its "
+     "step-1 pre-labels are right for {pc(S('colour_start')[1]['prelabel_accuracy'])}% of the "
+     "regions (the default's {pc(S('default')[1]['prelabel_accuracy'])}%, the random regions' "
+     "{pc(S('region_start')[1]['prelabel_accuracy'])}%)"),
+    ("docs/results.md", "camvid_al_region.json",
      "ran CamVid's long protocol for {len(S('region_start')) - 1} steps (seeds "
      "{join(seeds('region_start'), str, ', ')}; `bench/results/camvid_al_region.json`): it leads "
      "the default by {sg(-M('eq', 'region_start'))} mIoU at equal clicks over the default's "
