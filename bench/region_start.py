@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from dbsal_backend.engine.constants import IGNORE_INDEX  # noqa: E402
 from dbsal_backend.simulator import STRATEGIES  # noqa: E402
-from dbsal_backend.simulator.loop import colour_regions, random_regions  # noqa: E402
+from dbsal_backend.simulator.loop import start_regions  # noqa: E402
 from dbsal_backend.simulator.records import Tally  # noqa: E402
 from prelabels import al_simulation, merge_seed_files  # noqa: E402
 
@@ -64,7 +64,7 @@ def budget_start(sim, strategy, budget: int, k: int, seed: int, colour: bool = F
                  labeled: dict[int, np.ndarray] | None = None, tally: Tally | None = None
                  ) -> tuple[dict[int, np.ndarray], Tally]:
     """Random pool images not in ``labeled``, ``k`` regions each (random, or with ``colour``
-    the most different in colour: :func:`colour_regions`), answered with their dominant class, until the clicks
+    the most different in colour), answered with their dominant class, until the clicks
     (``tally``'s included) reach ``budget``."""
     rng = np.random.default_rng(seed + 3000)
     cache = sim.superpixels(strategy.superpixels)
@@ -76,8 +76,8 @@ def budget_start(sim, strategy, budget: int, k: int, seed: int, colour: bool = F
         if int(i) in labeled:
             continue
         superpixels = cache.get(sim.pool_images[i])
-        regions = (colour_regions(sim.pool_images[i], superpixels, k, rng, sim.cfg.n_classes)
-                   if colour else random_regions(superpixels, k, rng, sim.cfg.n_classes))
+        regions = start_regions("colour" if colour else "random", sim.pool_images[i],
+                                superpixels, k, rng, sim.cfg.n_classes)
         answer = sim.annotator.review(sim.pool_labels[i], superpixels, regions, repaint=False)
         labeled[int(i)] = answer.labels
         tally.add(answer)

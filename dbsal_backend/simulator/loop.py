@@ -322,9 +322,8 @@ class Simulation:
         tally = Tally()
         for i in sorted(random_images(list(range(len(self.pool_images))), images, rng)):
             segments = cache.get(self.pool_images[i])
-            asked = (colour_regions(self.pool_images[i], segments, regions, rng,
-                                    self.cfg.n_classes) if pick == "colour"
-                     else random_regions(segments, regions, rng, self.cfg.n_classes))
+            asked = start_regions(pick, self.pool_images[i], segments, regions, rng,
+                                  self.cfg.n_classes)
             answer = self.annotator.review(self.pool_labels[i], segments, asked, repaint)
             labeled[i] = answer.labels
             tally.add(answer)
@@ -402,6 +401,16 @@ def colour_regions(image: np.ndarray, superpixels: np.ndarray, k: int,
         rest = np.setdiff1d(np.arange(len(colours)), chosen)
         chosen += rng.choice(rest, size=min(k, len(colours)) - len(chosen), replace=False).tolist()
     return [Region((int(i),), label, 0.0, int(sizes[i])) for i in sorted(chosen)]
+
+
+def start_regions(pick: str, image: np.ndarray, superpixels: np.ndarray, k: int,
+                  rng: np.random.Generator, label: int) -> list[Region]:
+    """A start's ``k`` regions of an image, picked as ``pick`` says (one of
+    :data:`~dbsal_backend.simulator.strategies.START_PICKS`): :func:`random_regions` or
+    :func:`colour_regions`."""
+    if pick == "colour":
+        return colour_regions(image, superpixels, k, rng, label)
+    return random_regions(superpixels, k, rng, label)
 
 
 def _recipe_key(recipe: Recipe) -> dict:

@@ -103,7 +103,7 @@ class Strategy:
     whole images too (else only the images answered by regions, see the ``exact`` of
     :func:`~dbsal_backend.engine.training.fit`). ``ema`` is the fine-tuning's
     :attr:`~dbsal_backend.engine.training.Recipe.ema` (the seed model trains without).
-    ``start_regions`` asks the seed set as regions instead of whole images: that many random
+    ``start_regions`` asks the seed set as regions instead of whole images: that many
     superpixels of each of its ``init_images`` images (a draw of its own, not the run's seed
     set), each answered with its class and priced as a relabel (before any model there is no
     guess to keep); ``start_pick`` says which: ``"random"`` ones, or the ``"colour"``
