@@ -553,6 +553,8 @@ def test_a_colour_start_asks_each_images_superpixels_most_different_in_colour(da
     randomly, _ = sim.region_start(0, 3, 5, strategy.superpixels)
     assert coloured.keys() == randomly.keys() and tally.regions == 15
     assert any(not np.array_equal(coloured[i], randomly[i]) for i in coloured)
+    with pytest.raises(ValueError, match="pick"):
+        sim.region_start(0, 3, 5, strategy.superpixels, pick="colours")
     assert sim._progress_path(strategy, None, 0, {}).name[13:] != sim._progress_path(
         replace(strategy, start_pick="random"), None, 0, {}).name[13:]
 

@@ -30,7 +30,7 @@ from ..engine.training import Recipe, class_weights, fit, renews_anchor
 from .annotator import Answer, SimulatedAnnotator, cai_clicks
 from .progress import Progress, cpu_state, save
 from .records import SimConfig, SimulatedStep, Tally, jsonable
-from .strategies import Strategy
+from .strategies import START_PICKS, Strategy
 
 log = logging.getLogger(__name__)
 
@@ -410,7 +410,9 @@ def start_regions(pick: str, image: np.ndarray, superpixels: np.ndarray, k: int,
     :func:`colour_regions`."""
     if pick == "colour":
         return colour_regions(image, superpixels, k, rng, label)
-    return random_regions(superpixels, k, rng, label)
+    if pick == "random":
+        return random_regions(superpixels, k, rng, label)
+    raise ValueError(f"pick must be one of {START_PICKS}, got {pick!r}")
 
 
 def _recipe_key(recipe: Recipe) -> dict:
