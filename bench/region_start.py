@@ -20,7 +20,7 @@ seed sets and seed models as ``bench/camvid_al.sh``'s default, kept in ``.sim-ca
 ``hybrid``        the first ``--whole`` (2) whole images of the seed set, then random regions
                   as above for the rest of the clicks; ``regions_fast``'s image passes
 ``colour``        as ``regions_fast``, each image's regions the superpixels most different in
-                  colour (:func:`~dbsal_backend.simulator.loop.colour_regions`), not random:
+                  colour (:func:`~dbsal_backend.engine.start.colour_regions`), not random:
                   more of the rare classes, before any model (``--arms hybrid colour``)
 
 For each: the first model's mIoU on val and its training time, then the product's step 1 from
@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from dbsal_backend.engine.constants import IGNORE_INDEX  # noqa: E402
 from dbsal_backend.simulator import STRATEGIES  # noqa: E402
-from dbsal_backend.simulator.loop import start_regions  # noqa: E402
+from dbsal_backend.engine.start import start_regions  # noqa: E402
 from dbsal_backend.simulator.records import Tally  # noqa: E402
 from prelabels import al_simulation, merge_seed_files  # noqa: E402
 

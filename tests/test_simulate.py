@@ -21,6 +21,7 @@ from dbsal_backend.engine.training import FINE_TUNE, Recipe
 from dbsal_backend.simulator import (STRATEGIES, SimConfig, SimulatedStep, Simulation, aggregate,
                                      clicks_to_reach, combine, compare_at_clicks, main)
 from dbsal_backend.simulator import loop
+from dbsal_backend.engine import start
 from dbsal_backend.engine.selection import random_images
 
 ROW_KEYS = {"step", "images", "regions", "corrections", "clicks", "cai_clicks",
@@ -525,7 +526,7 @@ def test_a_region_start_asks_random_superpixels_of_many_images_and_relabels_each
 
 def test_a_colour_start_asks_each_images_superpixels_most_different_in_colour(dataset):
     """``colour_start``: ``region_start`` whose regions are the farthest-first superpixels in
-    mean colour (:func:`loop.colour_regions`), so a rare colour is asked before any model."""
+    mean colour (:func:`start.colour_regions`), so a rare colour is asked before any model."""
     strategy = STRATEGIES["colour_start"]
     assert strategy == replace(STRATEGIES["region_start"], name="colour_start",
                                start_pick="colour")
@@ -537,13 +538,13 @@ def test_a_colour_start_asks_each_images_superpixels_most_different_in_colour(da
     segments = np.repeat(np.arange(8, dtype=np.int32), 5)[None].repeat(20, 0)
     image[:, 5:10] += 1  # a slightly different grey
     for seed in range(5):
-        asked = loop.colour_regions(image, segments, 2, np.random.default_rng(seed), 3)
+        asked = start.colour_regions(image, segments, 2, np.random.default_rng(seed), 3)
         assert [r.superpixels for r in asked][-1] == (7,) and len(asked) == 2
         assert all(r.label == 3 and r.pixels == 100 for r in asked)
     # fewer colours than regions wanted: made up with random ones; never more than there are
     flat = np.full((20, 40, 3), 9, np.uint8)
-    assert len(loop.colour_regions(flat, segments, 5, np.random.default_rng(0), 3)) == 5
-    assert len(loop.colour_regions(image, segments, 50, np.random.default_rng(0), 3)) == 8
+    assert len(start.colour_regions(flat, segments, 5, np.random.default_rng(0), 3)) == 5
+    assert len(start.colour_regions(image, segments, 50, np.random.default_rng(0), 3)) == 8
     # in the simulator: the same images as region_start's, other superpixels, a run key of
     # its own
     cfg = SimConfig(n_classes=3, init_images=2, max_side=48, device="cpu")

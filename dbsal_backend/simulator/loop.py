@@ -21,16 +21,16 @@ from ..engine.data import fit_side, resize_nearest
 from ..engine.devices import pick_device
 from ..engine.label_maps import inverse_sqrt_weights, pixel_counts
 from ..engine.metrics import evaluate
-from ..engine.regions import Region
 from ..engine.networks import build_model
 from ..engine.scoring import Scorer
-from ..engine.selection import farthest_first, random_images
-from ..engine.superpixels import SlicParams, SuperpixelCache, mean_colours
+from ..engine.selection import random_images
+from ..engine.start import start_regions
+from ..engine.superpixels import SlicParams, SuperpixelCache
 from ..engine.training import Recipe, class_weights, fit, renews_anchor
 from .annotator import Answer, SimulatedAnnotator, cai_clicks
 from .progress import Progress, cpu_state, save
 from .records import SimConfig, SimulatedStep, Tally, jsonable
-from .strategies import START_PICKS, Strategy
+from .strategies import Strategy
 
 log = logging.getLogger(__name__)
 
@@ -314,7 +314,7 @@ class Simulation:
                      ) -> tuple[dict[int, np.ndarray], Tally]:
         """A start with no whole images: ``regions`` superpixels of each of ``images`` random
         pool images (a draw of their own; the superpixels random, or with ``pick="colour"``
-        :func:`colour_regions`), each a region the annotator answers; before any model there
+        :func:`~dbsal_backend.engine.start.colour_regions`), each a region the annotator answers; before any model there
         is no guess, so every region is relabeled (pre-label: no class)."""
         rng = np.random.default_rng([seed, 3])
         cache = self.superpixels(superpixels)
@@ -378,41 +378,6 @@ class Simulation:
             extra["prelabels_right"] += answer.prelabels_right
             extra["prelabels_judged"] += answer.prelabels_judged
         return extra
-
-
-def random_regions(superpixels: np.ndarray, k: int, rng: np.random.Generator,
-                   label: int) -> list[Region]:
-    """``k`` random superpixels of an image (all of them if it has fewer), one region each,
-    pre-labeled ``label`` (a start's: no model to guess with)."""
-    ids, sizes = np.unique(superpixels, return_counts=True)
-    chosen = np.sort(rng.choice(ids.size, size=min(k, ids.size), replace=False))
-    return [Region((int(ids[i]),), label, 0.0, int(sizes[i])) for i in chosen]
-
-
-def colour_regions(image: np.ndarray, superpixels: np.ndarray, k: int,
-                   rng: np.random.Generator, label: int) -> list[Region]:
-    """``k`` superpixels of an image that differ most in colour (all if it has fewer), one
-    region each, pre-labeled ``label``: farthest-first on their mean CIELAB colour from a random
-    one (no model needed; an image of few colours is made up with random ones)."""
-    colours = mean_colours(image, superpixels)
-    sizes = np.bincount(superpixels.ravel(), minlength=len(colours))
-    chosen = farthest_first(colours, k, first=int(rng.integers(len(colours))))
-    if len(chosen) < min(k, len(colours)):
-        rest = np.setdiff1d(np.arange(len(colours)), chosen)
-        chosen += rng.choice(rest, size=min(k, len(colours)) - len(chosen), replace=False).tolist()
-    return [Region((int(i),), label, 0.0, int(sizes[i])) for i in sorted(chosen)]
-
-
-def start_regions(pick: str, image: np.ndarray, superpixels: np.ndarray, k: int,
-                  rng: np.random.Generator, label: int) -> list[Region]:
-    """A start's ``k`` regions of an image, picked as ``pick`` says (one of
-    :data:`~dbsal_backend.simulator.strategies.START_PICKS`): :func:`random_regions` or
-    :func:`colour_regions`."""
-    if pick == "colour":
-        return colour_regions(image, superpixels, k, rng, label)
-    if pick == "random":
-        return random_regions(superpixels, k, rng, label)
-    raise ValueError(f"pick must be one of {START_PICKS}, got {pick!r}")
 
 
 def _recipe_key(recipe: Recipe) -> dict:

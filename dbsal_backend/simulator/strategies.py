@@ -71,12 +71,11 @@ from ..engine.active import QueryPolicy
 from ..engine.averaging import check_decay
 from ..engine.checks import check_int
 from ..engine.regions import ANSWERS
+from ..engine.start import START_PICKS
 from ..engine.superpixels import SlicParams
 from ..engine.training import FINE_TUNE
 from ..engine.trimming import check_trim
 
-#: How a start of regions picks each image's superpixels (:attr:`Strategy.start_pick`).
-START_PICKS = ("random", "colour")
 
 
 @dataclass(frozen=True)
@@ -107,7 +106,7 @@ class Strategy:
     superpixels of each of its ``init_images`` images (a draw of its own, not the run's seed
     set), each answered with its class and priced as a relabel (before any model there is no
     guess to keep); ``start_pick`` says which: ``"random"`` ones, or the ``"colour"``
-    farthest-first ones (:func:`~dbsal_backend.simulator.loop.colour_regions`).
+    farthest-first ones (:func:`~dbsal_backend.engine.start.colour_regions`).
     ``first_epochs`` trains the seed model for that many epochs instead of the run's
     (:attr:`SimConfig.first_epochs`).
     """
