@@ -122,7 +122,7 @@ def main(argv=None) -> dict:
     val_x, val_y, _ = load_split(args.data, "val", ignore_value=VOID)
     seed_sets = Simulation(pool_x, pool_y, val_x, val_y,
                            SimConfig(n_classes=N_CLASSES, init_images=10))
-    start_images = args.start_images or settings.initial_batch
+    start_images = args.start_images or settings.seed_tasks()
     out = Path(args.out)
     result = {"runs": [], "settings": {
         "data": args.data, "pool_images": len(pool_x), "val_images": len(val_x),

@@ -74,11 +74,13 @@ def test_other_controls_types_and_images_are_ignored():
     assert warnings == []
 
 
-def test_unknown_or_missing_labels_warn_and_skip():
+def test_unknown_or_several_labels_warn_and_missing_ones_are_skipped():
     mask = box(0, 3, 0, 3)
-    no_label = brush(mask, "road")
-    no_label["value"]["brushlabels"] = []
-    results = [brush(mask, "cat"), no_label, brush(box(3, 6, 3, 6), "sky")]
+    no_label, unset, two = brush(mask, "road"), brush(mask, "road"), brush(mask, "road")
+    no_label["value"]["brushlabels"] = []  # a region nobody gave a class: no mistake
+    del unset["value"]["brushlabels"]
+    two["value"]["brushlabels"] = ["road", "sky"]
+    results = [brush(mask, "cat"), no_label, unset, two, brush(box(3, 6, 3, 6), "sky")]
     label_map, warnings = annotation_to_label_map(
         results, CONFIG, H, W, {"road": 1, "sky": 4}
     )

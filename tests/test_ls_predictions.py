@@ -199,3 +199,26 @@ def test_polygon_only_predictions_read_back_as_the_regions_labels():
     assert (label_map[0:20, 20:40] == 2).mean() > 0.9
     assert (label_map[20:40, 0:40] == 4).mean() > 0.9
     assert (label_map[40:, :] == IGNORE_INDEX).all()
+
+
+@pytest.mark.parametrize("config", [POLYGON_ONLY, CONFIG], ids=["polygons", "brush"])
+def test_a_region_with_no_class_is_shown_without_a_label_or_score(config):
+    """A start's region (label ``n_classes``: asked before any model) carries no label and no
+    score; if nobody gives it one, reading the annotation back skips it (nothing is learned)."""
+    sp = grid(60, 80, 20)
+    n = len(config.labels)
+    regions = [Region((1,), n, 0.0, 400), Region((6,), n, 0.0, 400)]
+    prediction = query_prediction(Query(1, 1.0, (60, 80), sp, regions, 12), config, "v")
+    kind = "polygonlabels" if config is POLYGON_ONLY else "brushlabels"
+    assert prediction["score"] == 0.0
+    assert [r["type"] for r in prediction["result"]] == [kind, kind]
+    for result in prediction["result"]:
+        assert result["value"][kind] == [] and "score" not in result
+    # as Label Studio stores it when one region got a class and the other did not
+    answered = json.loads(json.dumps(prediction["result"]))
+    answered[0]["value"][kind] = [config.labels[1]]
+    del answered[1]["value"][kind]
+    label_map, warnings = annotation_to_label_map(answered, config, 60, 80, config.class_index)
+    assert (label_map[0:20, 20:40] == 1).all()
+    assert (label_map[label_map != 1] == IGNORE_INDEX).all()
+    assert warnings == []  # a region left without a class is no mistake

@@ -455,19 +455,80 @@ def test_a_projects_own_instructions_are_kept_and_the_setting_turns_ours_off(tmp
 POLYGONS = CONFIG.replace("BrushLabels", "PolygonLabels")
 
 
-@pytest.mark.parametrize("config, changes, answers", [
-    (POLYGONS, {}, "dominant"),  # polygons: a region is one superpixel, one class each
-    (POLYGONS, {"regions": "connected"}, "repaint"),  # larger regions are repainted
-    (POLYGONS, {"answers": "repaint"}, "repaint"),
-    (CONFIG, {}, "repaint"),  # brush alone: a region is a whole predicted class
-    (CONFIG, {"answers": "dominant"}, "dominant"),
+@pytest.mark.parametrize("config, changes, answers, start", [
+    (POLYGONS, {}, "dominant", "images"),  # polygons: a region is one superpixel, one class each
+    (POLYGONS, {"regions": "connected"}, "repaint", "images"),  # larger regions are repainted
+    (POLYGONS, {"answers": "repaint"}, "repaint", "images"),
+    (CONFIG, {}, "repaint", "images"),  # brush alone: a region is a whole predicted class
+    (CONFIG, {"answers": "dominant"}, "dominant", "images"),
+    (POLYGONS, {"start": "regions"}, "dominant", "regions"),  # the start's gray regions
+    (CONFIG, {"start": "regions"}, "repaint", "images"),  # brush alone starts with images
 ])
 def test_the_instructions_ask_for_the_answers_the_regions_suit(tmp_path, ls, config, changes,
-                                                                answers):
+                                                                answers, start):
     ls.projects[1]["expert_instruction"] = ""
     ls.projects[1]["label_config"] = config
     try:
         connected(make_service(tmp_path, ls, **changes))
-        assert ls.projects[1]["expert_instruction"] == instructions(answers)
+        text = ls.projects[1]["expert_instruction"]
+        assert text == instructions(answers, start)
+        assert ("gray regions without labels" in text) == (start == "regions")
     finally:
         ls.projects[1]["label_config"] = CONFIG
+
+
+def test_a_start_of_regions_asks_class_less_polygons_and_trains_on_their_answers(tmp_path, ls):
+    """DBSAL_START=regions: each seed task asks its superpixels most different in colour, with
+    no class and no score, first in the queue; a person gives each its class (one left
+    unanswered); the first run trains on those pixels alone, for the start's first epochs,
+    and the start is not counted as pre-labels kept."""
+    from dbsal_backend.labelstudio.label_config import parse_label_config
+    from dbsal_backend.labelstudio.polygons import polygon_to_mask
+
+    ls.projects[1]["label_config"] = POLYGON_CONFIG
+    config = parse_label_config(POLYGON_CONFIG)
+    service = make_service(tmp_path, ls, start="regions", start_regions=4, initial_batch=None,
+                           first_epochs=None)
+    assert service.context.recipe(config, first=True).epochs == 20
+    connected(service)
+    seed = service.run(1)["seed_batch"]
+    assert len(seed) == min(30, len(ls.tasks)) == len(ls.tasks)  # auto: 30 tasks of regions
+    assert {t for t in ls.tasks if ours(ls, t)} == set(seed)
+    for tid in seed:
+        (prediction,) = ours(ls, tid)
+        assert prediction["score"] == 0.0  # first in the queue
+        results = prediction["result"]
+        assert 4 <= len(results) and len({r["id"].split(".")[0] for r in results}) == 4
+        assert all(r["type"] == "polygonlabels" and r["value"]["polygonlabels"] == []
+                   and "score" not in r for r in results)
+    stored = service.state.queries(1)
+    assert set(stored) == set(seed) and {q.step for q in stored.values()} == {0}
+    assert all(label == len(config.labels) for q in stored.values() for label, _, _ in q.regions)
+    # a re-seed (new tasks, a run before the first model) asks the same regions
+    before = {t: ours(ls, t)[0]["result"] for t in seed}
+    service.run(1)
+    assert {t: ours(ls, t)[0]["result"] for t in seed} == before
+    # each region answered with the class covering most of it; the last one left without
+    for tid in seed:
+        answered = []
+        for k, result in enumerate(ours(ls, tid)[0]["result"]):
+            mask = polygon_to_mask(result["value"]["points"], SIZE, SIZE)
+            value = {k_: v for k_, v in result["value"].items() if k_ != "polygonlabels"}
+            if k < len(before[tid]) - 1:
+                value["polygonlabels"] = [LABELS[int(np.bincount(
+                    ls.truth[tid][mask], minlength=2).argmax())]]
+            answered.append(dict(result, value=value))
+        ls.annotate(tid, answered)
+    service.state.mark_answered(1, seed)
+    trained = []
+    train = service.context.compute.train
+    service.context.compute.train = lambda model, images, labels, recipe, *a, **k: (
+        trained.append((labels, recipe)) or train(model, images, labels, recipe, *a, **k))
+    result = service.run(1)
+    assert result["trained_on"] == len(seed)
+    ((labels, recipe),) = trained
+    assert recipe.epochs == 20 and recipe.trim is None
+    labeled = np.mean([(m != IGNORE_INDEX).mean() for m in labels])
+    assert 0 < labeled < 0.9  # the answered regions alone, never the whole image
+    assert all(q.prelabels_judged == 0 for q in service.state.queries(1).values() if q.step == 0)
+    assert result["pool_done"]  # every task answered: nothing left to ask

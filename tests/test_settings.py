@@ -25,13 +25,14 @@ DEFAULTS = {
     "max_image_bytes": 64 * 2**20, "image_timeout": 30.0, "max_request_bytes": 32 * 2**20,
     "max_tasks_per_request": 1000, "request_timeout": 30.0, "set_sampling": True,
     "set_instructions": True,
-    "arch": "efficientnet_lite0", "pretrained": True, "device": "auto", "initial_batch": 5,
+    "arch": "efficientnet_lite0", "pretrained": True, "device": "auto", "start": "images",
+    "start_regions": 40, "initial_batch": None,
     "step_size": 10, "budget": None, "budget_unit": "regions", "n_segments": 300,
     "slic_algorithm": "SLICO", "compactness": 10.0, "mc_samples": 20, "uncertainty": "entropy",
     "split": "natural_breaks", "split_scope": "image", "static_fraction": 0.275,
     "regions": "auto", "answers": "auto", "class_balanced": False, "max_regions": 40, "smoothing": 2,
     "diversity": 1,
-    "first_epochs": 120, "epochs": 20, "batch_size": 8, "lr": 1e-3, "class_weighted": True,
+    "first_epochs": None, "epochs": 20, "batch_size": 8, "lr": 1e-3, "class_weighted": True,
     "fine_tune": "last", "self_label": None, "trim": 0.2, "max_side": 240, "train_after": 5, "model_title": "dbsal", "seed": 0,
     "score_batch_size": 4, "prefetch": 4, "score_workers": 0, "max_concurrent_runs": 1, "run_threads": 0, "run_niceness": 10,
 }
@@ -59,6 +60,8 @@ EVERY_VARIABLE = {
     "DBSAL_ARCH": ("UNet", "arch", "unet"),
     "DBSAL_PRETRAINED": ("no", "pretrained", False),
     "DBSAL_DEVICE": ("CUDA:1", "device", "cuda:1"),
+    "DBSAL_START": ("Regions", "start", "regions"),
+    "DBSAL_START_REGIONS": ("12", "start_regions", 12),
     "DBSAL_INITIAL_BATCH": ("3", "initial_batch", 3),
     "DBSAL_STEP_SIZE": ("7", "step_size", 7),
     "DBSAL_BUDGET": ("5000", "budget", 5000),
@@ -329,8 +332,8 @@ def test_the_engine_and_the_simulator_share_the_backend_defaults():
     cfg = SimConfig(n_classes=2)
     assert (cfg.arch, cfg.pretrained, cfg.heuristic, cfg.mc_samples, cfg.max_side,
             cfg.first_epochs, cfg.init_images, cfg.images_per_step, cfg.recipe) == (
-        s.arch, s.pretrained, s.uncertainty, s.mc_samples, s.max_side, s.first_epochs,
-        s.initial_batch, s.step_size, replace(s.recipe(), trim=None))  # trim: the strategy's
+        s.arch, s.pretrained, s.uncertainty, s.mc_samples, s.max_side,
+        s.recipe(first=True).epochs, s.seed_tasks(), s.step_size, replace(s.recipe(), trim=None))  # trim: the strategy's
     scorer = inspect.signature(Scorer).parameters
     assert (scorer["heuristic"].default, scorer["mc_samples"].default,
             scorer["max_side"].default, scorer["batch_size"].default) == (
@@ -343,3 +346,22 @@ def test_only_from_env_reads_the_environment(monkeypatch):
     for s in (Settings(), Settings.model_validate({}), Settings.model_validate({"seed": 1})):
         assert s.epochs == 20 and s.label_studio_api_key is None
     assert Settings.model_validate({"epochs": "4"}).epochs == 4
+
+
+def test_the_start_decides_the_seed_tasks_and_the_first_epochs_unless_they_are_set():
+    images = Settings()
+    assert (images.start_for(), images.seed_tasks(), images.recipe(first=True).epochs) == (
+        "images", 5, 120)
+    regions = Settings.from_env({"DBSAL_START": "regions"})
+    assert (regions.start_for(), regions.seed_tasks(), regions.recipe(first=True).epochs) == (
+        "regions", 30, 20)
+    assert regions.recipe().epochs == 20 and regions.recipe().trim == 0.2  # later runs: the same
+    # brush layers draw slowly: a brush-only project starts with whole images
+    assert (regions.start_for(polygons=False), regions.seed_tasks(polygons=False),
+            regions.recipe(first=True, polygons=False).epochs) == ("images", 5, 120)
+    set_ = Settings.from_env({"DBSAL_START": "regions", "DBSAL_INITIAL_BATCH": "7",
+                              "DBSAL_FIRST_EPOCHS": "auto"})
+    assert (set_.seed_tasks(), set_.recipe(first=True).epochs) == (7, 20)
+    assert Settings.from_env({"DBSAL_FIRST_EPOCHS": "9"}).recipe(first=True).epochs == 9
+    with pytest.raises(ValueError, match="DBSAL_START="):
+        Settings.from_env({"DBSAL_START": "pixels"})

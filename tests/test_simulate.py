@@ -437,7 +437,7 @@ def test_a_cheaper_start_is_part_of_the_runs_seed_set(dataset, tmp_path):
     fine = STRATEGIES["fine"]  # the same on finer superpixels
     assert fine == replace(STRATEGIES["seed5"], name="fine", superpixels=fine.superpixels)
     assert fine.superpixels == replace(STRATEGIES["seed5"].superpixels, n_segments=600)
-    assert STRATEGIES["default"].init_images == Settings().initial_batch  # the backend's start
+    assert STRATEGIES["default"].init_images == Settings().seed_tasks()  # the backend's start
     with pytest.raises(ValueError, match="init_images"):
         replace(STRATEGIES["default"], init_images=0)
     pool, _, _ = load_split(dataset, "train", ignore_value=9)

@@ -28,6 +28,15 @@ PRETRAINED = True
 #: clicks on both data sets (simulator strategy ``seed5``; docs/results.md, "A cheaper start"),
 #: until on Peanut its curve falls after the 7th fine-tuning in a row (measured there).
 INITIAL_IMAGES = 5
+#: How a project starts before any model: ``images`` (the seed batch: INITIAL_IMAGES whole images
+#: labeled pixel by pixel) or ``regions`` (START_TASKS seed tasks, each asking its START_REGIONS
+#: superpixels most different in colour with no class, answered with their class; simulator
+#: strategy ``colour_start``; needs PolygonLabels, else whole images).
+START = "images"
+#: Seed tasks of a start of regions.
+START_TASKS = 30
+#: Regions asked in each seed task of a start of regions.
+START_REGIONS = 40
 #: Images queried per step.
 STEP_IMAGES = 10
 #: OpenCV SLIC variant (one of :data:`~dbsal_backend.engine.superpixels.ALGORITHMS`).
@@ -67,6 +76,9 @@ DIVERSITY = 1
 # -- training -----------------------------------------------------------------------------------
 #: Epochs of the first run (from ImageNet weights), the simulator's seed model.
 FIRST_EPOCHS = 120
+#: Epochs of the first run after a start of regions: as many image passes as FIRST_EPOCHS over
+#: INITIAL_IMAGES whole images.
+START_FIRST_EPOCHS = 20
 #: Epochs of each later run (fine-tuning).
 EPOCHS = 20
 #: Which model a later run fine-tunes (one of :data:`~dbsal_backend.engine.training.FINE_TUNE`):

@@ -56,9 +56,9 @@ def annotation_to_label_map(
 
     Results of another type, or whose ``from_name``/``to_name`` are not the config's brush or
     polygon tag and image, are ignored. Results are painted in list order, so where regions
-    overlap the later result (the one Label Studio draws on top) wins. A result whose label is
-    not in the config, has no class index, or that has no or several labels is skipped with a
-    warning.
+    overlap the later result (the one Label Studio draws on top) wins. A result without a label
+    (a region nobody gave a class) is skipped; one whose label is not in the config, has no class
+    index, or that has several labels is skipped with a warning.
 
     Parameters
     ----------
@@ -114,6 +114,8 @@ def annotation_to_label_map(
         if not isinstance(value, dict) or needed not in value:
             raise AnnotationError(f"{where} has no value.{needed} (format {value!r:.60})")
         labels = value.get(kind)
+        if labels is None or labels == []:
+            continue  # a region nobody gave a class (a start's, left unanswered)
         if not isinstance(labels, list) or len(labels) != 1:
             warnings.append(f"{where} skipped: expected one label in {kind}, got {labels!r}")
             continue

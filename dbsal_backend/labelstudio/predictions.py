@@ -4,7 +4,10 @@ A queried image becomes one prediction: its regions, least confident first, each
 with the model's class and scored with the model's confidence in it; the prediction's score is
 the model's confidence in the whole image. Label Studio prints both scores as percentages, and
 its "Uncertainty sampling" serves the task with the lowest score first. Class ``i`` of the model
-is ``config.labels[i]``.
+is ``config.labels[i]``; a region labeled ``len(config.labels)`` has no class (a start's, asked
+before any model: :mod:`~dbsal_backend.engine.start`) and is shown without a label or a score,
+for a person to give it one (Label Studio 1.23 draws it gray, lists it without a label, and stores
+it unlabeled if nobody does: the annotation reader skips it).
 
 A region is a ``brushlabels`` result (a mask), or, when the config has a ``PolygonLabels`` tag,
 a ``polygonlabels`` result per part: its outline simplified by Douglas-Peucker to
@@ -60,20 +63,21 @@ def query_prediction(query: Query, config: LabelConfig, model_version: str) -> d
               "original_height": height, "image_rotation": 0}
     result = []
     for k, region in enumerate(query.regions):
-        label, score = config.labels[region.label], round(float(region.confidence), 4)
+        guess = region.label < len(config.labels)
+        labels = [config.labels[region.label]] if guess else []
+        scored = {"score": round(float(region.confidence), 4)} if guess else {}
         if k in outlines:
             parts = outlines[k]
             for j, points in enumerate(parts):
                 result.append({
                     "id": f"r{k}" if len(parts) == 1 else f"r{k}.{j}",
                     "from_name": config.polygon_name, "type": "polygonlabels", **common,
-                    "value": {"points": points, "closed": True, "polygonlabels": [label]},
-                    "score": score})
+                    "value": {"points": points, "closed": True, "polygonlabels": labels},
+                    **scored})
         elif k in rles:
             result.append({
                 "id": f"r{k}", "from_name": config.brush_name, "type": "brushlabels", **common,
-                "value": {"format": "rle", "rle": rles[k], "brushlabels": [label]},
-                "score": score})
+                "value": {"format": "rle", "rle": rles[k], "brushlabels": labels}, **scored})
     return {"result": result, "score": round(float(1.0 - query.score), 4),
             "model_version": model_version}
 

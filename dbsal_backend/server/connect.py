@@ -107,13 +107,23 @@ _REGION_ANSWERS = {
 }
 
 
-def annotator_instructions(answers: str) -> str:
+#: What a person does with a start's regions (``DBSAL_START=regions``).
+_START_REGIONS = (
+    "<li><b>A task of gray regions without labels</b> (the first ones, shown as 0%): the model "
+    "has seen nothing yet. For each region: select it in the list, then click the class that "
+    "covers most of it (or press its key). Leave a region you cannot tell. Draw nothing else. "
+    "Then Submit.</li>")
+
+
+def annotator_instructions(answers: str, start: str = "images") -> str:
     """The annotators' instructions (README "For annotators") as Label Studio's project
-    instructions, shown before labeling; ``answers`` is what a person does with a region."""
+    instructions, shown before labeling; ``answers`` is what a person does with a region,
+    ``start`` how the project starts (``DBSAL_START``)."""
     return (
         "<h3>Labeling with the model's help</h3>"
         "<p>Press <b>Label All Tasks</b>: tasks come in the order that teaches the model most.</p>"
         "<ul>"
+        + (_START_REGIONS if start == "regions" else "") +
         "<li><b>A task without regions</b> (shown as 0%): label the whole image, every object, "
         "then Submit.</li>"
         "<li><b>A task with regions</b>: the model marked only the areas it is unsure about, "
@@ -243,8 +253,9 @@ class Connections:
             return None
         schema = client.get_project(project).get("label_config") or ""
         config = parse_label_config(schema)
-        answers = settings.answers_for(polygons=config.polygon_name is not None)
-        text = annotator_instructions(answers) if settings.set_instructions else None
+        polygons = config.polygon_name is not None
+        text = (annotator_instructions(settings.answers_for(polygons), settings.start_for(polygons))
+                if settings.set_instructions else None)
         done = prepare_project(client, project, backend["url"], settings.set_sampling,
                                settings.auth, text)
         record = state.update(project, connected=True, label_config=schema,

@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 ARCHS = ARCHITECTURES
 SLIC_ALGORITHMS = tuple(ALGORITHMS)
 UNCERTAINTIES = tuple(HEURISTICS)
+STARTS = ("images", "regions")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -61,6 +62,10 @@ def _fine_tune(value: object) -> object:
 
 
 _BOOL = TypeAdapter(bool)
+
+
+def _auto(value: object) -> object:
+    return None if isinstance(value, str) and value.lower() == "auto" else value
 
 
 def _origins(value: object) -> object:
@@ -151,9 +156,17 @@ class Settings(BaseSettings):
     pretrained: bool = Field(defaults.PRETRAINED, description="Start the encoder from ImageNet weights.")
     device: Annotated[str, Lower] = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
                                           description="auto, cpu, cuda or cuda:N.")
-    initial_batch: int = Field(defaults.INITIAL_IMAGES, ge=1, description="Whole images asked for first (the seed "
-                               "set), less the tasks already annotated; none when at least "
-                               "this many are.")
+    start: Annotated[Literal[STARTS], Lower] = Field(  # type: ignore[valid-type]
+        defaults.START, description="How a project starts before any model: images (the seed "
+        "tasks are whole images, labeled pixel by pixel) or regions (in each seed task, "
+        "DBSAL_START_REGIONS regions with no class, the superpixels most different in colour, "
+        "each given its class; needs PolygonLabels, else images).")
+    start_regions: int = Field(defaults.START_REGIONS, ge=1, description="Regions of each seed "
+                               "task of a start of regions.")
+    initial_batch: Annotated[int | None, BeforeValidator(_auto)] = Field(
+        None, ge=1, description=f"Seed tasks, asked first (less the tasks already annotated; "
+        f"none when at least this many are); auto: {defaults.INITIAL_IMAGES} whole images, or "
+        f"{defaults.START_TASKS} tasks of regions.")
     step_size: int = Field(defaults.STEP_IMAGES, ge=1, description="Images queried per step.")
     budget: Annotated[int | None, BeforeValidator(_unlimited)] = Field(
         None, ge=1, description="Labeling budget in DBSAL_BUDGET_UNIT; none: unlimited.")
@@ -198,8 +211,10 @@ class Settings(BaseSettings):
                                                  "cluster the N x step-size most uncertain by "
                                                  "predicted layout and query the most uncertain "
                                                  "of each cluster (no near-duplicate frames).")
-    first_epochs: int = Field(defaults.FIRST_EPOCHS, ge=1, description="Epochs of the first training run (from "
-                                                     "ImageNet weights).")
+    first_epochs: Annotated[int | None, BeforeValidator(_auto)] = Field(
+        None, ge=1, description=f"Epochs of the first training run (from ImageNet weights); "
+        f"auto: {defaults.FIRST_EPOCHS} after whole images, {defaults.START_FIRST_EPOCHS} after "
+        f"regions (as many image passes).")
     epochs: int = Field(defaults.EPOCHS, ge=1, description="Epochs of each later run (fine-tuning).")
     batch_size: int = Field(defaults.BATCH_SIZE, ge=1, description="Training batch size.")
     lr: float = Field(defaults.LR, gt=0, allow_inf_nan=False, description="Adam learning rate.")
@@ -328,6 +343,18 @@ class Settings(BaseSettings):
             return self.answers
         return "dominant" if self.query_policy(polygons).grouping == "superpixel" else "repaint"
 
+    def start_for(self, polygons: bool = True) -> str:
+        """How the project starts (``DBSAL_START``): regions only with PolygonLabels
+        (``polygons`` as in :meth:`query_policy`; forty brush layers a task draw slowly)."""
+        return self.start if polygons else "images"
+
+    def seed_tasks(self, polygons: bool = True) -> int:
+        """How many seed tasks are asked first (``DBSAL_INITIAL_BATCH``, auto resolved)."""
+        if self.initial_batch is not None:
+            return self.initial_batch
+        return defaults.START_TASKS if self.start_for(polygons) == "regions" \
+            else defaults.INITIAL_IMAGES
+
     def slic_params(self) -> SlicParams:
         return SlicParams(algorithm=self.slic_algorithm, n_segments=self.n_segments,
                           ruler=self.compactness)
@@ -338,7 +365,10 @@ class Settings(BaseSettings):
         as in :meth:`query_policy` (``DBSAL_TRIM`` trims dominant-class answers alone: repainted
         regions are labeled pixel by pixel)."""
         trims = not first and self.answers_for(polygons) == "dominant"
-        return Recipe(epochs=self.first_epochs if first else self.epochs,
+        first_epochs = self.first_epochs or (defaults.START_FIRST_EPOCHS
+                                             if self.start_for(polygons) == "regions"
+                                             else defaults.FIRST_EPOCHS)
+        return Recipe(epochs=first_epochs if first else self.epochs,
                       batch_size=self.batch_size, lr=self.lr,
                       class_weighted=self.class_weighted, seed=self.seed,
                       self_label=None if first else self.self_label,

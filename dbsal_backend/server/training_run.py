@@ -124,7 +124,7 @@ def _judge(context: ServiceContext, project: int, query: QueryRecord, image: np.
     regions = [Region(ids, label, confidence, 0) for label, ids, confidence in query.regions]
     given = dominant_classes(region_map(sp, regions), label_map, len(regions), n_classes)
     prelabels = np.array([region.label for region in regions])
-    judged = int((given >= 0).sum())
+    judged = int(((given >= 0) & (prelabels < n_classes)).sum())  # a start's: no pre-label
     right = int((given == prelabels).sum())
     context.state.set_prelabels(project, query.task_id, right, judged)
 

@@ -156,13 +156,18 @@ def product_default(polygons: bool = True) -> Strategy:
 
     defaults = Settings.model_validate({})
     recipe = defaults.recipe(polygons=polygons)  # a fine-tuning's (not the first run's)
+    start: dict = {}
+    if defaults.start_for(polygons) == "regions":  # the backend's seed tasks ask colour regions
+        start = {"start_regions": defaults.start_regions, "start_pick": "colour",
+                 "first_epochs": defaults.recipe(first=True, polygons=polygons).epochs}
     return Strategy("default" if polygons else "default_brush",
                     policy=defaults.query_policy(polygons), superpixels=defaults.slic_params(),
                     self_label=recipe.self_label, self_label_share=recipe.self_label_share,
-                    answers=defaults.answers_for(polygons), init_images=defaults.initial_batch,
+                    answers=defaults.answers_for(polygons),
+                    init_images=defaults.seed_tasks(polygons),
                     fine_tune=defaults.fine_tune, trim=recipe.trim,
                     trim_whole=False,  # the backend trims only tasks answered by regions
-                    ema=recipe.ema)
+                    ema=recipe.ema, **start)
 
 
 # The paper's policy, spelled out (a bare QueryPolicy's cap and smoothing, not the backend's).
