@@ -438,6 +438,11 @@ def test_a_cheaper_start_is_part_of_the_runs_seed_set(dataset, tmp_path):
     assert fine == replace(STRATEGIES["seed5"], name="fine", superpixels=fine.superpixels)
     assert fine.superpixels == replace(STRATEGIES["seed5"].superpixels, n_segments=600)
     assert STRATEGIES["default"].init_images == Settings().seed_tasks()  # the backend's start
+    # the backend's start of regions (DBSAL_START=regions) is the simulator's colour_start
+    regions = simulator.product_default(settings=Settings(start="regions"))
+    assert replace(regions, name="colour_start") == STRATEGIES["colour_start"]
+    assert simulator.product_default(False, Settings(start="regions")) == \
+        STRATEGIES["default_brush"]  # brush layers: whole images
     with pytest.raises(ValueError, match="init_images"):
         replace(STRATEGIES["default"], init_images=0)
     pool, _, _ = load_split(dataset, "train", ignore_value=9)

@@ -148,13 +148,13 @@ class Strategy:
             raise ValueError(f"start_pick must be one of {START_PICKS}, got {self.start_pick!r}")
 
 
-def product_default(polygons: bool = True) -> Strategy:
+def product_default(polygons: bool = True, settings=None) -> Strategy:
     """The backend's default policy, superpixels, answers and seed batch (its settings with
-    nothing set), for a config with PolygonLabels (``default``) or with BrushLabels alone
-    (``default_brush``)."""
+    nothing set, or ``settings``), for a config with PolygonLabels (``default``) or with
+    BrushLabels alone (``default_brush``)."""
     from ..server.settings import Settings
 
-    defaults = Settings.model_validate({})
+    defaults = Settings.model_validate({}) if settings is None else settings
     recipe = defaults.recipe(polygons=polygons)  # a fine-tuning's (not the first run's)
     start: dict = {}
     if defaults.start_for(polygons) == "regions":  # the backend's seed tasks ask colour regions
