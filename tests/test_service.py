@@ -501,6 +501,7 @@ def test_a_start_of_regions_asks_class_less_polygons_and_trains_on_their_answers
         assert 4 <= len(results) and len({r["id"].split(".")[0] for r in results}) == 4
         assert all(r["type"] == "polygonlabels" and r["value"]["polygonlabels"] == []
                    and "score" not in r for r in results)
+    assert service.status(1)["start"] == "regions"
     stored = service.state.queries(1)
     assert set(stored) == set(seed) and {q.step for q in stored.values()} == {0}
     assert all(label == len(config.labels) for q in stored.values() for label, _, _ in q.regions)

@@ -62,7 +62,8 @@ def dominant_answer(prediction: dict, truth: np.ndarray) -> list[dict]:
 @pytest.fixture(scope="module")
 def flow(ls, sdk, backend, project, tmp_path_factory) -> dict:
     connect(sdk, backend, project)
-    seed = backend.status(project.id)["seed_batch"]
+    before_model = backend.status(project.id)
+    seed = before_model["seed_batch"]
     asked = {t: ours(sdk, t)[0] for t in seed}
     with lsbrowser.launch_browser(BROWSER) as browser:
         context = lsbrowser.new_context(browser)
@@ -85,13 +86,19 @@ def flow(ls, sdk, backend, project, tmp_path_factory) -> dict:
             sdk.annotations.create(id=task, result=dominant_answer(asked[task], project.truth[task]))
     backend.wait_status(project.id, lambda s: s["al_step"] == 1 and s["training_state"] == "idle",
                         "the first step", RUN_TIMEOUT)
-    return {"seed": seed, "asked": asked, "opened": opened, "instructions": instructions,
+    return {"before_model": before_model, "seed": seed, "asked": asked, "opened": opened, "instructions": instructions,
             "usable": usable, "listed": listed, "shot": shot, "before": before,
             "annotation": annotation}
 
 
 def test_the_instructions_describe_the_gray_regions_first(flow):
     assert "gray regions without labels" in flow["instructions"]
+
+
+def test_the_status_says_what_the_start_asks(flow):
+    status = flow["before_model"]
+    assert status["start"] == "regions" and status["questions_ready"] == len(flow["seed"])
+    assert status["what_to_do"].startswith("give each gray region of the seed tasks its class")
 
 
 def test_label_all_tasks_opens_a_seed_task_of_class_less_regions(flow, record_property):

@@ -80,6 +80,7 @@ class Runtime:
         record = self.service.require(project)
         runs = self.scheduler.status(project)
         after = self.service.train_after(project)
+        service = self.service.status(project)
         return {
             "project": project,
             "connected": record.connected,
@@ -91,8 +92,8 @@ class Runtime:
             "last_error": record.last_error,
             "last_trained": (datetime.fromtimestamp(record.last_trained, timezone.utc).isoformat()
                              if record.last_trained else None),
-            **self.service.status(project),
-            "what_to_do": _advice(record, after),
+            **service,
+            "what_to_do": _advice(record, after, service["start"]),
         }
 
     def health(self) -> dict[str, Any]:
@@ -163,9 +164,9 @@ def build_runtime(settings: Settings, client_factory: Callable[[], Any] | None =
     return Runtime(settings, state, service, scheduler, problems)
 
 
-def _advice(record, train_after: int) -> str:
+def _advice(record, train_after: int, start: str = "images") -> str:
     """One sentence for the person reading ``/status`` (``train_after``: the annotations that
-    start the project's next run)."""
+    start the project's next run; ``start``: how the project starts, ``DBSAL_START``)."""
     if record.training_state == "failed" and record.last_error:
         return f"the last run failed ({record.last_error[:200]}); fix the cause, then press " \
                f"Start Training in the project's Model settings"
@@ -173,10 +174,12 @@ def _advice(record, train_after: int) -> str:
         return "the first model is training on the tasks labeled so far; its regions follow " \
                "when it is done: keep labeling the seed tasks meanwhile"
     if record.checkpoint is None:
-        start = (f"after {train_after} annotations (the whole seed batch) or on Start Training"
-                 if train_after else "on Start Training")
-        return "label the seed tasks completely (Label All Tasks serves them first); the " \
-               f"first training run starts {start}"
+        when = (f"after {train_after} annotations (the whole seed batch) or on Start Training"
+                if train_after else "on Start Training")
+        what = ("give each gray region of the seed tasks its class" if start == "regions"
+                else "label the seed tasks completely")
+        return f"{what} (Label All Tasks serves them first); the first training run starts " \
+               f"{when}"
     if record.training_state in ("queued", "running"):
         return "a training run is going; keep labeling: the current model still makes regions"
     return "press Label All Tasks: check each region as the project's instructions say; " \

@@ -118,6 +118,14 @@ class Service:
             return len(record.seed_batch)
         return after
 
+    def _start(self, record) -> str:
+        """How the project starts before its first model (``DBSAL_START`` for its config)."""
+        try:
+            polygons = self.context.config(record).polygon_name is not None
+        except ValueError:  # no or a broken config (not connected yet)
+            polygons = False
+        return self.context.settings.start_for(polygons)
+
     def status(self, project: int) -> dict[str, Any]:
         """What the backend knows of a project (the ``service`` part of ``/status``)."""
         record = self.require(project)
@@ -128,6 +136,7 @@ class Service:
             "title": record.title,
             "model_version": record.model_version,
             "al_step": record.al_step,
+            "start": self._start(record),
             "seed_batch": list(record.seed_batch),
             "budget": self.context.budget.status(record.spent),
             "questions_ready": ready,
