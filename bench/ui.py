@@ -2,15 +2,20 @@
 backend as a gunicorn server, Debian's Chromium driven by Playwright, CamVid street images.
 
     .venv/bin/python bench/ui.py --data ../shared/data/camvid [--out bench/results/ui.json]
+    .venv/bin/python bench/ui.py --data ../shared/data/camvid --start regions --configs polygons \
+        --tasks 45 --big-tasks 40 --out bench/results/ui_start.json
 
 For each label config (BrushLabels with PolygonLabels, as the README recommends, and BrushLabels
 alone) and image size (360x480: CamVid training images; 1024x2048: CamVid images cropped to 1:2
 and upscaled, labels likewise), a project with the 11 CamVid classes:
 
 1. connect the backend (it confirms the project, sets Uncertainty sampling, queues the seed
-   batch); press "Label All Tasks": which task opens (a seed task?);
-2. label the seed batch (painted through the SDK with the ground truth); webhooks start the
-   first training run at the default recipe; wait for the first step;
+   batch); press "Label All Tasks": which task opens (a seed task?); with ``--start regions``
+   (``DBSAL_START=regions``) also the seconds until that seed task of gray class-less regions
+   is usable, its regions and how many of them are listed;
+2. label the seed batch (painted through the SDK with the ground truth; a start's regions each
+   given the class covering most of it); webhooks start the first training run at the default
+   recipe; wait for the first step;
 3. press "Label All Tasks" and work through the stream as an annotator does: for each task,
    the seconds from the click (on "Label All Tasks", then on Submit) until the task is usable
    (``tests/lsbrowser.py``: image shown, every region listed and drawn, the main thread answering
@@ -21,7 +26,7 @@ and upscaled, labels likewise), a project with the 11 CamVid classes:
 
 Writes the JSON (per config and size: regions per queried task, seconds until usable, pre-label
 accuracy, what "Label All Tasks" opened before and after the first step) and a screenshot of a
-queried 360x480 task (``--screenshot``).
+queried 360x480 task, or with ``--start regions`` of the seed task (``--screenshot``).
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import lsbrowser  # noqa: E402
 from _camvid import BRUSH, CLASSES, POLYGONS, VOID  # noqa: E402
-from backendproc import Backend, png_bytes, region_masks, wait_for  # noqa: E402
+from backendproc import Backend, dominant_answer, png_bytes, region_masks, wait_for  # noqa: E402
 from lsserver import start_label_studio  # noqa: E402
 
 from dbsal_backend.engine.data import read_image, read_label  # noqa: E402
@@ -91,7 +96,8 @@ def prelabels(prediction: dict, truth: np.ndarray) -> tuple[int, int]:
 
 
 def run_project(ls, sdk, browser, config_name: str, size: tuple[int, int], data: Path,
-                n_tasks: int, stream: int, tmp: Path, shot: Path | None) -> dict:
+                n_tasks: int, stream: int, tmp: Path, shot: Path | None,
+                start: str = "images") -> dict:
     height, width = size
     name = f"{config_name}-{height}x{width}"
     print(f"[{name}] project of {n_tasks} tasks", flush=True)
@@ -103,7 +109,8 @@ def run_project(ls, sdk, browser, config_name: str, size: tuple[int, int], data:
     truth = {ids[f"s{k:03d}.png"]: lbl for k, (_, lbl) in enumerate(pairs)}
     parsed = parse_label_config(config)
     backend = Backend(f"ui-{name}", ls, ls.token, tmp / f"models-{name}",
-                      tmp / f"backend-{name}.log", settings={})  # the defaults
+                      tmp / f"backend-{name}.log",
+                      settings={} if start == "images" else {"DBSAL_START": start})
     backend.start()
     try:
         sdk.ml.create(url=backend.url, project=project, title="dbsal")
@@ -114,13 +121,30 @@ def run_project(ls, sdk, browser, config_name: str, size: tuple[int, int], data:
         page = context.new_page()
         lsbrowser.login(page, ls.url, ls.email, ls.password)
         lsbrowser.open_data_manager(page, ls.url, project)
-        before, _ = lsbrowser.label_all_tasks(page)
+        before, t0 = lsbrowser.label_all_tasks(page)
         lsbrowser.dismiss_instructions(page)  # shown once labeling starts (set on connect)
         print(f"[{name}] before the first step, Label All Tasks opened {before} "
               f"(seed: {before in seed})", flush=True)
+        asked = {t: ours(sdk, t)[0] for t in seed}
+        start_task = None
+        if any(p["result"] for p in asked.values()):  # a start of regions
+            results = asked[before]["result"] if before in asked else []
+            usable = lsbrowser.measure_usable(page, len(results), timeout=180, t0=t0)
+            start_task = {"task": before, "regions": len(results),
+                          "listed": lsbrowser.count_regions(page),
+                          "class_less": all(not (r["value"].get("polygonlabels")
+                                                 or r["value"].get("brushlabels"))
+                                            for r in results),
+                          "seconds": round(usable.seconds, 2)}
+            print(f"[{name}] the seed task: {start_task}", flush=True)
+            if shot is not None:  # the start's task, not a queried one
+                lsbrowser.screenshot(page, shot)
+                shot = None
         started = time.perf_counter()
         for task in seed:
-            sdk.annotations.create(id=task, result=label_map_to_results(truth[task], parsed))
+            answer = (dominant_answer(asked[task], truth[task], CLASSES) if asked[task]["result"]
+                      else label_map_to_results(truth[task], parsed))
+            sdk.annotations.create(id=task, result=answer)
         status = backend.wait_status(project, lambda s: s["al_step"] >= 1
                                      and s["training_state"] == "idle", "the first step",
                                      timeout=3600)
@@ -164,7 +188,8 @@ def run_project(ls, sdk, browser, config_name: str, size: tuple[int, int], data:
         judged = sum(x["prelabels_judged"] for x in shown)
         return {
             "config": config_name, "size": f"{height}x{width}", "tasks": n_tasks,
-            "seed_batch": len(seed), "queried_tasks": len(queried),
+            "start": start, "seed_batch": len(seed), "seed_task": start_task,
+            "queried_tasks": len(queried),
             "regions_per_queried_task_median": statistics.median(x["regions"] for x in shown)
             if shown else None,
             "seconds_until_usable_median": round(statistics.median(seconds), 2),
@@ -187,13 +212,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="CamVid root")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/ui.json")
-    parser.add_argument("--screenshot", type=Path, default=ROOT / "docs/queried-task.png")
+    parser.add_argument("--screenshot", type=Path, default=None, help="default: "
+                        "docs/queried-task.png (a queried task), with --start regions "
+                        "docs/start-task.png (a seed task of gray regions)")
     parser.add_argument("--tasks", type=int, default=30, help="tasks per 360x480 project")
     parser.add_argument("--big-tasks", type=int, default=16, help="tasks per 1024x2048 project")
     parser.add_argument("--stream", type=int, default=14, help="tasks worked through")
     parser.add_argument("--configs", nargs="+", default=["polygons", "brush"])
     parser.add_argument("--sizes", nargs="+", default=["360x480", "1024x2048"])
+    parser.add_argument("--start", choices=["images", "regions"], default="images",
+                        help="DBSAL_START of the backend (default: its default)")
     args = parser.parse_args(argv)
+    if args.screenshot is None:
+        args.screenshot = ROOT / ("docs/start-task.png" if args.start == "regions"
+                                  else "docs/queried-task.png")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     started = time.perf_counter()
     load = os.getloadavg()
@@ -210,11 +242,15 @@ def main(argv: list[str] | None = None) -> dict:
                             continue
                         shot = args.screenshot if (config, size) == ("polygons", (360, 480)) \
                             else None
+                        seeds = 30 if args.start == "regions" else 10
                         projects.append(run_project(ls, sdk, browser, config, size, args.data,
-                                                    n, min(args.stream, n - 10), tmp, shot))
+                                                    n, min(args.stream, n - seeds), tmp, shot,
+                                                    args.start))
         finally:
             ls.stop()
-    result = {"projects": projects, "settings": "backend defaults (DBSAL_* unset)",
+    settings = ("backend defaults (DBSAL_* unset)" if args.start == "images"
+                else f"backend defaults but DBSAL_START={args.start}")
+    result = {"projects": projects, "settings": settings,
               "limits": {"360x480": 3.0, "1024x2048": 6.0, "regions_median": 40},
               "usable_from": "the click on 'Label All Tasks' (first task) or on Submit (the "
                              "next ones), in the app already open, as an annotator works",

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,6 +97,22 @@ def region_masks(prediction: dict) -> list[np.ndarray]:
             if r["type"] == "brushlabels" else
             polygon_to_mask(r["value"]["points"], r["original_height"], r["original_width"])
             for r in prediction["result"]]
+
+
+def dominant_answer(prediction: dict, truth: np.ndarray,
+                    classes: Sequence[str] = CLASSES) -> list[dict]:
+    """A prediction's regions answered as a person answers a start's (Cai et al.): each given
+    the class that covers most of it (``truth``: class per pixel, 255 unknown), as the editor
+    stores it; a region with no known pixel is left as it is."""
+    out = []
+    for result, mask in zip(prediction["result"], region_masks(prediction)):
+        known = truth[mask & (truth != 255)]
+        value = dict(result["value"])
+        if known.size:
+            kind = "polygonlabels" if result["type"] == "polygonlabels" else "brushlabels"
+            value[kind] = [classes[int(np.bincount(known).argmax())]]
+        out.append(dict(result, value=value))
+    return out
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str,

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import numpy as np
 import pytest
-from backendproc import (CLASSES, RUN_TIMEOUT, Backend, Project, connect, make_project, ours,
-                         region_masks, start_backend)
+from backendproc import (CLASSES, RUN_TIMEOUT, Backend, Project, connect, dominant_answer,
+                         make_project, ours, start_backend)
 from lsserver import label_studio_server, ls, sdk  # noqa: F401
 
 import lsbrowser
@@ -48,15 +47,6 @@ def backend(ls, tmp_path_factory) -> Iterator[Backend]:
 @pytest.fixture(scope="module")
 def project(ls, sdk) -> Project:
     return make_project(ls, sdk, "dbsal start of regions", 6, first=60, height=360, width=480)
-
-
-def dominant_answer(prediction: dict, truth: np.ndarray) -> list[dict]:
-    """Each start region given the class that covers most of it, as the editor stores it."""
-    out = []
-    for result, mask in zip(prediction["result"], region_masks(prediction)):
-        label = CLASSES[int(np.bincount(truth[mask], minlength=len(CLASSES)).argmax())]
-        out.append(dict(result, value=dict(result["value"], polygonlabels=[label])))
-    return out
 
 
 @pytest.fixture(scope="module")
