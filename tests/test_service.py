@@ -533,3 +533,15 @@ def test_a_start_of_regions_asks_class_less_polygons_and_trains_on_their_answers
     assert 0 < labeled < 0.9  # the answered regions alone, never the whole image
     assert all(q.prelabels_judged == 0 for q in service.state.queries(1).values() if q.step == 0)
     assert result["pool_done"]  # every task answered: nothing left to ask
+
+
+def test_a_seed_task_whose_image_cannot_be_loaded_is_asked_whole(tmp_path, ls):
+    ls.projects[1]["label_config"] = POLYGON_CONFIG
+    ls.tasks[2]["data"]["image"] = "/data/upload/missing.png"
+    service = make_service(tmp_path, ls, start="regions", start_regions=3, initial_batch=None)
+    connected(service)
+    seed = service.run(1)["seed_batch"]
+    assert 2 in seed
+    assert ours(ls, 2)[0]["result"] == [] and ours(ls, 2)[0]["score"] == 0.0
+    assert all(ours(ls, t)[0]["result"] for t in seed if t != 2)
+    assert set(service.state.queries(1)) == set(seed) - {2}  # its answer is a whole image

@@ -82,13 +82,13 @@ def _start_regions(context: ServiceContext, client: LabelStudioClient, project: 
         for task in tasks:
             try:
                 image = fetcher.load(task, config.image_value)
+                superpixels = context.superpixels.get(image)
+                rng = np.random.default_rng([s.seed, project, task["id"]])
+                regions = colour_regions(image, superpixels, s.start_regions, rng, no_class)
             except (ImageFetchError, LabelStudioError, TypeError, ValueError) as exc:
                 log.warning("project %d task %s: asked whole, no start regions: %s", project,
                             task["id"], exc)
                 continue
-            superpixels = context.superpixels.get(image)
-            rng = np.random.default_rng([s.seed, project, task["id"]])
-            regions = colour_regions(image, superpixels, s.start_regions, rng, no_class)
             query = Query(task["id"], 1.0, image.shape[:2], superpixels, regions,
                           int(superpixels.max()) + 1)
             predictions[task["id"]] = query_prediction(query, config, title)
