@@ -333,7 +333,8 @@ def test_the_engine_and_the_simulator_share_the_backend_defaults():
     assert (cfg.arch, cfg.pretrained, cfg.heuristic, cfg.mc_samples, cfg.max_side,
             cfg.first_epochs, cfg.init_images, cfg.images_per_step, cfg.recipe) == (
         s.arch, s.pretrained, s.uncertainty, s.mc_samples, s.max_side,
-        s.recipe(first=True).epochs, s.seed_tasks(), s.step_size, replace(s.recipe(), trim=None))  # trim: the strategy's
+        s.recipe(first=True).epochs, s.seed_tasks(), s.step_size,
+        replace(s.recipe(), trim=None))  # trim: the strategy's
     scorer = inspect.signature(Scorer).parameters
     assert (scorer["heuristic"].default, scorer["mc_samples"].default,
             scorer["max_side"].default, scorer["batch_size"].default) == (

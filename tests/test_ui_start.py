@@ -73,11 +73,12 @@ def flow(ls, sdk, backend, project, tmp_path_factory) -> dict:
         context.close()
     for task in seed:
         if task != opened:
-            sdk.annotations.create(id=task, result=dominant_answer(asked[task], project.truth[task]))
+            sdk.annotations.create(id=task,
+                                   result=dominant_answer(asked[task], project.truth[task]))
     backend.wait_status(project.id, lambda s: s["al_step"] == 1 and s["training_state"] == "idle",
                         "the first step", RUN_TIMEOUT)
-    return {"before_model": before_model, "seed": seed, "asked": asked, "opened": opened, "instructions": instructions,
-            "usable": usable, "listed": listed, "shot": shot, "before": before,
+    return {"before_model": before_model, "seed": seed, "asked": asked, "opened": opened,
+            "instructions": instructions, "usable": usable, "listed": listed, "shot": shot, "before": before,
             "annotation": annotation}
 
 

@@ -314,8 +314,9 @@ class Simulation:
                      ) -> tuple[dict[int, np.ndarray], Tally]:
         """A start with no whole images: ``regions`` superpixels of each of ``images`` random
         pool images (a draw of their own; the superpixels random, or with ``pick="colour"``
-        :func:`~dbsal_backend.engine.start.colour_regions`), each a region the annotator answers; before any model there
-        is no guess, so every region is relabeled (pre-label: no class)."""
+        :func:`~dbsal_backend.engine.start.colour_regions`), each a region the annotator
+        answers; before any model there is no guess, so every region is relabeled (pre-label:
+        no class)."""
         rng = np.random.default_rng([seed, 3])
         cache = self.superpixels(superpixels)
         labeled: dict[int, np.ndarray] = {}
