@@ -940,6 +940,20 @@ FIGURES = [
      "{pc(S('colour_start')[1]['prelabel_accuracy'])}% of the regions (the default's "
      "{pc(S('default')[1]['prelabel_accuracy'])}%, the random regions' "
      "{pc(S('region_start')[1]['prelabel_accuracy'])}%)"),
+    ("docs/results.md", "ui_start.json",
+     "\"Label All Tasks\" opened a seed task of {d['projects'][0]['seed_task']['regions']} class-less "
+     "polygons, all listed, usable {d['projects'][0]['seed_task']['seconds']:.1f} s (360x480) and "
+     "{d['projects'][1]['seed_task']['seconds']:.1f} s (1024x2048) after the click"),
+    ("docs/results.md", "ui_start.json",
+     "The first step came {d['projects'][0]['first_step_seconds']:.0f} s and "
+     "{d['projects'][1]['first_step_seconds']:.0f} s after the last start answer"),
+    ("docs/results.md", "ui_start.json",
+     "usable in {d['projects'][0]['seconds_until_usable_median']:.1f} s and "
+     "{d['projects'][1]['seconds_until_usable_median']:.1f} s (medians; at most "
+     "{d['projects'][0]['seconds_until_usable_max']:.1f} s and "
+     "{d['projects'][1]['seconds_until_usable_max']:.1f} s), 40 regions each, their pre-labels right "
+     "for {pc(d['projects'][0]['prelabel_accuracy'])}% and {pc(d['projects'][1]['prelabel_accuracy'])}% "
+     "of the regions"),
     ("docs/results.md", "camvid_al_region.json",
      "ran CamVid's long protocol for {len(S('region_start')) - 1} steps (seeds "
      "{join(seeds('region_start'), str, ', ')}; `bench/results/camvid_al_region.json`): it leads "
