@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -258,6 +258,19 @@ def start_backend(name: str, ls: LabelStudioServer, api_key: str, tmp: Path,
     except BaseException:
         backend.stop()
         raise
+    return backend
+
+
+def module_backend(name: str, **settings: str):
+    """A module-scoped fixture: the backend ``name`` with the admin's legacy token, no basic
+    auth, and ``settings`` (``DBSAL_*`` variables) over :data:`SETTINGS`; stopped after the
+    module. Use as ``backend = module_backend("ui", DBSAL_STEP_SIZE="2")``."""
+    @pytest.fixture(scope="module")
+    def backend(ls: LabelStudioServer, tmp_path_factory) -> Iterator[Backend]:
+        b = start_backend(name, ls, ls.token, tmp_path_factory.mktemp(f"backend-{name}"),
+                          **settings)
+        yield b
+        b.stop()
     return backend
 
 

@@ -25,10 +25,11 @@ import httpx
 import numpy as np
 import psutil
 import pytest
-from backendproc import (BRUSH_CONFIG, CLASSES, RUN_TIMEOUT, SIZE, TITLE, Backend, Project,
+from backendproc import (BRUSH_CONFIG, CLASSES, RUN_TIMEOUT, SIZE, TITLE, Project,
                          annotation_result, connect, make_project, next_task, ours,
-                         region_masks, start_backend, tasks_as_sent, wait_for)
-from lsserver import LabelStudioServer, label_studio_server, ls, sdk  # noqa: F401
+                         module_backend, region_masks, start_backend, tasks_as_sent,
+                         wait_for)
+from lsserver import label_studio_server, ls, sdk  # noqa: F401
 
 pytestmark = pytest.mark.e2e
 
@@ -43,12 +44,7 @@ AUTH = ("ls-robot", "correct-horse-battery")
 # ---------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(scope="module")
-def backend(ls: LabelStudioServer, tmp_path_factory) -> Iterator[Backend]:
-    """The backend with the admin's legacy token, no basic auth."""
-    b = start_backend("legacy", ls, ls.token, tmp_path_factory.mktemp("backend"))
-    yield b
-    b.stop()
+backend = module_backend("legacy")  # the admin's legacy token, no basic auth
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,10 @@ is also opened in a real browser through "Label All Tasks", relabeled and submit
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
-from backendproc import (CLASSES, RUN_TIMEOUT, TITLE, Backend, Project, make_project, ours,
-                         region_masks, start_backend)
+from backendproc import (CLASSES, RUN_TIMEOUT, TITLE, Project, make_project, ours,
+                         module_backend, region_masks)
 from lsserver import label_studio_server, ls, sdk  # noqa: F401
 
 from dbsal_backend.labelstudio.label_config import parse_label_config
@@ -53,12 +51,7 @@ def results(config: str, truth: np.ndarray, where: np.ndarray | None = None) -> 
     return label_map_to_results(labels, parse_label_config(config))
 
 
-@pytest.fixture(scope="module")
-def backend(ls, tmp_path_factory) -> Iterator[Backend]:
-    b = start_backend("templates", ls, ls.token, tmp_path_factory.mktemp("backend-templates"),
-                      **SETTINGS)
-    yield b
-    b.stop()
+backend = module_backend("templates", **SETTINGS)
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 from backendproc import (CLASSES, RUN_TIMEOUT, Backend, Project, annotation_result, connect,
-                         make_project, ours, png_bytes, start_backend, synthetic_scene,
+                         make_project, module_backend, ours, png_bytes, synthetic_scene,
                          wait_for)
 from fakels import CONFIG
 from lsserver import command_line_secret, label_studio_server, ls, sdk  # noqa: F401
@@ -45,11 +45,7 @@ UI_SETTINGS = {"DBSAL_MAX_SIDE": "96", "DBSAL_STEP_SIZE": "2", "DBSAL_INITIAL_BA
                "DBSAL_N_SEGMENTS": "150"}
 
 
-@pytest.fixture(scope="module")
-def backend(ls, tmp_path_factory) -> Iterator[Backend]:
-    b = start_backend("ui", ls, ls.token, tmp_path_factory.mktemp("backend-ui"), **UI_SETTINGS)
-    yield b
-    b.stop()
+backend = module_backend("ui", **UI_SETTINGS)
 
 
 @pytest.fixture(scope="module")

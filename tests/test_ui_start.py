@@ -13,11 +13,9 @@ Skipped, saying why, when chromium or playwright is missing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from backendproc import (CLASSES, RUN_TIMEOUT, Backend, Project, connect, dominant_answer,
-                         make_project, ours, start_backend)
+from backendproc import (CLASSES, RUN_TIMEOUT, Project, connect, dominant_answer,
+                         make_project, module_backend, ours)
 from lsserver import label_studio_server, ls, sdk  # noqa: F401
 
 import lsbrowser
@@ -36,12 +34,7 @@ SETTINGS = {"DBSAL_MAX_SIDE": "96", "DBSAL_STEP_SIZE": "2", "DBSAL_INITIAL_BATCH
             "DBSAL_START_REGIONS": str(START_REGIONS)}
 
 
-@pytest.fixture(scope="module")
-def backend(ls, tmp_path_factory) -> Iterator[Backend]:
-    b = start_backend("ui-start", ls, ls.token, tmp_path_factory.mktemp("backend-ui-start"),
-                      **SETTINGS)
-    yield b
-    b.stop()
+backend = module_backend("ui-start", **SETTINGS)
 
 
 @pytest.fixture(scope="module")
