@@ -48,6 +48,8 @@ its first 5, the backend's seed batch, and a model trained on those):
 ``trimmed_answers`` the same trimming of the region answers alone: the whole images' labels
               (the seed set's), given pixel by pixel, are kept whole (``trim_whole=False``, as
               the backend's ``DBSAL_TRIM`` does): the default since it won.
+``seed3``     the default from a cheaper start still: the first 3 images of the seed set
+              whole, not 5 (its seed model trained on them alone).
 ``region_start`` the default with no whole images: its start asks 40 random superpixels
               (``start_regions``) of each of 30 random pool images, answered with their class
               (no model, so no pre-label: each a relabel), the seed model trained 20 epochs on
@@ -215,6 +217,7 @@ STRATEGIES: dict[str, Strategy] = {s.name: s for s in (
     replace(_SEED5, name="doubling", fine_tune="doubling"),
     replace(_SEED5, name="trimmed", trim=0.2, trim_whole=True),
     replace(_SEED5, name="trimmed_answers", trim=0.2),
+    replace(product_default(), name="seed3", init_images=3),
     replace(product_default(), name="region_start", init_images=30, start_regions=40,
             first_epochs=20),
     replace(product_default(), name="colour_start", init_images=30, start_regions=40,
