@@ -117,15 +117,14 @@ def run_project(ls, sdk, browser, config_name: str, size: tuple[int, int], data:
         backend.wait_status(project, lambda s: s["seed_batch"], "confirmation and seed batch",
                             timeout=120)
         seed = backend.status(project)["seed_batch"]
+        asked = {t: ours(sdk, t)[0] for t in seed}  # read before the click: not timed
         context = lsbrowser.new_context(browser)
         page = context.new_page()
-        lsbrowser.login(page, ls.url, ls.email, ls.password)
-        lsbrowser.open_data_manager(page, ls.url, project)
-        before, t0 = lsbrowser.label_all_tasks(page)
-        lsbrowser.dismiss_instructions(page)  # shown once labeling starts (set on connect)
+        started = lsbrowser.start_labeling(page, ls, project)  # instructions closed too
+        before, t0 = started.task, started.t0
+        instructions = time.monotonic() - t0
         print(f"[{name}] before the first step, Label All Tasks opened {before} "
               f"(seed: {before in seed})", flush=True)
-        asked = {t: ours(sdk, t)[0] for t in seed}
         start_task = None
         if any(p["result"] for p in asked.values()):  # a start of regions
             results = asked[before]["result"] if before in asked else []
@@ -135,7 +134,8 @@ def run_project(ls, sdk, browser, config_name: str, size: tuple[int, int], data:
                           "class_less": all(not (r["value"].get("polygonlabels")
                                                  or r["value"].get("brushlabels"))
                                             for r in results),
-                          "seconds": round(usable.seconds, 2)}
+                          "seconds": round(usable.seconds, 2),
+                          "instructions_closed": round(instructions, 2)}
             print(f"[{name}] the seed task: {start_task}", flush=True)
             if shot is not None:  # the start's task, not a queried one
                 lsbrowser.screenshot(page, shot)
@@ -152,9 +152,8 @@ def run_project(ls, sdk, browser, config_name: str, size: tuple[int, int], data:
         queried = {t for t in truth if t not in seed and ours(sdk, t) and ours(sdk, t)[0]["result"]}
         least = min(queried, key=lambda t: (ours(sdk, t)[0]["score"], t))
 
-        lsbrowser.open_data_manager(page, ls.url, project)
-        task, t0 = lsbrowser.label_all_tasks(page)
-        lsbrowser.dismiss_instructions(page)
+        started = lsbrowser.start_labeling(page, ls, project, log_in=False)
+        task, t0 = started.task, started.t0
         after = task
         loads = []
         for k in range(stream):

@@ -47,11 +47,8 @@ Typical use in a test (the server from ``tests/lsserver.py``)::
         pytest.skip("no Chromium/Playwright")
     with launch_browser(browser_path) as browser:
         page = new_context(browser).new_page()
-        login(page, server.url, server.email, server.password)
-        open_data_manager(page, server.url, project)
-        task, t0 = label_all_tasks(page)
-        dismiss_instructions(page)  # when the project shows instructions before labeling
-        seconds = wait_usable(page, expected_regions=5, timeout=120, t0=t0)
+        started = start_labeling(page, server, project)  # log in, Label All Tasks
+        seconds = wait_usable(page, expected_regions=5, timeout=120, t0=started.t0)
         select_region(page, 1)
         set_label(page, "Road")
         annotation_id = submit(page)
@@ -75,6 +72,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "BrowserUnavailable",
     "LAUNCH_ARGS",
+    "Started",
     "Usable",
     "UsableTimeout",
     "click_region",
@@ -95,6 +93,7 @@ __all__ = [
     "screenshot",
     "select_region",
     "set_label",
+    "start_labeling",
     "submit",
     "wait_next_task",
     "wait_usable",
@@ -302,6 +301,32 @@ def dismiss_instructions(page: Page, timeout: float = 10.0,
         page.keyboard.press("Escape")
     title.wait_for(state="hidden", timeout=timeout * 1000)
     return text
+
+
+@dataclass
+class Started:
+    """What :func:`start_labeling` saw: the task handed out, the ``time.monotonic()`` of the
+    click (``t0`` for :func:`measure_usable`) and the instructions window's text (None: none)."""
+
+    task: int
+    t0: float
+    instructions: str | None
+
+
+def start_labeling(page: Page, server: Any, project: int, *, log_in: bool = True,
+                   shot: str | os.PathLike | None = None) -> Started:
+    """What a person does to start labeling a project: log in (unless ``log_in`` is False: the
+    page's context is logged in already), open its Data Manager, press "Label All Tasks" and
+    close the instructions window when the project shows one (after a screenshot to ``shot``).
+
+    ``server`` has the ``url``, ``email`` and ``password`` of a Label Studio user
+    (``tests/lsserver.py``).
+    """
+    if log_in:
+        login(page, server.url, server.email, server.password)
+    open_data_manager(page, server.url, project)
+    task, t0 = label_all_tasks(page)
+    return Started(task, t0, dismiss_instructions(page, shot=shot))
 
 
 def open_task(page: Page, base_url: str, project: int, task: int, timeout: float = 60.0) -> float:

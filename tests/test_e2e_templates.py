@@ -160,11 +160,9 @@ def browsed(request, ls, sdk, projects, connected, tmp_path_factory) -> dict | N
     with lsbrowser.launch_browser(executable) as browser:
         context = lsbrowser.new_context(browser)
         page = context.new_page()
-        lsbrowser.login(page, ls.url, ls.email, ls.password)
-        lsbrowser.open_data_manager(page, ls.url, project.id)
-        opened, t0 = lsbrowser.label_all_tasks(page)
         shots = tmp_path_factory.mktemp("shots")
-        instructions = lsbrowser.dismiss_instructions(page, shot=shots / "instructions.png")
+        started = lsbrowser.start_labeling(page, ls, project.id, shot=shots / "instructions.png")
+        opened, t0, instructions = started.task, started.t0, started.instructions
         expected = len(queried[opened]["result"]) if opened in queried else 0
         usable = lsbrowser.measure_usable(page, expected, timeout=60, t0=t0)
         listed = lsbrowser.count_regions(page)

@@ -73,18 +73,16 @@ def page(browser, ls):
 def flow(ls, sdk, backend, project, page, tmp_path_factory) -> dict:
     connect(sdk, backend, project)
     seed = backend.status(project.id)["seed_batch"]
-    lsbrowser.open_data_manager(page, ls.url, project.id)
-    first, _ = lsbrowser.label_all_tasks(page)
-    instructions = lsbrowser.dismiss_instructions(page)  # the backend's, set on connect
+    opening = lsbrowser.start_labeling(page, ls, project.id, log_in=False)
+    first, instructions = opening.task, opening.instructions  # the backend's, set on connect
     for task in seed:
         sdk.annotations.create(id=task, result=annotation_result(project.truth[task]))
     backend.wait_status(project.id, lambda s: s["al_step"] == 1 and s["training_state"] == "idle",
                         "the first step", RUN_TIMEOUT)
     queried = {t: ours(sdk, t)[0] for t in project.truth
                if t not in seed and ours(sdk, t) and ours(sdk, t)[0]["result"]}
-    lsbrowser.open_data_manager(page, ls.url, project.id)
-    opened, t0 = lsbrowser.label_all_tasks(page)
-    lsbrowser.dismiss_instructions(page)
+    started = lsbrowser.start_labeling(page, ls, project.id, log_in=False)
+    opened, t0 = started.task, started.t0
     expected = len(queried[opened]["result"]) if opened in queried else None
     usable = lsbrowser.measure_usable(page, expected or 0, timeout=USABLE_BOUND, t0=t0)
     listed = lsbrowser.count_regions(page)

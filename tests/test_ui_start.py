@@ -51,10 +51,8 @@ def flow(ls, sdk, backend, project, tmp_path_factory) -> dict:
     with lsbrowser.launch_browser(BROWSER) as browser:
         context = lsbrowser.new_context(browser)
         page = context.new_page()
-        lsbrowser.login(page, ls.url, ls.email, ls.password)
-        lsbrowser.open_data_manager(page, ls.url, project.id)
-        opened, t0 = lsbrowser.label_all_tasks(page)
-        instructions = lsbrowser.dismiss_instructions(page)
+        started = lsbrowser.start_labeling(page, ls, project.id)
+        opened, t0, instructions = started.task, started.t0, started.instructions
         expected = len(asked[opened]["result"]) if opened in asked else 0
         usable = lsbrowser.measure_usable(page, expected, timeout=USABLE_BOUND, t0=t0)
         listed = lsbrowser.count_regions(page)
