@@ -65,6 +65,9 @@ for seed in 0 1 2; do
   # with their class (colour_start; bench/region_start.py's `colour`), 8 steps
   run peanut_al_region "colour_start_s${seed}" --first-epochs 120 --images-per-step 10 \
     --steps 8 --epochs 20 "$seed" -- colour_start
+  # a cheaper start still: the first 3 of the seed set's whole images, not 5 (seed3), 6 steps
+  run peanut_al_seed3 "seed3_s${seed}" --first-epochs 120 --images-per-step 10 \
+    --steps 6 --epochs 20 "$seed" -- seed3
 done
 combine "peanut_al peanut_al_start" bench/results/peanut_al_start.json --rename default=repaint dominant=seed10 seed5=default
 # Fine-tuning the seed model (anchored), or the last model that doubled the labels (doubling), at
@@ -84,4 +87,8 @@ combine "peanut_al peanut_al_start peanut_al_trim" bench/results/peanut_al_defau
 # The start of regions picked by colour against the default: peanut_al_region.json.
 cp bench/results/peanut_al/full.json bench/results/peanut_al_region/full.json
 combine "peanut_al_trim peanut_al_region" bench/results/peanut_al_region.json \
+  --rename trimmed_answers=default
+# The start of 3 whole images against the default's 5: peanut_al_seed3.json.
+cp bench/results/peanut_al/full.json bench/results/peanut_al_seed3/full.json
+combine "peanut_al_trim peanut_al_seed3" bench/results/peanut_al_seed3.json \
   --rename trimmed_answers=default
