@@ -120,8 +120,8 @@ def run_project(ls, sdk, browser, config_name: str, size: tuple[int, int], data:
         asked = {t: ours(sdk, t)[0] for t in seed}  # read before the click: not timed
         context = lsbrowser.new_context(browser)
         page = context.new_page()
-        started = lsbrowser.start_labeling(page, ls, project)  # instructions closed too
-        before, t0 = started.task, started.t0
+        opening = lsbrowser.start_labeling(page, ls, project)  # instructions closed too
+        before, t0 = opening.task, opening.t0
         instructions = time.monotonic() - t0
         print(f"[{name}] before the first step, Label All Tasks opened {before} "
               f"(seed: {before in seed})", flush=True)
@@ -152,8 +152,8 @@ def run_project(ls, sdk, browser, config_name: str, size: tuple[int, int], data:
         queried = {t for t in truth if t not in seed and ours(sdk, t) and ours(sdk, t)[0]["result"]}
         least = min(queried, key=lambda t: (ours(sdk, t)[0]["score"], t))
 
-        started = lsbrowser.start_labeling(page, ls, project, log_in=False)
-        task, t0 = started.task, started.t0
+        opening = lsbrowser.start_labeling(page, ls, project, log_in=False)
+        task, t0 = opening.task, opening.t0
         after = task
         loads = []
         for k in range(stream):
