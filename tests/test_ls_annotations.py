@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from backendproc import brush as brush_result
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -21,18 +22,8 @@ H, W = 6, 9
 
 
 def brush(mask, label, **overrides):
-    result = {
-        "id": "r1",
-        "from_name": CONFIG.brush_name,
-        "to_name": CONFIG.image_name,
-        "type": "brushlabels",
-        "original_width": mask.shape[1],
-        "original_height": mask.shape[0],
-        "image_rotation": 0,
-        "value": {"format": "rle", "rle": mask_to_rle(mask), "brushlabels": [label]},
-    }
-    result.update(overrides)
-    return result
+    """One brush result of CONFIG (the example config: BrushLabels "tag" on Image "image")."""
+    return {"id": "r1", **brush_result(mask, label), **overrides}
 
 
 def box(r0, r1, c0, c1):

@@ -12,6 +12,7 @@ import time
 import jwt
 import numpy as np
 import pytest
+from backendproc import brush
 from lsserver import LabelStudioServer, free_port, label_studio_server  # noqa: F401
 from PIL import Image
 
@@ -22,7 +23,6 @@ from dbsal_backend.labelstudio.annotations import annotation_to_label_map, selec
 from dbsal_backend.labelstudio.client import LabelStudioClient, LabelStudioError
 from dbsal_backend.labelstudio.predictions import empty_prediction, query_prediction
 from dbsal_backend.engine.regions import Region
-from dbsal_backend.labelstudio.rle import mask_to_rle
 
 CONFIG = parse_label_config(EXAMPLE_LABEL_CONFIG)
 N_IMAGES = 5
@@ -161,18 +161,6 @@ def test_errors_are_clear(server, project):
             c.get_project(project_id)
 
 
-def brush_result(mask: np.ndarray, label: str) -> dict:
-    return {
-        "from_name": CONFIG.brush_name,
-        "to_name": CONFIG.image_name,
-        "type": "brushlabels",
-        "original_width": mask.shape[1],
-        "original_height": mask.shape[0],
-        "image_rotation": 0,
-        "value": {"format": "rle", "rle": mask_to_rle(mask), "brushlabels": [label]},
-    }
-
-
 @pytest.mark.e2e
 def test_annotations_round_trip(client, project):
     project_id, images = project
@@ -183,9 +171,9 @@ def test_annotations_round_trip(client, project):
     sky = np.zeros((h, w), bool)
     sky[h // 3 :, w // 3 :] = True
     sdk = client.sdk
-    sdk.annotations.create(id=labeled, result=[brush_result(road, "building")])
-    sdk.annotations.create(id=labeled, result=[brush_result(road, "road"),
-                                               brush_result(sky, "sky")])
+    sdk.annotations.create(id=labeled, result=[brush(road, "building")])
+    sdk.annotations.create(id=labeled, result=[brush(road, "road"),
+                                               brush(sky, "sky")])
     sdk.annotations.create(id=skipped, result=[], was_cancelled=True)
 
     chosen = client.annotations(list(images))
