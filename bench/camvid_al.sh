@@ -151,3 +151,17 @@ combine "camvid_al_trim camvid_al_region" bench/results/camvid_al_region.json \
 cp bench/results/camvid_al/full.json bench/results/camvid_al_seed3/full.json
 combine "camvid_al_trim camvid_al_seed3" bench/results/camvid_al_seed3.json \
   --rename trimmed_answers=default
+# Is seed3's later deficit its training? A fresh model and the first model fine-tuned once, on each
+# seed's labels of its step 9 as cached by the runs above (about 52 minutes with three seeds on the
+# 2 cores; AL_ONLY=fresh_seed3; in camvid_al_seed3/fresh/, out of combine's way):
+# fresh_training_seed3.json.
+if [ -z "${AL_ONLY:-}" ] || [[ " $AL_ONLY " == *" fresh_seed3 "* ]]; then
+  for seed in 0 1 2; do
+    out=bench/results/camvid_al_seed3/fresh/s${seed}.json
+    [ -f "$out" ] || "$PY" bench/fresh_training.py --data "$DATA" --strategy seed3 --steps 9 \
+      --images-per-step 20 --from-cache --seeds "$seed" --arms fresh anchor --out "$out" &
+  done
+  wait
+  "$PY" bench/fresh_training.py --merge bench/results/camvid_al_seed3/fresh/s{0,1,2}.json \
+    --out bench/results/fresh_training_seed3.json
+fi

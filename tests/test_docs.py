@@ -957,6 +957,13 @@ FIGURES = [
      "clicks, where the default is at {mi(at(S('default'), S('seed3')[-1]['clicks']))}. Its step-1 "
      "pre-labels are right for {pc(S('seed3')[1]['prelabel_accuracy'])}% of the regions (the "
      "default's {pc(S('default')[1]['prelabel_accuracy'])}%)"),
+    ("docs/results.md", "fresh_training_seed3.json",
+     "trains on each seed's labels of `seed3`'s step {d['settings']['steps']} a fresh model from the "
+     "ImageNet weights for {d['settings']['fresh_epochs']} epochs, which scores "
+     "{mi((e := d['summary'][str(d['settings']['steps'])])['fresh']['miou'])} mIoU against the "
+     "chain's {mi(e['warm']['miou'])} ({join(e['fresh_minus_warm']['per_seed'], sg, ', ')} on seeds "
+     "{join(d['seeds'], str, ', ')}), and the first model fine-tuned {d['settings']['epochs']} epochs "
+     "once, which scores {mi(e['anchor']['miou'])} ({join(e['anchor_minus_warm']['per_seed'], sg, ', ')})"),
     ("docs/results.md", "peanut_al_seed3.json",
      "On Peanut ({len(S('seed3')) - 1} steps, seeds {join(seeds('seed3'), str, ', ')}; "
      "`bench/results/peanut_al_seed3.json`) its start costs "
